@@ -1,0 +1,53 @@
+"""The default format: a Standard Webhooks envelope around the ExternalLead.
+
+Body ``{"type", "timestamp", "data"}``; headers ``webhook-id`` (the stable event
+id), ``webhook-timestamp`` and, with secrets, ``webhook-signature`` carrying one
+``v1,<sig>`` per secret (two during a rotation), space-separated.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import httpx
+from standardwebhooks.webhooks import Webhook as Signer
+
+from server.formats import LeadEvent, SendResult
+
+__all__ = ["build_request", "send", "sign"]
+
+
+def sign(secrets: tuple[str, ...], event_id: str, at: datetime, body: str) -> str:
+    """``webhook-signature`` value: each secret's ``v1,<base64>``, space-separated."""
+    return " ".join(Signer(secret).sign(event_id, at, body) for secret in secrets)
+
+
+def build_request(event: LeadEvent, now: datetime) -> tuple[dict[str, str], str]:
+    """Headers and body for one attempt; re-signed with a fresh timestamp each time."""
+    now = now.astimezone(UTC).replace(microsecond=0)
+    body = json.dumps(
+        {
+            "type": event.type,
+            "timestamp": event.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "data": event.lead,
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": event.id,
+        "webhook-timestamp": str(int(now.timestamp())),
+    }
+    if event.site.webhook.secrets:
+        headers["webhook-signature"] = sign(event.site.webhook.secrets, event.id, now, body)
+    return headers, body
+
+
+async def send(http: httpx.AsyncClient, event: LeadEvent) -> SendResult:
+    url = event.site.webhook.url
+    assert url is not None, "inbox events never reach a format"
+    headers, body = build_request(event, datetime.now(UTC))
+    response = await http.post(url, content=body.encode(), headers=headers)
+    return SendResult.from_response(response)

@@ -1,0 +1,123 @@
+"""Every Redis key name chatlead uses, in one place.
+
+All keys start with ``chatlead:``. Keys that belong to a session carry the
+session's shard as a hash tag (``chatlead:{7}:...``) so each atomic step (one Lua
+script) touches one hash slot and runs unchanged on Redis Cluster. Each shard has
+its own deadline set, outbox and report indexes. Keys shared across shards (meta,
+inbox, CRM rate budgets) are never touched from a per-session script.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+__all__ = [
+    "META",
+    "NOTIFY_CHANNEL",
+    "shard_of",
+]
+
+PREFIX = "chatlead:"
+META = PREFIX + "meta"
+"""Hash: ``shards`` (fixed at first start)."""
+NOTIFY_CHANNEL = PREFIX + "notify"
+"""Pub/sub: JSON ``{"abandoned": [session ids]}`` so servers can tell live sockets."""
+INBOX = PREFIX + "inbox"
+"""List of delivered inbox payloads (JSON), newest first, capped."""
+VISITORS = PREFIX + "visitors"
+
+
+def shard_of(session_id: str, shards: int) -> int:
+    """The shard a session lives in: stable for a given shard count."""
+    return zlib.crc32(session_id.encode()) % shards
+
+
+def _tag(shard: int) -> str:
+    return f"{PREFIX}{{{shard}}}:"
+
+
+# --- per session (all in the session's shard) -------------------------------
+
+
+def session(shard: int, session_id: str) -> str:
+    """Hash: status, site, seq, timestamps, step, user id, token hash, page data, refId."""
+    return f"{_tag(shard)}s:{session_id}"
+
+
+def fields(shard: int, session_id: str) -> str:
+    """Hash: captured lead fields, canonical name -> value."""
+    return f"{_tag(shard)}s:{session_id}:fields"
+
+
+def transcript(shard: int, session_id: str) -> str:
+    """List of JSON entries ``{"seq","from","text","ts","field"?,"prompt"?}``."""
+    return f"{_tag(shard)}s:{session_id}:transcript"
+
+
+def client_ids(shard: int, session_id: str) -> str:
+    """Hash: client frame id -> seq it was acked with (dedupe)."""
+    return f"{_tag(shard)}s:{session_id}:ids"
+
+
+def session_events(shard: int, session_id: str) -> str:
+    """List of this session's undelivered event ids, oldest first (delivery order)."""
+    return f"{_tag(shard)}s:{session_id}:events"
+
+
+def session_keys(shard: int, session_id: str) -> list[str]:
+    """Every key of one session, in the order the Lua scripts expect them."""
+    return [
+        session(shard, session_id),
+        fields(shard, session_id),
+        transcript(shard, session_id),
+        client_ids(shard, session_id),
+        session_events(shard, session_id),
+    ]
+
+
+# --- per shard --------------------------------------------------------------
+
+
+def deadlines(shard: int) -> str:
+    """Sorted set: open session id -> abandonment deadline (ms, Redis clock)."""
+    return f"{_tag(shard)}deadlines"
+
+
+def outbox_due(shard: int) -> str:
+    """Sorted set: event id -> when its next delivery attempt is due (ms)."""
+    return f"{_tag(shard)}outbox"
+
+
+def event(shard: int, event_id: str) -> str:
+    """Hash: type, session id, site, status, created/next attempt times, lease."""
+    return f"{_tag(shard)}e:{event_id}"
+
+
+def event_attempts(shard: int, event_id: str) -> str:
+    """List of JSON attempt records, oldest first."""
+    return f"{_tag(shard)}e:{event_id}:attempts"
+
+
+def deliveries(shard: int) -> str:
+    """Sorted set: event id -> created (ms); the delivery log index."""
+    return f"{_tag(shard)}deliveries"
+
+
+def site_index(shard: int, site: str, kind: str) -> str:
+    """Sorted set: session id -> time (ms) it started/completed/abandoned/recovered."""
+    return f"{_tag(shard)}idx:{site}:{kind}"
+
+
+def site_stats(shard: int, site: str, day: int) -> str:
+    """Hash of counters for one site and UTC day (days since epoch)."""
+    return f"{_tag(shard)}stats:{site}:{day}"
+
+
+def stats_prefix(shard: int) -> str:
+    """Prefix the Lua scripts append ``<site>:<day>`` to."""
+    return f"{_tag(shard)}stats:"
+
+
+def index_prefix(shard: int) -> str:
+    """Prefix the Lua scripts append ``<site>:<kind>`` to."""
+    return f"{_tag(shard)}idx:"

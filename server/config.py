@@ -241,7 +241,14 @@ class Settings(BaseSettings):
     msg_rate: float = Field(10.0, gt=0)
     msg_burst: int = Field(30, ge=1)
     retry_schedule: Annotated[tuple[float, ...], NoDecode] = (
-        0, 5, 300, 1800, 7200, 18000, 36000, 36000,
+        0,
+        5,
+        300,
+        1800,
+        7200,
+        18000,
+        36000,
+        36000,
     )
     shards: int = Field(16, ge=1, le=1024)
     host: str = "127.0.0.1"
@@ -395,6 +402,5 @@ def load_sites(settings: Settings) -> dict[str, Site]:
     if not sites_raw:
         raise ConfigError(f"{path}: no [sites.<id>] defined")
     return {
-        site_id: _site_from_toml(site_id, raw, settings, path)
-        for site_id, raw in sites_raw.items()
+        site_id: _site_from_toml(site_id, raw, settings, path) for site_id, raw in sites_raw.items()
     }

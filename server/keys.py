@@ -32,7 +32,8 @@ def shard_of(session_id: str, shards: int) -> int:
     return zlib.crc32(session_id.encode()) % shards
 
 
-def _tag(shard: int) -> str:
+def tag(shard: int) -> str:
+    """The hash-tagged prefix of every key in ``shard``."""
     return f"{PREFIX}{{{shard}}}:"
 
 
@@ -41,27 +42,27 @@ def _tag(shard: int) -> str:
 
 def session(shard: int, session_id: str) -> str:
     """Hash: status, site, seq, timestamps, step, user id, token hash, page data, refId."""
-    return f"{_tag(shard)}s:{session_id}"
+    return f"{tag(shard)}s:{session_id}"
 
 
 def fields(shard: int, session_id: str) -> str:
     """Hash: captured lead fields, canonical name -> value."""
-    return f"{_tag(shard)}s:{session_id}:fields"
+    return f"{tag(shard)}s:{session_id}:fields"
 
 
 def transcript(shard: int, session_id: str) -> str:
     """List of JSON entries ``{"seq","from","text","ts","field"?,"prompt"?}``."""
-    return f"{_tag(shard)}s:{session_id}:transcript"
+    return f"{tag(shard)}s:{session_id}:transcript"
 
 
 def client_ids(shard: int, session_id: str) -> str:
     """Hash: client frame id -> seq it was acked with (dedupe)."""
-    return f"{_tag(shard)}s:{session_id}:ids"
+    return f"{tag(shard)}s:{session_id}:ids"
 
 
 def session_events(shard: int, session_id: str) -> str:
     """List of this session's undelivered event ids, oldest first (delivery order)."""
-    return f"{_tag(shard)}s:{session_id}:events"
+    return f"{tag(shard)}s:{session_id}:events"
 
 
 def session_keys(shard: int, session_id: str) -> list[str]:
@@ -80,44 +81,44 @@ def session_keys(shard: int, session_id: str) -> list[str]:
 
 def deadlines(shard: int) -> str:
     """Sorted set: open session id -> abandonment deadline (ms, Redis clock)."""
-    return f"{_tag(shard)}deadlines"
+    return f"{tag(shard)}deadlines"
 
 
 def outbox_due(shard: int) -> str:
     """Sorted set: event id -> when its next delivery attempt is due (ms)."""
-    return f"{_tag(shard)}outbox"
+    return f"{tag(shard)}outbox"
 
 
 def event(shard: int, event_id: str) -> str:
     """Hash: type, session id, site, status, created/next attempt times, lease."""
-    return f"{_tag(shard)}e:{event_id}"
+    return f"{tag(shard)}e:{event_id}"
 
 
 def event_attempts(shard: int, event_id: str) -> str:
     """List of JSON attempt records, oldest first."""
-    return f"{_tag(shard)}e:{event_id}:attempts"
+    return f"{tag(shard)}e:{event_id}:attempts"
 
 
 def deliveries(shard: int) -> str:
     """Sorted set: event id -> created (ms); the delivery log index."""
-    return f"{_tag(shard)}deliveries"
+    return f"{tag(shard)}deliveries"
 
 
 def site_index(shard: int, site: str, kind: str) -> str:
     """Sorted set: session id -> time (ms) it started/completed/abandoned/recovered."""
-    return f"{_tag(shard)}idx:{site}:{kind}"
+    return f"{tag(shard)}idx:{site}:{kind}"
 
 
 def site_stats(shard: int, site: str, day: int) -> str:
     """Hash of counters for one site and UTC day (days since epoch)."""
-    return f"{_tag(shard)}stats:{site}:{day}"
+    return f"{tag(shard)}stats:{site}:{day}"
 
 
 def stats_prefix(shard: int) -> str:
     """Prefix the Lua scripts append ``<site>:<day>`` to."""
-    return f"{_tag(shard)}stats:"
+    return f"{tag(shard)}stats:"
 
 
 def index_prefix(shard: int) -> str:
     """Prefix the Lua scripts append ``<site>:<kind>`` to."""
-    return f"{_tag(shard)}idx:"
+    return f"{tag(shard)}idx:"

@@ -1,0 +1,130 @@
+"""The ASGI application: routes plus the background loops of one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+
+from server.config import Settings, Site, load_settings, load_sites
+from server.delivery import Deliverer
+from server.errors import ConfigError
+from server.outbox import Outbox
+from server.runtime import Runtime
+from server.store import Store, connect_redis
+from server.sweeper import Sweeper
+from server.ws import websocket_endpoint
+
+__all__ = ["Background", "create_app", "open_store"]
+
+log = logging.getLogger("chatlead.app")
+
+
+async def open_store(settings: Settings) -> Store:
+    """Connect and check Redis (eviction policy, shard count)."""
+    if settings.redis_url is None:
+        raise ConfigError("CHATLEAD_REDIS_URL is not set (the CLI starts the embedded server)")
+    store = Store(connect_redis(settings.redis_url), settings.shards, settings.retention)
+    await store.check()
+    return store
+
+
+class Background:
+    """The loops a process runs besides answering requests."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.deliverer = Deliverer(
+            runtime.store, runtime.sites, runtime.settings.retry_schedule, runtime.delivery_wakeup
+        )
+        self.sweeper = Sweeper(runtime.store, runtime.delivery_wakeup)
+        self.runtime = runtime
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def start(self, *, notifications: bool) -> None:
+        loops: list[Callable[[], Awaitable[None]]] = [self.deliverer.run, self.sweeper.run]
+        if notifications:
+            loops.append(self._notifications)
+        self.tasks = [asyncio.create_task(_forever(loop)) for loop in loops]
+
+    async def _notifications(self) -> None:
+        await self.runtime.listen_notifications()
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _forever(loop: Callable[[], Awaitable[None]]) -> None:
+    """Run a loop; restart it after an unexpected error (e.g. Redis went away)."""
+    while True:
+        try:
+            await loop()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background_loop_failed loop=%s", getattr(loop, "__qualname__", loop))
+            await asyncio.sleep(1)
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def readyz(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    if await runtime.store.ping():
+        return PlainTextResponse("ok")
+    return PlainTextResponse("redis unreachable", status_code=503)
+
+
+async def inbox(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    items = await Outbox(runtime.store).inbox()
+    return JSONResponse({"items": items})
+
+
+def _routes() -> list[BaseRoute]:
+    from server import widget
+
+    return [
+        WebSocketRoute("/ws", websocket_endpoint),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/admin/inbox", inbox),
+        *widget.routes,
+    ]
+
+
+def create_app(settings: Settings | None = None, sites: dict[str, Site] | None = None) -> Starlette:
+    """The application; settings from the environment unless given."""
+    settings = settings or load_settings()
+    sites = sites or load_sites(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        store = await open_store(settings)
+        runtime = Runtime(settings, sites, store)
+        app.state.runtime = runtime
+        background = Background(runtime)
+        background.start(notifications=True)
+        log.info("ready sites=%s shards=%d", ",".join(sites), settings.shards)
+        try:
+            yield {}
+        finally:
+            await background.stop()
+            await store.redis.aclose()
+
+    app = Starlette(routes=_routes(), lifespan=lifespan)
+    app.state.default_site_id = next(iter(sites))
+    return app

@@ -1,0 +1,212 @@
+"""The delivery loop: claim due events, send them, record the outcome.
+
+Read it like a worker: poll (or wake) -> claim -> build the lead -> send in the
+site's format -> settle (delivered | retry at the next scheduled time | dead).
+At-least-once: an event is only settled after its attempt, so a process killed
+mid-send leaves it claimed until its lease ends, then it is sent again with the
+same ``webhook-id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from server import formats
+from server.config import Site
+from server.errors import DeliveryError, StoreError
+from server.formats import LeadEvent, SendResult
+from server.lead import build_lead
+from server.outbox import Claim, EventRecord, Outbox
+from server.store import Store
+
+__all__ = ["Deliverer", "next_delay", "sample_lead"]
+
+log = logging.getLogger("chatlead.delivery")
+
+POLL_S = 0.25
+CONCURRENCY = 32
+REQUEST_TIMEOUT_S = 15.0
+
+
+def next_delay(
+    schedule: tuple[float, ...], attempts_done: int, retry_after: float | None, jitter: float
+) -> float | None:
+    """Seconds until the next attempt, or None when the schedule is used up.
+
+    ``schedule[0]`` is the first attempt (immediately); after the n-th failed
+    attempt the wait is ``schedule[n]`` (+/- ``jitter`` fraction), at least the
+    server's ``Retry-After``.
+    """
+    if attempts_done >= len(schedule):
+        return None
+    delay = schedule[attempts_done] * (1 + jitter)
+    return max(delay, retry_after or 0.0)
+
+
+def sample_lead(site: Site, event_id: str) -> dict[str, Any]:
+    """The lead of a ``lead.test`` event: obviously fake, shaped like the real thing."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {
+        "userId": "v_test",
+        "sessionId": event_id.split("_")[1],
+        "fields": [
+            {"name": "name", "value": "Test Lead"},
+            {"name": "email", "value": "test.lead@example.com"},
+            {"name": "phone", "value": "+12025550143"},
+            {"name": "message", "value": "This is a test lead from chatlead."},
+        ],
+        "source": site.source,
+        "transcript": [
+            {
+                "createdTime": now,
+                "from": {"id": "bot"},
+                "to": [{"id": "v_test"}],
+                "message": "This is a test event.",
+                "attributes": {"seq": 1},
+            }
+        ],
+        "isAbandoned": False,
+        **({"company": site.company} if site.company else {}),
+    }
+
+
+class Deliverer:
+    def __init__(
+        self,
+        store: Store,
+        sites: dict[str, Site],
+        schedule: tuple[float, ...],
+        wakeup: asyncio.Event,
+    ) -> None:
+        self.store = store
+        self.outbox = Outbox(store)
+        self.sites = sites
+        self.schedule = schedule
+        self.wakeup = wakeup
+        self.http = httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, follow_redirects=False)
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Deliver until cancelled; survives Redis outages."""
+        try:
+            while True:
+                claims = await self._claim()
+                for claim in claims:
+                    await self._slots.acquire()
+                    task = asyncio.create_task(self._deliver(claim))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._done)
+                if not claims:
+                    self.wakeup.clear()
+                    try:
+                        await asyncio.wait_for(self.wakeup.wait(), POLL_S)
+                    except TimeoutError:
+                        pass
+        finally:
+            await self.drain()
+            await self.http.aclose()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._slots.release()
+
+    async def drain(self, timeout: float = 20.0) -> None:
+        """Let in-flight attempts finish (graceful shutdown)."""
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=timeout)
+
+    async def _claim(self) -> list[Claim]:
+        try:
+            return await self.outbox.claim(limit=CONCURRENCY)
+        except StoreError as exc:
+            log.warning("outbox_unavailable error=%s", exc)
+            await asyncio.sleep(1)
+            return []
+
+    async def _deliver(self, claim: Claim) -> None:
+        try:
+            event = await self.outbox.load(claim.event_id)
+            if event is None:
+                return
+            await self._attempt(claim, event)
+        except Exception:  # a bug here must not stop the loop; the lease brings it back
+            log.exception("delivery_crashed event=%s", claim.event_id)
+
+    async def _lead_event(self, event: EventRecord) -> LeadEvent | str:
+        site = self.sites.get(event.site)
+        if site is None:
+            return f"site {event.site!r} is no longer configured"
+        if event.type == "lead.test":
+            lead = sample_lead(site, event.id)
+        else:
+            record = await self.store.load_session(event.session_id)
+            if record is None:
+                return "session data is gone (expired or erased)"
+            lead = build_lead(record, site, abandoned=event.type == "lead.abandoned")
+        created = datetime.fromtimestamp(event.created_ms / 1000, UTC)
+        return LeadEvent(event.id, event.type, created, site, lead)
+
+    async def _attempt(self, claim: Claim, event: EventRecord) -> None:
+        lead_event = await self._lead_event(event)
+        if isinstance(lead_event, str):
+            await self._settle(
+                claim, event, SendResult(ok=False, retryable=False, error=lead_event), 0
+            )
+            return
+        started = time.perf_counter()
+        try:
+            result = await self._send(lead_event)
+        except DeliveryError as exc:
+            result = SendResult(ok=False, retryable=False, error=str(exc))
+        except httpx.TimeoutException:
+            result = SendResult(ok=False, retryable=True, error="timeout")
+        except httpx.HTTPError as exc:
+            result = SendResult(ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}")
+        latency_ms = (time.perf_counter() - started) * 1000
+        await self._settle(claim, event, result, latency_ms)
+
+    async def _send(self, event: LeadEvent) -> SendResult:
+        webhook = event.site.webhook
+        if webhook.url is None and webhook.format == "external-lead":
+            await self.outbox.push_inbox(
+                {"id": event.id, "type": event.type, "site": event.site.id, "data": event.lead}
+            )
+            return SendResult(ok=True, retryable=False, status_code=None)
+        return await formats.send(self.http, event)
+
+    async def _settle(
+        self, claim: Claim, event: EventRecord, result: SendResult, latency_ms: float
+    ) -> None:
+        attempt = {
+            "status_code": result.status_code,
+            "latency_ms": round(latency_ms, 1),
+            "error": result.error,
+            "response": result.response_snippet[:300],
+        }
+        done = len(event.attempts) + 1
+        if result.ok:
+            outcome, delay = "delivered", 0.0
+        else:
+            wait = (
+                next_delay(self.schedule, done, result.retry_after, random.uniform(-0.1, 0.1))
+                if result.retryable
+                else None
+            )
+            outcome, delay = ("retry", wait) if wait is not None else ("dead", 0.0)
+        await self.outbox.settle(claim, outcome, attempt, delay_s=delay, ref_id=result.ref_id)
+        log.info(
+            "delivery event=%s outcome=%s status=%s attempt=%d latency_ms=%.0f",
+            event.id,
+            outcome,
+            result.status_code,
+            done,
+            latency_ms,
+        )

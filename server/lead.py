@@ -1,0 +1,71 @@
+"""Build a Stentor ``ExternalLead`` from a stored session (pure).
+
+Shape: seed 000 (``stentor-models`` Crm.ts) in camelCase; transcript entries are
+Stentor ``Message`` objects as described in ``seeds/README.md``. The lead can be
+built at any moment of the conversation, not only at the end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.config import Site
+from server.protocol import iso_ms
+from server.session import PAGE_FIELDS, SessionRecord
+
+__all__ = ["BOT_ID", "build_lead", "lead_fields", "transcript_message"]
+
+BOT_ID = "bot"
+
+
+def transcript_message(entry: dict[str, Any], user_id: str) -> dict[str, Any]:
+    """One stored transcript entry as a Stentor ``Message``."""
+    from_bot = entry["from"] != "visitor"
+    speaker = BOT_ID if entry["from"] == "bot" else entry["from"]
+    attributes: dict[str, Any] = {"seq": entry["seq"]}
+    if "field" in entry:
+        attributes["field"] = entry["field"]
+    message: dict[str, Any] = {
+        "createdTime": iso_ms(entry["ts"]),
+        "from": {"id": speaker if from_bot else user_id},
+        "to": [{"id": user_id if from_bot else BOT_ID}],
+        "message": entry["text"],
+        "attributes": attributes,
+    }
+    options = (entry.get("prompt") or {}).get("options")
+    if options:
+        message["response"] = {
+            "displayText": entry["text"],
+            "suggestions": [{"title": option} for option in options],
+        }
+    return message
+
+
+def lead_fields(record: SessionRecord, site: Site) -> list[dict[str, str]]:
+    """Captured fields in flow order, then extras, then page data; skipped ones left out."""
+    order = [step.field for step in site.flow]
+    names = order + sorted(set(record.fields) - set(order))
+    out = [{"name": n, "value": record.fields[n]} for n in names if record.fields.get(n)]
+    out += [{"name": k, "value": record.page[k]} for k in PAGE_FIELDS if k in record.page]
+    return out
+
+
+def build_lead(record: SessionRecord, site: Site, *, abandoned: bool) -> dict[str, Any]:
+    """The ExternalLead for ``record``; ``abandoned`` sets ``isAbandoned``."""
+    lead: dict[str, Any] = {
+        "userId": record.user_id,
+        "sessionId": record.id,
+        "fields": lead_fields(record, site),
+        "source": record.source or site.source,
+        "transcript": [transcript_message(e, record.user_id) for e in record.transcript],
+        "isAbandoned": abandoned,
+    }
+    optional = {
+        "company": site.company,
+        "refId": record.ref_id,
+        "jobTypeId": site.job_type_id,
+        "availabilityClassId": site.availability_class_id,
+        "placeId": site.place_id,
+    }
+    lead.update({k: v for k, v in optional.items() if v})
+    return lead

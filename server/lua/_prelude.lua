@@ -1,0 +1,61 @@
+-- Shared by every script (prepended at load time). All keys built here carry
+-- the shard tag of KEYS[1], so each script touches one hash slot (CONTRACT §8).
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function day_of(ms)
+  return math.floor(ms / 86400000)
+end
+
+-- Bump a per-site, per-day counter (kept a little longer than the data).
+local function count(tag, site, now, field, ttl)
+  local key = tag .. 'stats:' .. site .. ':' .. day_of(now)
+  redis.call('HINCRBY', key, field, 1)
+  redis.call('PEXPIRE', key, ttl + 86400000)
+end
+
+-- Record a session in a per-site report index (time-ordered).
+local function index(tag, site, kind, now, sid, ttl)
+  local key = tag .. 'idx:' .. site .. ':' .. kind
+  redis.call('ZADD', key, now, sid)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ttl)
+  redis.call('PEXPIRE', key, ttl)
+end
+
+-- Append entries ({from, text, ...}) to the transcript with consecutive seqs.
+local function append(transcript_key, entries, seq, now)
+  for _, entry in ipairs(entries) do
+    seq = seq + 1
+    entry.seq = seq
+    entry.ts = now
+    redis.call('RPUSH', transcript_key, cjson.encode(entry))
+  end
+  return seq
+end
+
+-- Write a lead event to the shard's outbox, queued behind the session's
+-- earlier undelivered events. Idempotent: the event id is deterministic.
+local function emit(tag, sid, site, kind, eid, now, ttl)
+  local ev = tag .. 'e:' .. eid
+  if redis.call('EXISTS', ev) == 1 then
+    return
+  end
+  redis.call('HSET', ev, 'type', kind, 'session', sid, 'site', site,
+    'status', 'pending', 'created', now, 'next', now, 'attempts', 0)
+  redis.call('PEXPIRE', ev, ttl)
+  local queue = tag .. 's:' .. sid .. ':events'
+  redis.call('RPUSH', queue, eid)
+  redis.call('PEXPIRE', queue, ttl)
+  redis.call('ZADD', tag .. 'outbox', now, eid)
+  redis.call('ZADD', tag .. 'deliveries', now, eid)
+  redis.call('ZREMRANGEBYSCORE', tag .. 'deliveries', '-inf', now - ttl)
+end
+
+local function expire(keys, ttl)
+  for _, key in ipairs(keys) do
+    redis.call('PEXPIRE', key, ttl)
+  end
+end

@@ -1,0 +1,40 @@
+-- Record one delivery attempt and its outcome.
+-- KEYS: 1 shard outbox, 2 event, 3 event attempts, 4 session, 5 session events
+-- ARGV: 1 event id, 2 lease token from claim, 3 "delivered" | "retry" | "dead",
+--       4 attempt JSON {status_code, latency_ms, error, response}, 5 retry delay ms,
+--       6 CRM ref id or "", 7 retention ms
+-- Returns "ok", or "lost" when the lease ran out and another worker owns the event
+-- (the attempt is still recorded).
+local eid, outcome, ttl = ARGV[1], ARGV[3], tonumber(ARGV[7])
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return 'gone'
+end
+local now = now_ms()
+local attempt = cjson.decode(ARGV[4])
+attempt.at = now - math.floor(tonumber(attempt.latency_ms) or 0)
+redis.call('RPUSH', KEYS[3], cjson.encode(attempt))
+redis.call('PEXPIRE', KEYS[3], ttl)
+redis.call('HINCRBY', KEYS[2], 'attempts', 1)
+if redis.call('HGET', KEYS[2], 'lease') ~= ARGV[2] then
+  return 'lost'
+end
+redis.call('HDEL', KEYS[2], 'lease')
+if outcome == 'retry' then
+  local due = now + tonumber(ARGV[5])
+  redis.call('ZADD', KEYS[1], due, eid)
+  redis.call('HSET', KEYS[2], 'next', due)
+  return 'ok'
+end
+redis.call('ZREM', KEYS[1], eid)
+redis.call('HSET', KEYS[2], 'status', outcome, 'settled', now)
+redis.call('HDEL', KEYS[2], 'next')
+if ARGV[6] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('HSET', KEYS[4], 'ref_id', ARGV[6])
+end
+redis.call('LREM', KEYS[5], 0, eid)
+local head = redis.call('LINDEX', KEYS[5], 0)
+if head then
+  -- the next event of this session was waiting behind this one: due now
+  redis.call('ZADD', KEYS[1], 'XX', now, head)
+end
+return 'ok'

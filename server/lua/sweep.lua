@@ -1,0 +1,35 @@
+-- Flag sessions whose idle deadline passed (Redis clock) as abandoned, once each.
+-- KEYS: 1 shard deadlines
+-- ARGV: 1 max sessions per call, 2 retention ms, 3 shard tag
+-- Returns {flagged session ids, next deadline ms or "", now ms}.
+-- Cost is proportional to the expired sessions only (ZRANGEBYSCORE ... LIMIT).
+local limit, ttl, tag = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local now = now_ms()
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
+local flagged = {}
+for _, sid in ipairs(due) do
+  redis.call('ZREM', KEYS[1], sid)
+  local s = tag .. 's:' .. sid
+  local m = redis.call('HMGET', s, 'status', 'site', 'step', 'fwd')
+  if m[1] == 'open' then
+    local site = m[2]
+    local n = redis.call('HINCRBY', s, 'abandons', 1)
+    redis.call('HSET', s, 'status', 'abandoned', 'abandoned_at', now)
+    redis.call('HDEL', s, 'deadline')
+    count(tag, site, now, 'abandoned', ttl)
+    count(tag, site, now, 'stop:' .. (m[3] or ''), ttl)
+    index(tag, site, 'abandoned', now, sid, ttl)
+    local send = m[4] == 'always'
+    if m[4] == 'with-contact' then
+      local contact = redis.call('HMGET', s .. ':fields', 'email', 'phone')
+      send = (contact[1] and contact[1] ~= '') or (contact[2] and contact[2] ~= '')
+    end
+    if send then
+      emit(tag, sid, site, 'lead.abandoned', 'evt_' .. sid .. '_abandoned_' .. n, now, ttl)
+    end
+    expire({s, s .. ':fields', s .. ':transcript', s .. ':ids'}, ttl)
+    flagged[#flagged + 1] = sid
+  end
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {flagged, nxt[2] or '', now}

@@ -1,0 +1,218 @@
+"""The durable outbox: lead events waiting for delivery, and their attempt log.
+
+Events are written by the session scripts (same atomic step as the state change).
+This module claims, settles, lists and replays them. Event ids embed the
+session id (``evt_<session>_<what>``), so an id alone locates its shard.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from server import keys
+from server.errors import StoreError
+from server.store import Store
+
+__all__ = ["Claim", "EventRecord", "Outbox", "event_session", "is_event_id"]
+
+_EVENT_ID = re.compile(r"^evt_([0-9a-f]{24})_(completed|abandoned_\d{1,6}|test)$")
+LEASE_MS = 60_000
+INBOX_KEEP = 1000
+
+
+def is_event_id(event_id: str) -> bool:
+    return _EVENT_ID.match(event_id) is not None
+
+
+def event_session(event_id: str) -> str:
+    match = _EVENT_ID.match(event_id)
+    if match is None:
+        raise ValueError(f"not an event id: {event_id!r}")
+    return match.group(1)
+
+
+@dataclass(frozen=True)
+class Claim:
+    event_id: str
+    token: str
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: str
+    type: str
+    session_id: str
+    site: str
+    status: str
+    created_ms: int
+    next_ms: int | None
+    attempts: list[dict[str, Any]]
+
+
+def _record(event_id: str, raw: dict[str, str], attempts: list[str]) -> EventRecord:
+    return EventRecord(
+        id=event_id,
+        type=raw["type"],
+        session_id=raw["session"],
+        site=raw["site"],
+        status=raw["status"],
+        created_ms=int(raw["created"]),
+        next_ms=int(raw["next"]) if raw.get("next") else None,
+        attempts=[json.loads(a) for a in attempts],
+    )
+
+
+class Outbox:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.redis = store.redis
+
+    def _shard(self, event_id: str) -> int:
+        return self.store.shard(event_session(event_id))
+
+    async def claim(self, limit: int = 32) -> list[Claim]:
+        """Claim due events in every shard (one round trip)."""
+        script = self.store.script("claim")
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for shard in range(self.store.shards):
+                    await script(
+                        keys=[keys.outbox_due(shard)],
+                        args=[limit, LEASE_MS, keys.tag(shard)],
+                        client=pipe,
+                    )
+                results = await pipe.execute()
+        except RedisError as exc:
+            raise StoreError(f"Redis error claiming events: {exc}") from exc
+        return [Claim(flat[i], flat[i + 1]) for flat in results for i in range(0, len(flat), 2)]
+
+    async def load(self, event_id: str) -> EventRecord | None:
+        shard = self._shard(event_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.event(shard, event_id))
+            pipe.lrange(keys.event_attempts(shard, event_id), 0, -1)
+            raw, attempts = await pipe.execute()
+        return _record(event_id, raw, attempts) if raw else None
+
+    async def settle(
+        self,
+        claim: Claim,
+        outcome: str,
+        attempt: dict[str, Any],
+        *,
+        delay_s: float = 0,
+        ref_id: str | None = None,
+    ) -> str:
+        """Record an attempt: ``outcome`` is delivered | retry | dead."""
+        event_id = claim.event_id
+        session_id = event_session(event_id)
+        shard = self.store.shard(session_id)
+        try:
+            return str(
+                await self.store.script("settle")(
+                    keys=[
+                        keys.outbox_due(shard),
+                        keys.event(shard, event_id),
+                        keys.event_attempts(shard, event_id),
+                        keys.session(shard, session_id),
+                        keys.session_events(shard, session_id),
+                    ],
+                    args=[
+                        event_id,
+                        claim.token,
+                        outcome,
+                        json.dumps(attempt),
+                        int(delay_s * 1000),
+                        ref_id or "",
+                        self.store.retention_ms,
+                    ],
+                )
+            )
+        except RedisError as exc:
+            raise StoreError(f"Redis error settling {event_id}: {exc}") from exc
+
+    async def replay(self, event_id: str) -> str:
+        """Queue a delivered or dead event again: ok | pending | missing."""
+        session_id = event_session(event_id)
+        shard = self.store.shard(session_id)
+        return str(
+            await self.store.script("replay")(
+                keys=[
+                    keys.outbox_due(shard),
+                    keys.event(shard, event_id),
+                    keys.session_events(shard, session_id),
+                ],
+                args=[event_id, self.store.retention_ms],
+            )
+        )
+
+    async def add_test_event(self, site: str) -> str:
+        """A ``lead.test`` event for ``site``, delivered like any other."""
+        session_id = secrets.token_hex(12)
+        event_id = f"evt_{session_id}_test"
+        shard = self.store.shard(session_id)
+        now = int(await self._now_ms())
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                keys.event(shard, event_id),
+                mapping={
+                    "type": "lead.test",
+                    "session": session_id,
+                    "site": site,
+                    "status": "pending",
+                    "created": now,
+                    "next": now,
+                    "attempts": 0,
+                },
+            )
+            pipe.pexpire(keys.event(shard, event_id), self.store.retention_ms)
+            pipe.zadd(keys.outbox_due(shard), {event_id: now})
+            pipe.zadd(keys.deliveries(shard), {event_id: now})
+            await pipe.execute()
+        return event_id
+
+    async def _now_ms(self) -> int:
+        sec, usec = await self.redis.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
+    async def list(
+        self, status: str | None = None, limit: int = 50, before_ms: int | None = None
+    ) -> tuple[list[EventRecord], int | None]:
+        """Newest first across shards; ``before_ms`` is the cursor from the last page."""
+        high = f"({before_ms}" if before_ms is not None else "+inf"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(self.store.shards):
+                pipe.zrevrangebyscore(
+                    keys.deliveries(shard), high, "-inf", start=0, num=limit, withscores=True
+                )
+            pages = await pipe.execute()
+        newest = sorted(((score, eid) for page in pages for eid, score in page), reverse=True)
+        records: list[EventRecord] = []
+        cursor: int | None = None
+        for score, event_id in newest:
+            record = await self.load(event_id)
+            cursor = int(score)
+            if record is None or (status and record.status != status):
+                continue
+            records.append(record)
+            if len(records) >= limit:
+                break
+        else:
+            cursor = None
+        return records, cursor
+
+    async def push_inbox(self, payload: dict[str, Any]) -> None:
+        """The built-in inbox: where leads go when a site has no webhook."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(keys.INBOX, json.dumps(payload))
+            pipe.ltrim(keys.INBOX, 0, INBOX_KEEP - 1)
+            await pipe.execute()
+
+    async def inbox(self, limit: int = 100) -> list[dict[str, Any]]:
+        return [json.loads(item) for item in await self.redis.lrange(keys.INBOX, 0, limit - 1)]

@@ -1,0 +1,124 @@
+"""What one server process shares between its connections and loops."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from server import keys
+from server.config import Settings, Site
+from server.store import Store
+
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
+
+__all__ = ["Hub", "IpSlots", "Runtime"]
+
+log = logging.getLogger("chatlead.runtime")
+
+
+class Notifiable(Protocol):
+    def notify_abandoned(self) -> None: ...
+
+
+class Hub:
+    """Live connections of this process by session id."""
+
+    def __init__(self) -> None:
+        self._by_session: dict[str, set[Notifiable]] = defaultdict(set)
+
+    def join(self, session_id: str, conn: Notifiable) -> None:
+        self._by_session[session_id].add(conn)
+
+    def leave(self, session_id: str, conn: Notifiable) -> None:
+        conns = self._by_session.get(session_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self._by_session[session_id]
+
+    def abandoned(self, session_ids: list[str]) -> None:
+        for session_id in session_ids:
+            for conn in list(self._by_session.get(session_id, ())):
+                conn.notify_abandoned()
+
+    def __len__(self) -> int:
+        return sum(len(conns) for conns in self._by_session.values())
+
+
+class IpSlots:
+    """Open sockets per client IP (offices share one IP, so the cap is generous)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = defaultdict(int)
+
+    def acquire(self, ip: str) -> bool:
+        if self._open[ip] >= self.limit:
+            return False
+        self._open[ip] += 1
+        return True
+
+    def release(self, ip: str) -> None:
+        self._open[ip] -= 1
+        if self._open[ip] <= 0:
+            del self._open[ip]
+
+
+def _own_origin(conn: HTTPConnection) -> str | None:
+    host = conn.headers.get("host")
+    if not host:
+        return None
+    scheme = "https" if conn.url.scheme in ("wss", "https") else "http"
+    return f"{scheme}://{host}"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    sites: dict[str, Site]
+    store: Store
+    hub: Hub = field(default_factory=Hub)
+    delivery_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    ip_slots: IpSlots = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ip_slots = IpSlots(self.settings.max_conn_per_ip)
+
+    def origin_allowed(self, site: Site, origin: str | None, conn: HTTPConnection) -> bool:
+        """The site's allowed origins, plus our own origin (for ``/demo``)."""
+        if site.origin_allowed(origin):
+            return True
+        own = _own_origin(conn)
+        return (
+            origin is not None
+            and own is not None
+            and origin.rstrip("/")
+            in (
+                own,
+                own.replace("http://", "https://"),
+            )
+        )
+
+    def origin_allowed_anywhere(self, origin: str | None, conn: HTTPConnection) -> bool:
+        return any(self.origin_allowed(site, origin, conn) for site in self.sites.values())
+
+    async def listen_notifications(self) -> None:
+        """Tell live sockets when another process's sweeper abandons their session."""
+        pubsub = self.store.redis.pubsub()
+        await pubsub.subscribe(keys.NOTIFY_CHANNEL)
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue
+                try:
+                    ids = json.loads(message["data"]).get("abandoned", [])
+                except (ValueError, AttributeError):
+                    continue
+                self.hub.abandoned(ids)
+        finally:
+            await pubsub.aclose()

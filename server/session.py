@@ -1,0 +1,95 @@
+"""A chat session as stored in Redis, and its lifecycle (CONTRACT §4).
+
+``open`` -> ``completed`` (terminal) or ``open`` -> ``abandoned`` -> ``open``
+again (flagged ``recovered``) on the next visitor event. The transitions are
+carried out by the Lua scripts next to the store; this module names them and
+parses what the store reads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = ["SessionRecord", "SessionStatus", "page_meta", "parse_session"]
+
+
+class SessionStatus(StrEnum):
+    OPEN = "open"
+    COMPLETED = "completed"
+    ABANDONED = "abandoned"
+
+
+_UTM = ("utm_source", "utm_medium", "utm_campaign")
+# Session hash fields copied into the lead as fields when present (§4).
+PAGE_FIELDS = ("page_url", "referrer", *_UTM)
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    id: str
+    site: str
+    status: SessionStatus
+    seq: int
+    created_ms: int
+    active_ms: int
+    step: str
+    user_id: str
+    recovered: bool = False
+    ref_id: str | None = None
+    source: str | None = None
+    abandoned_ms: int | None = None
+    completed_ms: int | None = None
+    page: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)
+    transcript: tuple[dict[str, Any], ...] = ()
+    token_hash: str = ""
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value else None
+
+
+def parse_session(
+    session_id: str,
+    meta: dict[str, str],
+    fields: dict[str, str],
+    transcript: list[str],
+) -> SessionRecord:
+    """Build a record from the raw hashes and list the store read."""
+    return SessionRecord(
+        id=session_id,
+        site=meta["site"],
+        status=SessionStatus(meta["status"]),
+        seq=int(meta.get("seq") or 0),
+        created_ms=int(meta["created"]),
+        active_ms=int(meta.get("active") or meta["created"]),
+        step=meta.get("step", ""),
+        user_id=meta.get("uid", ""),
+        recovered=meta.get("recovered") == "1",
+        ref_id=meta.get("ref_id") or None,
+        source=meta.get("source") or None,
+        abandoned_ms=_int(meta.get("abandoned_at")),
+        completed_ms=_int(meta.get("completed_at")),
+        page={k: meta[k] for k in PAGE_FIELDS if meta.get(k)},
+        fields=dict(fields),
+        transcript=tuple(json.loads(entry) for entry in transcript),
+        token_hash=meta.get("tok", ""),
+    )
+
+
+def page_meta(url: str | None, referrer: str | None) -> dict[str, str]:
+    """``page_url``, ``referrer`` and UTM parameters of the page URL, when present."""
+    meta: dict[str, str] = {}
+    if url:
+        meta["page_url"] = url
+        query = parse_qs(urlsplit(url).query)
+        for key in _UTM:
+            if query.get(key):
+                meta[key] = query[key][0][:200]
+    if referrer:
+        meta["referrer"] = referrer
+    return meta

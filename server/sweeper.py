@@ -1,0 +1,59 @@
+"""The abandonment sweeper: flag sessions whose idle deadline passed.
+
+Each pass runs ``sweep.lua`` on every shard in one round trip. The script decides
+with Redis' clock and removes each session from the deadline set in the same
+atomic step that flags it, so any number of sweepers, in any number of
+processes, flag each session exactly once. Between passes the loop sleeps until
+the next deadline, never longer than ``MAX_SLEEP_S``, never in a busy loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from server.errors import StoreError
+from server.store import Store, SweepResult
+
+__all__ = ["Sweeper", "pause_after"]
+
+log = logging.getLogger("chatlead.sweeper")
+
+BATCH = 500
+MAX_SLEEP_S = 0.5
+MIN_SLEEP_S = 0.02
+
+
+def pause_after(result: SweepResult) -> float:
+    """Seconds to sleep after a pass: none if a shard had more expired than a batch."""
+    if result.full:
+        return 0.0
+    if result.next_deadline_ms is None:
+        return MAX_SLEEP_S
+    wait = (result.next_deadline_ms - result.now_ms) / 1000
+    return min(MAX_SLEEP_S, max(MIN_SLEEP_S, wait))
+
+
+class Sweeper:
+    def __init__(self, store: Store, on_flagged: asyncio.Event | None = None) -> None:
+        self.store = store
+        self.on_flagged = on_flagged
+
+    async def sweep_once(self) -> SweepResult:
+        result = await self.store.sweep(BATCH)
+        if result.flagged:
+            log.info("sessions_abandoned count=%d", len(result.flagged))
+            await self.store.publish_abandoned(result.flagged)
+            if self.on_flagged is not None:
+                self.on_flagged.set()
+        return result
+
+    async def run(self) -> None:
+        while True:
+            try:
+                result = await self.sweep_once()
+            except StoreError as exc:
+                log.warning("sweep_failed error=%s", exc)
+                await asyncio.sleep(1)
+                continue
+            await asyncio.sleep(pause_after(result))

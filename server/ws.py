@@ -1,0 +1,407 @@
+"""The ``/ws`` endpoint: moves frames between a widget socket and the pure core.
+
+Each connection has one reader (this coroutine) and one writer task fed by a
+bounded queue, so nothing else ever awaits a client's socket: a client that
+stops reading fills its queue and is closed instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from server import flow, protocol
+from server.config import Site
+from server.errors import FieldInvalid, FrameError, StoreError
+from server.protocol import CloseCode, FieldAnswer, Hello, Ping, Submit, VisitorMessage
+from server.session import SessionRecord, SessionStatus, page_meta
+
+if TYPE_CHECKING:
+    from server.runtime import Runtime
+
+__all__ = ["websocket_endpoint"]
+
+log = logging.getLogger("chatlead.ws")
+
+OUTBOX_FRAMES = 256
+STALE_RETRIES = 3
+
+
+class ConnState(Enum):
+    AWAITING_HELLO = "awaiting_hello"
+    READY = "ready"
+    CLOSING = "closing"
+
+
+@dataclass
+class SessionView:
+    """What this connection knows of its session; the store stays the authority."""
+
+    id: str
+    site: Site
+    seq: int
+    status: SessionStatus
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, record: SessionRecord, site: Site) -> SessionView:
+        return cls(record.id, site, record.seq, record.status, dict(record.fields))
+
+    def prompt(self) -> dict[str, Any] | None:
+        if self.status is SessionStatus.COMPLETED:
+            return None
+        step = flow.next_step(self.site, self.fields)
+        return flow.prompt_of(step) if step else None
+
+
+class TokenBucket:
+    """``rate`` frames per second with bursts of ``burst`` (per connection)."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.stamp = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _visitor_entry(frame: VisitorMessage | FieldAnswer, value: str) -> dict[str, Any]:
+    if isinstance(frame, VisitorMessage):
+        return {"from": "visitor", "text": frame.text}
+    return {"from": "visitor", "text": value or "(skipped)", "field": frame.name}
+
+
+class Connection:
+    def __init__(self, ws: WebSocket, runtime: Runtime) -> None:
+        self.ws = ws
+        self.rt = runtime
+        self.state = ConnState.AWAITING_HELLO
+        self.view: SessionView | None = None
+        self.out: asyncio.Queue[str | CloseCode] = asyncio.Queue(OUTBOX_FRAMES)
+        self.bucket = TokenBucket(runtime.settings.msg_rate, runtime.settings.msg_burst)
+        self.strikes = 0
+
+    # --- writing ------------------------------------------------------------
+
+    def send(self, frame: str) -> None:
+        """Queue a frame; a client too slow to drain its queue is closed."""
+        if self.state is ConnState.CLOSING:
+            return
+        try:
+            self.out.put_nowait(frame)
+        except asyncio.QueueFull:
+            log.warning("slow_client_closed session=%s", self.view.id if self.view else "-")
+            self.close(CloseCode.POLICY_VIOLATION)
+
+    def close(self, code: CloseCode) -> None:
+        if self.state is ConnState.CLOSING:
+            return
+        self.state = ConnState.CLOSING
+        with contextlib.suppress(asyncio.QueueFull):
+            self.out.put_nowait(code)
+
+    async def _write_loop(self) -> None:
+        while True:
+            item = await self.out.get()
+            if isinstance(item, CloseCode):
+                await self.ws.close(int(item))
+                return
+            await self.ws.send_text(item)
+
+    # --- reading ------------------------------------------------------------
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._write_loop())
+        try:
+            await self._read_loop()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if self.view is not None:
+                self.rt.hub.leave(self.view.id, self)
+            if self.state is ConnState.CLOSING:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer, 2)
+            writer.cancel()
+            with contextlib.suppress(BaseException):
+                await writer
+
+    async def _receive_text(self) -> str | None:
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text = message.get("text")
+        if text is None:
+            self.send(protocol.error_frame("bad_frame", "binary frames are not supported"))
+        return text  # type: ignore[no-any-return]
+
+    async def _read_loop(self) -> None:
+        try:
+            text = await asyncio.wait_for(self._receive_text(), protocol.HELLO_TIMEOUT)
+        except TimeoutError:
+            self.close(CloseCode.NO_HELLO)
+            return
+        hello = self._parse_hello(text)
+        if hello is None or not await self._start(hello):
+            return
+        self.state = ConnState.READY
+        while self.state is ConnState.READY:
+            text = await self._receive_text()
+            if text is not None:
+                await self._on_text(text)
+
+    def _parse_hello(self, text: str | None) -> Hello | None:
+        try:
+            frame = protocol.parse_client_frame(text or "")
+        except FrameError as exc:
+            self.send(protocol.error_frame("bad_frame", str(exc)))
+            frame = None
+        if not isinstance(frame, Hello):
+            if frame is not None:
+                self.send(protocol.error_frame("bad_frame", "the first frame must be hello"))
+            self.close(CloseCode.NO_HELLO)
+            return None
+        return frame
+
+    async def _start(self, hello: Hello) -> bool:
+        site = self.rt.sites.get(hello.site)
+        if site is None:
+            self.send(protocol.error_frame("unknown_site", f"no site {hello.site!r}"))
+            self.close(CloseCode.UNKNOWN_SITE)
+            return False
+        if not self.rt.origin_allowed(site, self.ws.headers.get("origin"), self.ws):
+            self.close(CloseCode.POLICY_VIOLATION)
+            return False
+        try:
+            if hello.session_id and hello.resume_token and await self._resume(site, hello):
+                return True
+            if hello.session_id:
+                self.send(protocol.error_frame("bad_resume", "cannot resume; starting anew"))
+            await self._create(site, hello)
+        except StoreError:
+            log.warning("store_unavailable_at_hello")
+            self.send(protocol.error_frame("unavailable", "try again shortly"))
+            self.close(CloseCode.SERVICE_RESTART)
+            return False
+        return True
+
+    async def _resume(self, site: Site, hello: Hello) -> bool:
+        assert hello.session_id and hello.resume_token
+        record = await self.rt.store.load_session(hello.session_id, hello.last_seq)
+        if (
+            record is None
+            or not hmac.compare_digest(record.token_hash, _token_hash(hello.resume_token))
+            or record.site != site.id
+        ):
+            return False
+        self.view = SessionView.of(record, site)
+        self.rt.hub.join(record.id, self)
+        self.send(
+            protocol.welcome_frame(
+                session_id=record.id,
+                resume_token=hello.resume_token,
+                status=record.status.value,
+                resumed=True,
+                seq=record.seq,
+                transcript=list(record.transcript),
+                fields=record.fields,
+                prompt=self.view.prompt(),
+                user_id=record.user_id,
+            )
+        )
+        return True
+
+    async def _create(self, site: Site, hello: Hello) -> None:
+        session_id = secrets.token_hex(12)
+        token = secrets.token_urlsafe(24)
+        user_id = hello.user_id or "v_" + secrets.token_hex(8)
+        first = flow.next_step(site, {})
+        meta = {
+            "site": site.id,
+            "idle": str(int(site.idle_timeout * 1000)),
+            "fwd": site.forward_abandoned.value,
+            "tok": _token_hash(token),
+            "uid": user_id,
+            "step": first.field if first else flow.DONE,
+            **({"source": hello.source} if hello.source else {}),
+            **page_meta(hello.page.url, hello.page.referrer),
+        }
+        entries = [{"from": "bot", **reply} for reply in flow.opening(site, {})]
+        seq, now = await self.rt.store.create_session(session_id, meta, entries)
+        for number, entry in enumerate(entries, start=1):
+            entry.update(seq=number, ts=now)
+        self.view = SessionView(session_id, site, seq, SessionStatus.OPEN)
+        self.rt.hub.join(session_id, self)
+        self.send(
+            protocol.welcome_frame(
+                session_id=session_id,
+                resume_token=token,
+                status=SessionStatus.OPEN.value,
+                resumed=False,
+                seq=seq,
+                transcript=entries,
+                fields={},
+                prompt=self.view.prompt(),
+                user_id=user_id,
+            )
+        )
+        log.info("session_started session=%s site=%s", session_id, site.id)
+
+    async def _on_text(self, text: str) -> None:
+        try:
+            frame = protocol.parse_client_frame(text)
+        except FrameError as exc:
+            self.send(protocol.error_frame("bad_frame", str(exc), exc.frame_id))
+            return
+        if isinstance(frame, Ping):
+            self.send(protocol.pong_frame())
+        elif isinstance(frame, Hello):
+            self.send(protocol.error_frame("bad_frame", "hello was already received"))
+        elif not self.bucket.take():
+            self.strikes += 1
+            self.send(protocol.error_frame("rate_limited", "slow down", frame.id))
+            if self.strikes > self.rt.settings.msg_burst:
+                self.close(CloseCode.TOO_MANY)
+        else:
+            self.strikes = 0
+            await self._visitor_event(frame)
+
+    async def _visitor_event(self, frame: VisitorMessage | FieldAnswer | Submit) -> None:
+        try:
+            for _ in range(STALE_RETRIES):
+                if await self._apply(frame):
+                    return
+                await self._reload()
+        except StoreError:
+            # no ack: the widget keeps the frame and resends it after reconnecting
+            log.warning("store_unavailable session=%s", self.view.id if self.view else "-")
+            self.send(protocol.error_frame("unavailable", "could not save; retrying", frame.id))
+            self.close(CloseCode.SERVICE_RESTART)
+
+    async def _reload(self) -> None:
+        assert self.view is not None
+        record = await self.rt.store.load_session(self.view.id, self.view.seq)
+        if record is not None:
+            self.view = SessionView.of(record, self.view.site)
+
+    def _decide(
+        self, frame: VisitorMessage | FieldAnswer | Submit
+    ) -> tuple[flow.Outcome, dict[str, Any] | None]:
+        view = self.view
+        assert view is not None
+        if view.status is SessionStatus.COMPLETED:
+            return flow.Outcome(), None  # the store answers dup or closed
+        if isinstance(frame, Submit):
+            return flow.on_submit(view.site, view.fields), None
+        if isinstance(frame, VisitorMessage):
+            return flow.on_message(view.site, view.fields, frame.text), _visitor_entry(frame, "")
+        outcome = flow.on_field(view.site, view.fields, frame.name, frame.value)
+        return outcome, _visitor_entry(frame, outcome.updates[frame.name])
+
+    async def _apply(self, frame: VisitorMessage | FieldAnswer | Submit) -> bool:
+        """One attempt; False when the view was stale and must be reloaded."""
+        view = self.view
+        assert view is not None
+        try:
+            outcome, entry = self._decide(frame)
+        except FieldInvalid as exc:
+            step = flow.next_step(view.site, view.fields)
+            again = f" {step.ask}" if step and isinstance(frame, FieldAnswer) else ""
+            self.send(protocol.error_frame("invalid_field", f"{exc}.{again}", frame.id))
+            return True
+        bots = [{"from": "bot", **reply} for reply in outcome.replies]
+        result = await self.rt.store.visitor_event(
+            view.id,
+            frame.id,
+            view.seq,
+            entry,
+            bots,
+            outcome.updates,
+            outcome.step,
+            outcome.completes,
+        )
+        if result.kind == "stale":
+            return False
+        if result.kind == "dup":
+            self.send(protocol.ack_frame(frame.id, result.seq))
+        elif result.kind in ("closed", "gone"):
+            view.status = SessionStatus.COMPLETED
+            self.send(
+                protocol.error_frame("session_closed", "this conversation is closed", frame.id)
+            )
+        else:
+            self._accepted(frame, result.seq, result.first_bot_seq, result.now_ms, bots, outcome)
+        return True
+
+    def _accepted(
+        self,
+        frame: VisitorMessage | FieldAnswer | Submit,
+        ack_seq: int,
+        first_bot_seq: int,
+        now_ms: int,
+        bots: list[dict[str, Any]],
+        outcome: flow.Outcome,
+    ) -> None:
+        view = self.view
+        assert view is not None
+        view.fields.update(outcome.updates)
+        view.seq = first_bot_seq + len(bots) - 1 if bots else ack_seq
+        view.status = SessionStatus.COMPLETED if outcome.completes else SessionStatus.OPEN
+        self.send(protocol.ack_frame(frame.id, ack_seq))
+        for offset, bot in enumerate(bots):
+            self.send(protocol.message_frame({**bot, "seq": first_bot_seq + offset, "ts": now_ms}))
+        if outcome.completes:
+            self.send(protocol.lead_frame(SessionStatus.COMPLETED.value, view.id))
+            self.rt.delivery_wakeup.set()
+            log.info("lead_completed session=%s site=%s", view.id, view.site.id)
+
+    def notify_abandoned(self) -> None:
+        """Called from the notification listener: the sweeper flagged our session."""
+        if self.view is not None and self.view.status is SessionStatus.OPEN:
+            self.view.status = SessionStatus.ABANDONED
+            self.send(protocol.lead_frame(SessionStatus.ABANDONED.value, self.view.id))
+
+
+async def websocket_endpoint(ws: WebSocket) -> None:
+    runtime: Runtime = ws.app.state.runtime
+    origin = ws.headers.get("origin")
+    hinted = runtime.sites.get(ws.query_params.get("site", ""))
+    allowed = (
+        runtime.origin_allowed(hinted, origin, ws)
+        if hinted
+        else runtime.origin_allowed_anywhere(origin, ws)
+    )
+    if not allowed:
+        # closing before accept() answers the handshake with HTTP 403
+        await ws.close(int(CloseCode.POLICY_VIOLATION))
+        return
+    ip = ws.client.host if ws.client else "-"
+    if not runtime.ip_slots.acquire(ip):
+        await ws.accept()
+        await ws.close(int(CloseCode.TOO_MANY))
+        return
+    try:
+        await ws.accept()
+        await Connection(ws, runtime).run()
+    finally:
+        runtime.ip_slots.release(ip)

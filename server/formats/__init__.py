@@ -7,16 +7,19 @@ them over an ``httpx.AsyncClient``. :func:`send` picks the site's format.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from server.config import Site
 
-__all__ = ["LeadEvent", "SendResult", "send"]
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["LeadEvent", "Request", "SendResult", "send"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,28 @@ class SendResult:
             response_snippet=response.text[:300],
         )
 
+    def redacted(self, *secrets: str | None) -> SendResult:
+        """A copy with every given secret masked in ``error`` and ``response_snippet``."""
+        error, snippet = self.error, self.response_snippet
+        for secret in secrets:
+            if secret:
+                error = error.replace(secret, "***") if error else error
+                snippet = snippet.replace(secret, "***")
+        return replace(self, error=error, response_snippet=snippet)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request a format decided to make; ``json`` is the body (``None``: none)."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    json: Any = None
+
+    async def send(self, http: httpx.AsyncClient) -> httpx.Response:
+        return await http.request(self.method, self.url, headers=self.headers, json=self.json)
+
 
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date)."""
@@ -77,15 +102,38 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-Sender = Callable[[httpx.AsyncClient, LeadEvent], Awaitable[SendResult]]
+class Sender(Protocol):
+    def __call__(
+        self, http: httpx.AsyncClient, event: LeadEvent, *, redis: Redis | None = None
+    ) -> Awaitable[SendResult]: ...
+
+
+async def _external_lead(
+    http: httpx.AsyncClient, event: LeadEvent, *, redis: Redis | None = None
+) -> SendResult:
+    from server.formats import external_lead
+
+    return await external_lead.send(http, event)
 
 
 def _senders() -> dict[str, Sender]:
-    from server.formats import external_lead
+    from server.formats import copper, pulse, template
 
-    return {"external-lead": external_lead.send}
+    return {
+        "external-lead": _external_lead,
+        "copper": copper.send,
+        "pulse": pulse.send,
+        "template": template.send,
+    }
 
 
-async def send(http: httpx.AsyncClient, event: LeadEvent) -> SendResult:
-    """Deliver ``event`` to its site's webhook in the site's format."""
-    return await _senders()[event.site.webhook.format](http, event)
+async def send(
+    http: httpx.AsyncClient, event: LeadEvent, *, redis: Redis | None = None
+) -> SendResult:
+    """Deliver ``event`` to its site's webhook in the site's format.
+
+    ``redis`` carries rate budgets shared by every worker (Copper's 180
+    requests/min); without it no budget is kept. Transport errors
+    (``httpx.TransportError``, timeouts included) propagate to the caller.
+    """
+    return await _senders()[event.site.webhook.format](http, event, redis=redis)

@@ -181,7 +181,7 @@ class Outbox:
         sec, usec = await self.redis.time()
         return int(sec) * 1000 + int(usec) // 1000
 
-    async def list(
+    async def page(
         self, status: str | None = None, limit: int = 50, before_ms: int | None = None
     ) -> tuple[list[EventRecord], int | None]:
         """Newest first across shards; ``before_ms`` is the cursor from the last page."""

@@ -8,6 +8,7 @@ open). Server frames are built by the ``*_frame`` functions as JSON text.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -168,12 +169,20 @@ def _field(obj: dict[str, Any]) -> FieldAnswer:
     return FieldAnswer(id=frame_id, name=name, value=value)
 
 
-_PARSERS = {
+def _submit(obj: dict[str, Any]) -> Submit:
+    return Submit(id=_frame_id(obj))
+
+
+def _ping(obj: dict[str, Any]) -> Ping:
+    return Ping()
+
+
+_PARSERS: dict[str, Callable[[dict[str, Any]], ClientFrame]] = {
     "hello": _hello,
     "message": _message,
     "field": _field,
-    "submit": lambda obj: Submit(id=_frame_id(obj)),
-    "ping": lambda obj: Ping(),
+    "submit": _submit,
+    "ping": _ping,
 }
 
 
@@ -199,7 +208,7 @@ def parse_client_frame(text: str) -> ClientFrame:
             f"unknown frame type {kind!r}" if kind is not None else "missing field 'type'",
             raw_id if isinstance(raw_id, str) and len(raw_id) <= MAX_ID else None,
         )
-    return parser(obj)  # type: ignore[no-any-return]
+    return parser(obj)
 
 
 # --- server frames ----------------------------------------------------------

@@ -121,4 +121,4 @@ class Runtime:
                     continue
                 self.hub.abandoned(ids)
         finally:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]

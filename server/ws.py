@@ -153,7 +153,7 @@ class Connection:
         text = message.get("text")
         if text is None:
             self.send(protocol.error_frame("bad_frame", "binary frames are not supported"))
-        return text  # type: ignore[no-any-return]
+        return text
 
     async def _read_loop(self) -> None:
         try:

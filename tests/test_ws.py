@@ -1,0 +1,284 @@
+"""The /ws endpoint against real Redis, a real server and a real receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from server import protocol
+from tests.conftest import FULL_CONVERSATION, Receiver, RunningApp, Visitor, wait_for
+
+
+async def _converse(visitor: Visitor) -> list[dict[str, Any]]:
+    acks = []
+    for name, value in FULL_CONVERSATION:
+        acks.append(await visitor.field(name, value))
+    return acks
+
+
+async def test_full_conversation_delivers_one_signed_external_lead(
+    app: RunningApp, receiver: Receiver
+) -> None:
+    async with Visitor.connect(app.ws_url, page={"url": "https://a.example/?utm_medium=cpc"}) as v:
+        assert v.welcome["status"] == "open" and v.welcome["seq"] == 2
+        assert v.welcome["prompt"] == {"field": "name", "kind": "name"}
+        acks = await _converse(v)
+        assert [a["type"] for a in acks] == ["ack"] * 4
+        assert [a["seq"] for a in acks] == [3, 5, 7, 9]
+        lead_frame = await v.expect("lead")
+        assert lead_frame == {
+            "type": "lead",
+            "status": "completed",
+            "session_id": v.welcome["session_id"],
+        }
+    await wait_for(lambda: receiver.events, 10)
+    await asyncio.sleep(0.3)
+    assert len(receiver.events) == 1 and receiver.rejected == 0
+    event = receiver.events[0]
+    assert event["type"] == "lead.completed"
+    lead = event["data"]
+    assert lead["sessionId"] == v.welcome["session_id"] and lead["isAbandoned"] is False
+    assert lead["userId"] == v.welcome["user_id"]
+    assert {f["name"]: f["value"] for f in lead["fields"]} == {
+        "name": "Ada Lovelace",
+        "email": "ada@example.com",
+        "phone": "+12025550143",
+        "message": "My boiler is leaking",
+        "page_url": "https://a.example/?utm_medium=cpc",
+        "utm_medium": "cpc",
+    }
+    seqs = [m["attributes"]["seq"] for m in lead["transcript"]]
+    assert seqs == list(range(1, 11))
+    visitor_lines = [m["message"] for m in lead["transcript"] if m["from"]["id"] != "bot"]
+    assert visitor_lines == [
+        "Ada Lovelace",
+        "ada@example.com",
+        "+12025550143",
+        "My boiler is leaking",
+    ]
+    headers = receiver.requests[0]["headers"]
+    assert headers["webhook-id"] == f"evt_{lead['sessionId']}_completed"
+    assert headers["webhook-signature"].startswith("v1,")
+
+
+async def test_duplicate_ids_are_acked_with_the_original_seq(app: RunningApp, rds: Any) -> None:
+    async with Visitor.connect(app.ws_url) as v:
+        first = await v.field("name", "Ada", frame_id="same")
+        again = await v.field("name", "Someone else", frame_id="same")
+        assert first == again == {"type": "ack", "id": "same", "seq": 3}
+        msg = await v.message("hello", frame_id="m1")
+        assert await v.message("hello", frame_id="m1") == msg
+    async with Visitor.connect(
+        app.ws_url,
+        session_id=v.welcome["session_id"],
+        resume_token=v.welcome["resume_token"],
+    ) as back:
+        texts = [m["text"] for m in back.welcome["transcript"]]
+        assert texts.count("Ada") == 1 and texts.count("hello") == 1
+        assert "Someone else" not in texts
+
+
+async def test_resume_returns_messages_after_last_seq(app: RunningApp) -> None:
+    async with Visitor.connect(app.ws_url) as v:
+        await v.field("name", "Ada")
+        await v.field("email", "ada@example.com")
+    async with Visitor.connect(
+        app.ws_url,
+        session_id=v.welcome["session_id"],
+        resume_token=v.welcome["resume_token"],
+        last_seq=3,
+    ) as back:
+        w = back.welcome
+        assert w["resumed"] is True and w["status"] == "open" and w["seq"] == 6
+        assert [m["seq"] for m in w["transcript"]] == [4, 5, 6]
+        assert {f["name"] for f in w["fields"]} == {"name", "email"}
+        assert w["prompt"]["field"] == "phone"
+        # the conversation continues where it was
+        assert (await back.field("phone", "", frame_id="skip"))["seq"] == 7
+
+
+async def test_wrong_resume_token_gets_bad_resume_and_a_fresh_session(app: RunningApp) -> None:
+    async with Visitor.connect(app.ws_url) as v:
+        await v.field("name", "Secret Name")
+    async with websockets.connect(app.ws_url + "?site=default") as ws:
+        hello = {
+            "type": "hello",
+            "site": "default",
+            "session_id": v.welcome["session_id"],
+            "resume_token": "guess",
+        }
+        await ws.send(json.dumps(hello))
+        error = json.loads(await ws.recv())
+        welcome = json.loads(await ws.recv())
+    assert error["type"] == "error" and error["code"] == "bad_resume"
+    assert welcome["type"] == "welcome" and welcome["resumed"] is False
+    assert welcome["session_id"] != v.welcome["session_id"]
+    assert "Secret Name" not in json.dumps(welcome)
+
+
+async def test_completed_session_is_read_only(app: RunningApp) -> None:
+    async with Visitor.connect(app.ws_url) as v:
+        acks = await _converse(v)
+        late = await v.message("one more thing")
+        assert late["type"] == "error" and late["code"] == "session_closed"
+        again = await v.field("message", "resent", frame_id=acks[-1]["id"])
+        assert again == acks[-1]
+    async with Visitor.connect(
+        app.ws_url, session_id=v.welcome["session_id"], resume_token=v.welcome["resume_token"]
+    ) as back:
+        assert back.welcome["status"] == "completed" and "prompt" not in back.welcome
+        assert (await back.message("hi", frame_id="after"))["code"] == "session_closed"
+
+
+async def test_invalid_field_keeps_the_prompt_and_changes_nothing(app: RunningApp) -> None:
+    async with Visitor.connect(app.ws_url) as v:
+        await v.field("name", "Ada")
+        error = await v.field("email", "ada-at-example")
+        assert error["code"] == "invalid_field" and "email" in error["message"]
+        ok = await v.field("email", "ada@example.com")
+        assert ok == {"type": "ack", "id": ok["id"], "seq": 5}
+
+
+async def test_free_text_is_stored_and_scanned_for_contacts(app: RunningApp) -> None:
+    async with Visitor.connect(app.ws_url) as v:
+        await v.field("name", "Ada")
+        ack = await v.message("just email me: ada@example.com")
+        assert ack["type"] == "ack"
+        bot = await v.expect("message")
+        assert bot["prompt"]["field"] == "phone"
+
+
+async def test_bad_frames_get_bad_frame_and_the_socket_stays_open(app: RunningApp) -> None:
+    async with Visitor.connect(app.ws_url) as v:
+        for raw in ["not json", '{"type":"dance"}', '{"type":"message","id":"x"}', "[]"]:
+            await v.ws.send(raw)
+            error = await v.expect("error")
+            assert error["code"] == "bad_frame", raw
+        await v.ws.send(b"\x00binary")
+        assert (await v.expect("error"))["code"] == "bad_frame"
+        await v.send({"type": "ping"})
+        assert await v.expect("pong") == {"type": "pong"}
+        assert (await v.field("name", "Still Here"))["type"] == "ack"
+
+
+async def test_frames_over_max_frame_close_1009(app_factory: Any) -> None:
+    running = await app_factory(max_frame=1024)
+    async with Visitor.connect(running.ws_url) as v:
+        await v.send({"type": "message", "id": "big", "text": "x" * 2000})
+        with pytest.raises(ConnectionClosed) as info:
+            await v.recv()
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == protocol.CloseCode.MESSAGE_TOO_BIG
+
+
+async def _closed_with(ws: Any) -> int:
+    with pytest.raises(ConnectionClosed) as info:
+        while True:
+            await asyncio.wait_for(ws.recv(), 15)
+    assert info.value.rcvd is not None
+    return int(info.value.rcvd.code)
+
+
+async def test_first_frame_must_be_hello(app: RunningApp) -> None:
+    async with websockets.connect(app.ws_url) as ws:
+        await ws.send('{"type":"message","id":"1","text":"hi"}')
+        assert json.loads(await ws.recv())["code"] == "bad_frame"
+        assert await _closed_with(ws) == protocol.CloseCode.NO_HELLO
+
+
+async def test_no_hello_in_time_closes_4400(app: RunningApp, monkeypatch: Any) -> None:
+    monkeypatch.setattr(protocol, "HELLO_TIMEOUT", 0.3)
+    async with websockets.connect(app.ws_url) as ws:
+        assert await _closed_with(ws) == protocol.CloseCode.NO_HELLO
+
+
+async def test_unknown_site_closes_4404(app: RunningApp) -> None:
+    async with websockets.connect(app.ws_url) as ws:
+        await ws.send('{"type":"hello","site":"nope"}')
+        assert json.loads(await ws.recv())["code"] == "unknown_site"
+        assert await _closed_with(ws) == protocol.CloseCode.UNKNOWN_SITE
+
+
+async def test_disallowed_origin_is_refused_at_the_handshake(app_factory: Any) -> None:
+    running = await app_factory(allowed_origins="https://shop.example")
+    with pytest.raises(InvalidStatus) as info:
+        async with websockets.connect(
+            running.ws_url + "?site=default", origin="https://evil.example"
+        ):  # type: ignore[arg-type]
+            pass
+    assert info.value.response.status_code == 403
+    async with Visitor.connect(running.ws_url, origin="https://shop.example") as v:
+        assert v.welcome["status"] == "open"
+    # the server's own origin (the /demo page) is always allowed
+    own = running.base
+    async with Visitor.connect(running.ws_url, origin=own) as v:
+        assert v.welcome["status"] == "open"
+
+
+async def test_flood_is_rate_limited_then_closed_4429(app_factory: Any) -> None:
+    running = await app_factory(msg_rate=2, msg_burst=3)
+    async with Visitor.connect(running.ws_url) as v:
+        for n in range(40):
+            await v.send({"type": "message", "id": f"f{n}", "text": "spam"})
+        codes = []
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                frame = await v.recv()
+                if frame["type"] == "error":
+                    codes.append(frame["code"])
+        assert "rate_limited" in codes
+        assert info.value.rcvd is not None and info.value.rcvd.code == protocol.CloseCode.TOO_MANY
+
+
+async def test_too_many_sockets_from_one_ip_close_4429(app_factory: Any) -> None:
+    running = await app_factory(max_conn_per_ip=2)
+    async with Visitor.connect(running.ws_url), Visitor.connect(running.ws_url):
+        async with websockets.connect(running.ws_url) as third:
+            assert await _closed_with(third) == protocol.CloseCode.TOO_MANY
+
+
+async def test_a_visitor_message_is_one_redis_round_trip(app: RunningApp) -> None:
+    store = app.server.config.app.state.runtime.store  # type: ignore[union-attr]
+    calls: list[str] = []
+    original = store.redis.execute_command
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(str(args[0]))
+        return await original(*args, **kwargs)
+
+    loads: list[str] = []
+    original_load = store.load_session
+
+    async def counting_load(*args: Any, **kwargs: Any) -> Any:
+        loads.append(args[0])
+        return await original_load(*args, **kwargs)
+
+    async with Visitor.connect(app.ws_url) as v:
+        store.redis.execute_command = counting
+        store.load_session = counting_load
+        try:
+            await v.field("name", "Ada")
+            await v.message("hello there")
+            await v.field("email", "ada@example.com")
+            await v.field("email", "ada@example.com", frame_id="c3")  # duplicate
+        finally:
+            del store.redis.execute_command
+            del store.load_session
+    assert calls == ["EVALSHA"] * 4 and loads == []
+
+
+async def test_ack_means_stored(app: RunningApp, rds: aioredis.Redis) -> None:
+    async with Visitor.connect(app.ws_url) as v:
+        await v.field("name", "Ada")
+        session_id = v.welcome["session_id"]
+        keys = await rds.keys(f"chatlead:*s:{session_id}:transcript")
+        entries = [json.loads(e) for e in await rds.lrange(keys[0], 0, -1)]
+        assert {"seq": 3, "from": "visitor", "text": "Ada", "field": "name"}.items() <= entries[
+            2
+        ].items()

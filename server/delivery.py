@@ -21,7 +21,7 @@ import httpx
 from server import formats
 from server.config import Site
 from server.errors import DeliveryError, StoreError
-from server.formats import LeadEvent, SendResult
+from server.formats import LeadEvent, SendResult, copper, guard
 from server.lead import build_lead
 from server.outbox import Claim, EventRecord, Outbox
 from server.store import Store
@@ -180,7 +180,9 @@ class Deliverer:
                 {"id": event.id, "type": event.type, "site": event.site.id, "data": event.lead}
             )
             return SendResult(ok=True, retryable=False, status_code=None)
-        return await formats.send(self.http, event)
+        # §5: checked on the resolved address at send time, not only at config load
+        await guard.check_target(webhook.url or copper.COPPER_BASE, webhook.allow_private)
+        return await formats.send(self.http, event, redis=self.store.redis)
 
     async def _settle(
         self, claim: Claim, event: EventRecord, result: SendResult, latency_ms: float
@@ -192,6 +194,9 @@ class Deliverer:
             "response": result.response_snippet[:300],
         }
         done = len(event.attempts) + 1
+        if not result.sent:
+            await self.outbox.settle(claim, "defer", attempt, delay_s=result.retry_after or 1.0)
+            return
         if result.ok:
             outcome, delay = "delivered", 0.0
         else:

@@ -109,7 +109,7 @@ class Outbox:
         delay_s: float = 0,
         ref_id: str | None = None,
     ) -> str:
-        """Record an attempt: ``outcome`` is delivered | retry | dead."""
+        """Record an attempt: ``outcome`` is delivered | retry | dead | defer."""
         event_id = claim.event_id
         session_id = event_session(event_id)
         shard = self.store.shard(session_id)

@@ -44,6 +44,7 @@ class SendResult:
     retry_after: float | None = None
     ref_id: str | None = None
     response_snippet: str = ""
+    sent: bool = True  # False: held back by our own rate budget; not an attempt
 
     @classmethod
     def from_response(cls, response: httpx.Response, ref_id: str | None = None) -> SendResult:

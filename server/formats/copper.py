@@ -215,6 +215,7 @@ def _over_budget(wait: float) -> SendResult:
         retryable=True,
         error=f"Copper request budget ({BUDGET_LIMIT}/min) used up; not sent",
         retry_after=wait,
+        sent=False,
     )
 
 

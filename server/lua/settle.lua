@@ -1,6 +1,7 @@
 -- Record one delivery attempt and its outcome.
 -- KEYS: 1 shard outbox, 2 event, 3 event attempts, 4 session, 5 session events
--- ARGV: 1 event id, 2 lease token from claim, 3 "delivered" | "retry" | "dead",
+-- ARGV: 1 event id, 2 lease token from claim, 3 "delivered" | "retry" | "dead" | "defer"
+--       (defer: nothing was sent, e.g. the CRM budget is used up; no attempt recorded),
 --       4 attempt JSON {status_code, latency_ms, error, response}, 5 retry delay ms,
 --       6 CRM ref id or "", 7 retention ms
 -- Returns "ok", or "lost" when the lease ran out and another worker owns the event
@@ -10,6 +11,14 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
   return 'gone'
 end
 local now = now_ms()
+if outcome == 'defer' then
+  if redis.call('HGET', KEYS[2], 'lease') == ARGV[2] then
+    redis.call('HDEL', KEYS[2], 'lease')
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), eid)
+    redis.call('HSET', KEYS[2], 'next', now + tonumber(ARGV[5]))
+  end
+  return 'ok'
+end
 local attempt = cjson.decode(ARGV[4])
 attempt.at = now - math.floor(tonumber(attempt.latency_ms) or 0)
 redis.call('RPUSH', KEYS[3], cjson.encode(attempt))

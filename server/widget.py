@@ -1,0 +1,138 @@
+"""HTTP routes for the embeddable widget and the demo page (CONTRACT §7).
+
+``/widget/chatlead.js`` is the embed URL site owners paste: cached briefly and
+revalidated with a strong ETag. ``/widget/chatlead.<hash>.js`` names one exact
+build (``hash`` = first 10 hex digits of the file's SHA-256) and is cached for a
+year. ``/demo`` is a sample landing page with the widget embedded.
+
+The files under ``widget_static/`` are read once, at import, and served from
+memory (with a pre-compressed gzip copy).
+
+The app includes these with ``Mount("", routes=widget.routes)`` or
+``Router(routes=[*widget.routes, ...])``. ``/demo`` embeds the widget for the
+site named by ``?site=``, else ``request.app.state.default_site_id``, else
+``"default"``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import html
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+
+__all__ = ["SCRIPT", "demo_page", "routes", "versioned_path"]
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "widget_static"
+JS_TYPE = "text/javascript; charset=utf-8"
+SHORT_CACHE = "public, max-age=300"
+LONG_CACHE = "public, max-age=31536000, immutable"
+_SITE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class StaticScript:
+    """One script held in memory: raw and gzip bodies, content hash, ETags."""
+
+    body: bytes
+    gzipped: bytes
+    digest: str
+
+    @classmethod
+    def read(cls, path: Path) -> StaticScript:
+        body = path.read_bytes()
+        return cls(
+            body=body,
+            gzipped=gzip.compress(body, compresslevel=9, mtime=0),
+            digest=hashlib.sha256(body).hexdigest(),
+        )
+
+    @property
+    def version(self) -> str:
+        return self.digest[:10]
+
+    def etag(self, gzipped: bool) -> str:
+        # Strong validators differ per representation (RFC 9110 §8.8.3).
+        return f'"{self.digest[:32]}{"-gz" if gzipped else ""}"'
+
+    def response(self, request: Request, cache_control: str) -> Response:
+        gzipped = "gzip" in request.headers.get("accept-encoding", "").lower()
+        etag = self.etag(gzipped)
+        headers = {
+            "Cache-Control": cache_control,
+            "ETag": etag,
+            "Vary": "Accept-Encoding",
+            "X-Content-Type-Options": "nosniff",
+        }
+        if _etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        body = self.gzipped if gzipped else self.body
+        return Response(body, headers=headers, media_type=JS_TYPE)
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    """``If-None-Match`` uses the weak comparison (RFC 9110 §13.1.2)."""
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    tags = (tag.strip().removeprefix("W/") for tag in header.split(","))
+    return etag in tags
+
+
+SCRIPT = StaticScript.read(STATIC_DIR / "chatlead.js")
+_DEMO_TEMPLATE = (STATIC_DIR / "demo.html").read_text(encoding="utf-8")
+
+
+def versioned_path() -> str:
+    """The year-cacheable URL path of the current widget build."""
+    return f"/widget/chatlead.{SCRIPT.version}.js"
+
+
+def demo_page(site_id: str) -> HTMLResponse:
+    """The demo landing page with the widget embedded for ``site_id``.
+
+    Raises:
+        ValueError: ``site_id`` is not a valid site id.
+    """
+    if not _SITE_ID.match(site_id):
+        raise ValueError(f"not a site id: {site_id!r}")
+    page = _DEMO_TEMPLATE.replace("{{WIDGET_SRC}}", versioned_path()).replace(
+        "{{SITE}}", html.escape(site_id)
+    )
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+
+async def widget_script(request: Request) -> Response:
+    return SCRIPT.response(request, SHORT_CACHE)
+
+
+async def versioned_script(request: Request) -> Response:
+    if request.path_params["version"] != SCRIPT.version:
+        return Response("unknown widget version\n", status_code=404, media_type="text/plain")
+    return SCRIPT.response(request, LONG_CACHE)
+
+
+async def demo(request: Request) -> Response:
+    site_id = request.query_params.get("site") or getattr(
+        request.app.state, "default_site_id", None
+    )
+    site_id = site_id or "default"
+    if not _SITE_ID.match(site_id):
+        return Response("bad site id\n", status_code=400, media_type="text/plain")
+    return demo_page(site_id)
+
+
+routes: list[BaseRoute] = [
+    Route("/widget/chatlead.js", widget_script, methods=["GET"]),
+    Route("/widget/chatlead.{version}.js", versioned_script, methods=["GET"]),
+    Route("/demo", demo, methods=["GET"]),
+]

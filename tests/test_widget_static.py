@@ -1,0 +1,143 @@
+"""Serving the widget and the demo page (CONTRACT §7), without a browser."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from server import widget
+
+JS_PATH = widget.STATIC_DIR / "chatlead.js"
+BUDGET_GZIP_BYTES = 15 * 1024
+
+
+def client_for(app: Starlette) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    app = Starlette(routes=widget.routes)
+    app.state.default_site_id = "acme"
+    async with client_for(app) as http:
+        yield http
+
+
+def test_widget_fits_the_size_budget() -> None:
+    size = len(gzip.compress(JS_PATH.read_bytes(), compresslevel=9))
+    assert size <= BUDGET_GZIP_BYTES, f"chatlead.js is {size} bytes gzipped"
+
+
+async def test_embed_url_is_short_cached_with_a_strong_etag(client: httpx.AsyncClient) -> None:
+    response = await client.get("/widget/chatlead.js", headers={"accept-encoding": "identity"})
+    assert response.status_code == 200
+    assert response.content == JS_PATH.read_bytes()
+    assert response.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert response.headers["cache-control"] == "public, max-age=300"
+    assert "content-encoding" not in response.headers
+    etag = response.headers["etag"]
+    assert re.fullmatch(r'"[0-9a-f]{32}"', etag), "strong, quoted"
+
+    again = await client.get(
+        "/widget/chatlead.js", headers={"accept-encoding": "identity", "if-none-match": etag}
+    )
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"] == etag
+    assert again.headers["cache-control"] == "public, max-age=300"
+
+    listed = await client.get(
+        "/widget/chatlead.js",
+        headers={"accept-encoding": "identity", "if-none-match": f'"nope", W/{etag}'},
+    )
+    assert listed.status_code == 304
+    stale = await client.get(
+        "/widget/chatlead.js", headers={"accept-encoding": "identity", "if-none-match": '"old"'}
+    )
+    assert stale.status_code == 200
+
+
+async def test_gzip_is_served_precompressed_with_its_own_etag(client: httpx.AsyncClient) -> None:
+    response = await client.get("/widget/chatlead.js", headers={"accept-encoding": "gzip, br"})
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.headers["vary"] == "Accept-Encoding"
+    assert response.content == JS_PATH.read_bytes()  # decoded by the client
+    identity = await client.get("/widget/chatlead.js", headers={"accept-encoding": "identity"})
+    assert response.headers["etag"] != identity.headers["etag"]
+    cached = await client.get(
+        "/widget/chatlead.js",
+        headers={"accept-encoding": "gzip", "if-none-match": response.headers["etag"]},
+    )
+    assert cached.status_code == 304
+
+
+async def test_versioned_url_is_cached_for_a_year(client: httpx.AsyncClient) -> None:
+    version = hashlib.sha256(JS_PATH.read_bytes()).hexdigest()[:10]
+    assert widget.versioned_path() == f"/widget/chatlead.{version}.js"
+    response = await client.get(f"/widget/chatlead.{version}.js")
+    assert response.status_code == 200
+    assert response.content == JS_PATH.read_bytes()
+    assert response.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+    cached = await client.get(
+        f"/widget/chatlead.{version}.js", headers={"if-none-match": response.headers["etag"]}
+    )
+    assert cached.status_code == 304
+
+
+@pytest.mark.parametrize("version", ["0123456789", "latest", "a" * 64])
+async def test_unknown_version_is_404(client: httpx.AsyncClient, version: str) -> None:
+    assert (await client.get(f"/widget/chatlead.{version}.js")).status_code == 404
+
+
+async def test_head_is_answered(client: httpx.AsyncClient) -> None:
+    response = await client.head("/widget/chatlead.js", headers={"accept-encoding": "identity"})
+    assert response.status_code == 200
+    assert response.content == b""
+
+
+async def test_demo_embeds_the_versioned_widget_for_the_default_site(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/demo")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    tag = re.search(r"<script src=\"([^\"]+)\" data-site=\"([^\"]+)\"", response.text)
+    assert tag is not None
+    assert tag.groups() == (widget.versioned_path(), "acme")
+    assert (await client.get(tag.group(1))).status_code == 200
+
+
+async def test_demo_takes_a_site_from_the_query(client: httpx.AsyncClient) -> None:
+    assert 'data-site="other-site"' in (await client.get("/demo?site=other-site")).text
+    assert (await client.get("/demo?site=%22%3E%3Cscript%3E")).status_code == 400
+
+
+async def test_demo_without_app_state_uses_the_default_site() -> None:
+    async with client_for(Starlette(routes=widget.routes)) as client:
+        assert 'data-site="default"' in (await client.get("/demo")).text
+
+
+def test_demo_page_function_rejects_bad_ids() -> None:
+    assert 'data-site="acme"' in widget.demo_page("acme").body.decode()
+    with pytest.raises(ValueError):
+        widget.demo_page("<acme>")
+
+
+def test_demo_is_self_contained() -> None:
+    page = (widget.STATIC_DIR / "demo.html").read_text(encoding="utf-8")
+    assert not re.search(r"(src|href)=\"(https?:)?//", page), "no CDN or remote assets"
+
+
+def test_widget_never_parses_markup_from_text() -> None:
+    source = JS_PATH.read_text(encoding="utf-8")
+    # the one innerHTML is the static shell (icons only), filled before any data exists
+    assert source.count("innerHTML") == 1
+    for sink in ("outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        assert sink not in source

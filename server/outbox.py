@@ -22,7 +22,9 @@ from server.store import Store
 __all__ = ["Claim", "EventRecord", "Outbox", "event_session", "is_event_id"]
 
 _EVENT_ID = re.compile(r"^evt_([0-9a-f]{24})_(completed|abandoned_\d{1,6}|test)$")
-LEASE_MS = 60_000
+# Longer than one attempt can take (15 s request timeout), so a live worker keeps
+# its claim; a killed worker's events are due again this long after the claim.
+LEASE_MS = 20_000
 INBOX_KEEP = 1000
 
 

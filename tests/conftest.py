@@ -99,6 +99,8 @@ class Receiver:
     secret: str = SECRET
     fail_next: int = 0
     fail_status: int = 503
+    retry_after: str | None = None
+    delay: float = 0.0
     events: list[dict[str, Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     rejected: int = 0
@@ -112,7 +114,9 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                receiver.requests.append({"headers": headers, "body": body})
+                receiver.requests.append({"headers": headers, "body": body, "at": time.time()})
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 if receiver.fail_next > 0:
                     receiver.fail_next -= 1
                     self._answer(receiver.fail_status)
@@ -128,6 +132,10 @@ class Receiver:
 
             def _answer(self, status: int) -> None:
                 self.send_response(status)
+                if status >= 300 and receiver.retry_after:
+                    self.send_header("retry-after", receiver.retry_after)
+                if 300 <= status < 400:
+                    self.send_header("location", "http://127.0.0.1:9/elsewhere")
                 self.send_header("content-length", "0")
                 self.end_headers()
 

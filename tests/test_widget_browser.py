@@ -315,6 +315,14 @@ def wait_settled(page: Any) -> None:
     )
 
 
+def wait_online(page: Any) -> None:
+    """The widget holds a socket on which the server's welcome has arrived."""
+    page.wait_for_function(
+        "() => document.querySelector('chatlead-widget')"
+        ".shadowRoot.querySelector('.w').dataset.net === 'online'"
+    )
+
+
 def wait_lead(receiver: LeadReceiver, session_id: str) -> dict[str, Any]:
     leads = poll(lambda: receiver.leads_of(session_id), 15, f"lead of {session_id}")
     return leads[0]  # type: ignore[no-any-return]
@@ -439,7 +447,7 @@ def test_reload_and_navigation_restore_the_conversation(
     page.reload()
     # the panel stays open across page loads and shows the cached transcript at once
     page.get_by_label("Your email address", exact=True).wait_for()
-    page.get_by_role("status").filter(has_text="Connecting").wait_for(state="hidden")
+    wait_online(page)
     assert bubbles(page) == before
     snap(page, "7-reloaded")
 
@@ -450,7 +458,7 @@ def test_reload_and_navigation_restore_the_conversation(
 
     page.goto(f"{chat_server.base}/demo?site={SITE}&from=services")
     page.get_by_label("Your phone number", exact=True).wait_for()
-    page.get_by_role("status").filter(has_text="Connecting").wait_for(state="hidden")
+    wait_online(page)
     assert bubbles(page) == before
     assert stored(page)["sid"] == session
     seqs = [m["seq"] for m in stored(page)["msgs"]]
@@ -631,3 +639,23 @@ def test_unknown_site_stops_and_says_so(
     assert re.fullmatch(
         r"[0-9a-f-]{36}", page.evaluate("() => JSON.parse(localStorage['chatlead:uid'])")
     )
+
+
+def test_a_second_tab_follows_the_conversation(
+    chat_server: ChatServer, new_page: Callable[..., Any]
+) -> None:
+    first = new_page()
+    first.goto(f"{chat_server.base}/demo?site={SITE}")
+    first.get_by_role("button", name="Open chat").click()
+    answer(first, "Your name", "Tab One")
+    first.get_by_label("Your email address", exact=True).wait_for()
+    wait_settled(first)
+
+    second = first.context.new_page()
+    second.goto(f"{chat_server.base}/demo?site={SITE}")
+    second.get_by_label("Your email address", exact=True).wait_for()
+    wait_online(second)
+    answer(first, "Your email address", "tab@example.com")
+    second.get_by_label("Your phone number", exact=True).wait_for()
+    wait_settled(first)
+    assert bubbles(second) == bubbles(first)

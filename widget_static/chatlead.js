@@ -6,7 +6,8 @@
   const script =
     doc.currentScript ||
     [...doc.querySelectorAll("script[src]")].find((s) => SRC_RE.test(s.src));
-  if (!script || window.chatlead) return;
+  // once per page (a second embed is ignored); an element with id="chatlead" is no API
+  if (!script || typeof (window.chatlead || {}).open === "function") return;
 
   // --- options (data-* attributes) -----------------------------------------
   const ds = script.dataset;
@@ -341,9 +342,17 @@ input[aria-invalid=true]{border:2px solid #b3261e}
       if (focusWasIn) doneBox.lastChild.focus();
     }
   };
+  // "Connecting…" only shows when it takes a while; other states show at once.
+  let netTimer = 0;
   const setNet = (state) => {
-    net.textContent = T[state] || "";
-    net.hidden = state === "online";
+    clearTimeout(netTimer);
+    wrap.dataset.net = state;
+    const show = () => {
+      net.textContent = T[state] || "";
+      net.hidden = !T[state]; // "online" and "idle" have no banner
+    };
+    if (state === "connecting" && net.hidden) netTimer = setTimeout(show, 1000);
+    else show();
   };
   const updateLauncher = () => {
     launcher.setAttribute("aria-label", unread ? T.unread : T.open);
@@ -383,7 +392,7 @@ input[aria-invalid=true]{border:2px solid #b3261e}
   // --- sending -----------------------------------------------------------------
   const send = (raw, skipping) => {
     const text = raw.trim();
-    if (!text && !skipping) return;
+    if (!text && !(skipping && prompt)) return;
     const id = uuid();
     const frame = prompt
       ? { type: "field", id, name: prompt.field, value: text }
@@ -502,7 +511,8 @@ input[aria-invalid=true]{border:2px solid #b3261e}
   const onClosed = (code) => {
     if (code === 4404) return stop();
     setNet("offline");
-    if (code === 4429) retry(60000 + tries++ * 30000);
+    // 4429 too many / 1008 policy (e.g. origin refused): retrying soon cannot help
+    if (code === 4429 || code === 1008) retry(60000 + tries++ * 30000);
     else if (code === 1012) retry(tries++ ? null : 800);
     else retry();
   };
@@ -524,6 +534,16 @@ input[aria-invalid=true]{border:2px solid #b3261e}
   };
   addEventListener("online", wake);
   doc.addEventListener("visibilitychange", () => doc.visibilityState === "visible" && wake());
+
+  // Another tab of this site moved the conversation on: show what it saw.
+  addEventListener("storage", (e) => {
+    const o = e.key === KEY && load(KEY);
+    if (!o || !st.sid || o.sid !== st.sid || !Array.isArray(o.msgs)) return;
+    const newer = (o.seq || 0) > (st.seq || 0);
+    for (const m of o.msgs) addMessage(m, false);
+    if (newer) setPrompt(o.prompt);
+    if (o.status === "completed") setFinished(true);
+  });
 
   const resetSession = () => {
     st = fresh(st.open);
@@ -607,14 +627,15 @@ input[aria-invalid=true]{border:2px solid #b3261e}
     doc.body.append(host);
     setAccent(ds.accent);
     updateLauncher();
-    setNet(st.sid ? "connecting" : "online");
+    setNet(st.sid ? "connecting" : "idle");
     for (const m of st.msgs) place(bubble(m.from, m.text), m.seq);
     for (const f of st.out) {
       if (f.type === "message" || f.type === "field") addPending(f.id, f.text ?? f.value);
     }
     setPrompt(st.prompt);
     setFinished(st.status === "completed");
-    if (st.sid) connect();
+    // resume at once (deliver queued frames, hear replies); a finished chat waits
+    if (st.sid && st.status !== "completed") connect();
     if (st.open || (ds.open != null && ds.open !== "false" && st.open !== false)) openPanel(false);
   };
   window.chatlead = { open: () => openPanel(true), close: closePanel };

@@ -107,8 +107,11 @@ def _check(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {"config": args.config}
     settings = load_settings(**overrides)
     sites = load_sites(settings)
+    from server.formats.copper import COPPER_BASE
+
     for site in sites.values():
-        target = site.webhook.url or "inbox"
+        default = COPPER_BASE if site.webhook.format == "copper" else "inbox"
+        target = site.webhook.url or default
         print(f"site {site.id}: {len(site.flow)} steps, {site.webhook.format} -> {target}")
     print("ok")
     return 0

@@ -152,6 +152,8 @@ class Webhook(BaseModel):
     def _format_needs(self) -> Webhook:
         if self.format == "pulse" and not (self.pulse_api_key and self.pulse_api_secret):
             raise ValueError("format 'pulse' needs PULSE_API_KEY and PULSE_API_SECRET")
+        if self.format == "pulse" and not self.url:
+            raise ValueError("format 'pulse' needs the Pulse API base URL as the webhook url")
         if self.format == "copper" and not (self.copper_api_key and self.copper_user_email):
             raise ValueError("format 'copper' needs COPPER_API_KEY and COPPER_USER_EMAIL")
         if self.format == "template" and not self.template:
@@ -373,10 +375,24 @@ def _site_from_toml(site_id: str, raw: dict[str, Any], settings: Settings, path:
         hook = Webhook(**webhook)
     except ValidationError as exc:
         raise ConfigError(_first_error(exc, where + "webhook.")) from None
+    _check_templates(hook, where + "webhook.")
     try:
         return Site(id=site_id, webhook=hook, **raw)
     except ValidationError as exc:
         raise ConfigError(_first_error(exc, where)) from None
+
+
+def _check_templates(hook: Webhook, where: str) -> None:
+    """A template that cannot render valid JSON fails at start, not on every lead."""
+    from server.formats.template import validate_template
+
+    checks = [("template", hook.template, True)] if hook.template else []
+    checks += [(f"headers.{name}", value, False) for name, value in hook.headers.items()]
+    for key, text, json_body in checks:
+        try:
+            validate_template(text, json_body=json_body)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}{key}: {exc}") from None
 
 
 def load_sites(settings: Settings) -> dict[str, Site]:

@@ -100,3 +100,53 @@ def test_bad_site_files_name_file_site_and_key(tmp_path: Path, body: str, needle
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")) as info:
         load_sites(load_settings(config=path))
     assert str(path) in str(info.value)
+
+
+def test_example_site_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("COPPER_API_KEY", "PULSE_API_KEY", "PULSE_API_SECRET"):
+        monkeypatch.setenv(name, "k")
+    for name in ("ACME_WEBHOOK_SECRET", "ACME_WEBHOOK_SECRET_OLD", "FABRIKAM_SECRET"):
+        monkeypatch.setenv(name, "whsec_c2VjcmV0")
+    root = Path(__file__).resolve().parent.parent
+    sites = load_sites(load_settings(config=root / "examples" / "sites.toml"))
+    assert set(sites) == {"acme", "brightsmile", "northwind", "fabrikam"}
+    assert len(sites["acme"].webhook.secrets) == 2
+
+
+@pytest.mark.parametrize(
+    ("webhook", "needle"),
+    [
+        (
+            "format = 'template'\nurl = 'https://x.example'\ntemplate = '{{ lead.'\n",
+            "webhook.template",
+        ),
+        (
+            "format = 'template'\nurl = 'https://x.example'\ntemplate = 'not json'\n",
+            "webhook.template",
+        ),
+        ("format = 'pulse'\npulse_api_key = 'k'\npulse_api_secret = 's'\n", "base URL"),
+        ("format = 'copper'\n", "COPPER_API_KEY"),
+        ("secret = 'plain'\n", "whsec_"),
+    ],
+)
+def test_bad_webhooks_fail_at_load(tmp_path: Path, webhook: str, needle: str) -> None:
+    path = tmp_path / "sites.toml"
+    path.write_text("[sites.a.webhook]\n" + webhook)
+    with pytest.raises(ConfigError, match=needle):
+        load_sites(load_settings(config=path))
+
+
+def test_check_command_validates_without_starting(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "sites.toml"
+    path.write_text("[sites.a]\nidle_timeout = 'x'\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "check", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "sites.a.idle_timeout" in result.stderr

@@ -384,7 +384,7 @@ def test_conversation_by_clicks_and_typing_delivers_the_lead(
     assert email.get_attribute("type") == "email"
     assert email.get_attribute("autocomplete") == "email"
     answer(page, "Your email address", "not-an-email")
-    error = page.get_by_text("that doesn't look like an email address")
+    error = page.get_by_role("alert").filter(has_text="look like an email address")
     error.wait_for()
     assert email.get_attribute("aria-invalid") == "true"
     assert email.input_value() == "not-an-email", "the rejected value is kept for editing"

@@ -33,7 +33,7 @@
       offline: "Offline. Your messages will be sent when we reconnect.",
       unavailable: "Chat is unavailable right now.",
       slow: "Sending too fast. Retrying in a moment…",
-      done: "Thanks! This conversation is complete.",
+      done: "This chat has ended.",
       restart: "Start a new conversation",
       replies: "Quick replies",
       text: "Type your message",
@@ -59,7 +59,7 @@
       offline: "Sin conexión. Tus mensajes se enviarán al reconectar.",
       unavailable: "El chat no está disponible ahora.",
       slow: "Demasiado rápido. Reintentando en un momento…",
-      done: "¡Gracias! Esta conversación ha terminado.",
+      done: "Este chat ha terminado.",
       restart: "Empezar una conversación nueva",
       replies: "Respuestas rápidas",
       text: "Escribe tu mensaje",
@@ -181,7 +181,7 @@ input[aria-invalid=true]{border:2px solid #b3261e}
 <div class="g" role="log" aria-live="polite" tabindex="0"></div>
 <div class="q" role="group" hidden></div>
 <div class="d" hidden><p></p><button type="button"></button></div>
-<form novalidate><label class="sr" for="i"></label><input id="i" maxlength="1000" aria-describedby="e"><button class="k" type="button" hidden></button><button class="s" type="submit">${ICON_SEND}</button><p class="e" id="e" hidden></p></form>
+<form novalidate><label class="sr" for="i"></label><input id="i" maxlength="1000" aria-describedby="e"><button class="k" type="button" hidden></button><button class="s" type="submit">${ICON_SEND}</button><p class="e" id="e" role="alert" hidden></p></form>
 </section>`;
   const $ = (s) => wrap.querySelector(s);
   const launcher = $(".l");
@@ -327,7 +327,7 @@ input[aria-invalid=true]{border:2px solid #b3261e}
     if (hadFocus) input.focus();
   };
   const showError = (text) => {
-    errEl.textContent = text || "";
+    errEl.textContent = text ? text[0].toUpperCase() + text.slice(1) : "";
     errEl.hidden = !text;
     if (text) input.setAttribute("aria-invalid", "true");
     else input.removeAttribute("aria-invalid");

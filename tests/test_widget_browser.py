@@ -1,8 +1,9 @@
 """The widget in a real browser against the real server (CONTRACT §3, §7).
 
 Headless Chromium (Debian's ``/usr/bin/chromium``) drives ``/demo`` and a few
-host pages served from fake origins; ``python -m server serve`` runs as a
-subprocess on Redis db 11 and delivers leads to a local webhook receiver. Every
+host pages served from another origin; ``python -m server serve`` runs as a
+subprocess (on Redis db 11 of the local Redis, else on the run's embedded
+server) and delivers leads to a local webhook receiver. Every
 widget state is checked with axe-core and saved as a screenshot under
 ``tests/artifacts/``.
 """
@@ -44,7 +45,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-REDIS_URL = "redis://127.0.0.1:6379/11"
+LOCAL_REDIS = "redis://127.0.0.1:6379/"
+WIDGET_DB = 11  # this module's own database on a shared local Redis
 SITE = "acme"
 SITE_TOML = """
 [sites.acme]
@@ -207,21 +209,19 @@ def lead_receiver() -> Iterator[LeadReceiver]:
 
 @pytest.fixture(scope="module")
 def chat_server(
-    lead_receiver: LeadReceiver, tmp_path_factory: pytest.TempPathFactory
+    lead_receiver: LeadReceiver, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ChatServer]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
-    finally:
-        client.close()
+    # the local Redis when there is one (db 11), else the run's embedded server
+    url = f"{LOCAL_REDIS}{WIDGET_DB}" if redis_url.startswith(LOCAL_REDIS) else redis_url
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
     tmp = tmp_path_factory.mktemp("widget-server")
     config = tmp / "sites.toml"
     config.write_text(SITE_TOML.format(hook=lead_receiver.url), encoding="utf-8")
     env = {
         **os.environ,
-        "CHATLEAD_REDIS_URL": REDIS_URL,
+        "CHATLEAD_REDIS_URL": url,
         "CHATLEAD_CONFIG": str(config),
         "CHATLEAD_WEBHOOK_URL": lead_receiver.url,
         "CHATLEAD_WEBHOOK_ALLOW_PRIVATE": "true",

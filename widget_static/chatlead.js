@@ -1,4 +1,9 @@
-/*! chatlead widget | MIT | https://github.com/chatlead */
+/*! chatlead widget | MIT */
+// Embed: <script src="https://HOST/widget/chatlead.js" data-site="acme" async></script>
+// Options: data-title, data-greeting (header subtitle), data-accent (CSS colour),
+// data-position (right|left), data-lang (en|es), data-open (open on first load).
+// API: window.chatlead.open(), window.chatlead.close().
+// Protocol: docs/PROTOCOL.md (hello/welcome, message/field + ack, resume by last_seq).
 (() => {
   "use strict";
   const doc = document;

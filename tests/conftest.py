@@ -172,8 +172,8 @@ def receiver() -> Iterator[Receiver]:
 # --- the app ------------------------------------------------------------------
 
 
-def settings_for(redis_url: str, **overrides: Any) -> Settings:
-    base: dict[str, Any] = {"redis_url": redis_url, "retry_schedule": "0,0.2s,0.5s"}
+def settings_for(url: str, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {"redis_url": url, "retry_schedule": "0,0.2s,0.5s"}
     return Settings(**{**base, **overrides})
 
 

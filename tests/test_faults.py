@@ -1,0 +1,144 @@
+"""Redis restarts and server shutdowns: no false acks, nothing acked lost."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from websockets.exceptions import ConnectionClosed
+
+from server.protocol import CloseCode
+from tests.conftest import Visitor, free_port, wait_for
+
+pytestmark = pytest.mark.slow
+
+REDIS_SERVER = shutil.which("redis-server")
+
+
+class OwnRedis:
+    """A test-owned redis-server with an fsync-always append-only file."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> OwnRedis:
+        assert REDIS_SERVER is not None
+        self.proc = subprocess.Popen(
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--logfile",
+                str(self.dir / "redis.log"),
+            ]
+        )
+        client = redis.Redis(port=self.port)
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                subprocess.run(["sleep", "0.02"], check=True)
+        client.close()
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Any:
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server binary not installed (Debian package redis-server)")
+    server = OwnRedis(tmp_path).start()
+    yield server
+    server.kill()
+
+
+async def test_redis_outage_gives_errors_not_false_acks(
+    own_redis: OwnRedis, app_factory: Any
+) -> None:
+    app = await app_factory(redis_url=own_redis.url)
+    async with Visitor.connect(app.ws_url) as v:
+        assert (await v.field("name", "Ada"))["type"] == "ack"
+        own_redis.kill()
+        answer = await v.field("email", "ada@example.com", frame_id="during-outage")
+        assert answer["type"] == "error" and answer["code"] == "unavailable"
+        with pytest.raises(ConnectionClosed) as info:
+            await v.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == CloseCode.SERVICE_RESTART
+    # new sockets are refused cleanly while Redis is down
+    async with _refused(app.ws_url) as code:
+        assert code == CloseCode.SERVICE_RESTART
+    own_redis.start()
+    resume = {"session_id": v.welcome["session_id"], "resume_token": v.welcome["resume_token"]}
+
+    async def resumed() -> Any:
+        try:
+            async with Visitor.connect(app.ws_url, **resume) as back:
+                return back.welcome
+        except (TimeoutError, ConnectionClosed, KeyError):
+            return None
+
+    welcome = await wait_for(resumed, 15, interval=0.2)
+    assert [f["name"] for f in welcome["fields"]] == ["name"]
+    async with Visitor.connect(app.ws_url, **resume) as back:
+        # the widget resends the frame that got no ack; now it is stored once
+        assert (await back.field("email", "ada@example.com", frame_id="during-outage"))["seq"] == 5
+
+
+class _refused:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def __aenter__(self) -> int:
+        import json
+
+        import websockets
+
+        async with websockets.connect(self.url) as ws:
+            await ws.send(json.dumps({"type": "hello", "site": "default"}))
+            with pytest.raises(ConnectionClosed) as info:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 15)
+        assert info.value.rcvd is not None
+        return int(info.value.rcvd.code)
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+async def test_sigterm_closes_sockets_with_1012(process_factory: Any) -> None:
+    server = process_factory().start()
+    async with Visitor.connect(server.ws_url) as v:
+        server.proc.terminate()
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                await v.recv(timeout=15)
+        assert info.value.rcvd is not None and info.value.rcvd.code == CloseCode.SERVICE_RESTART
+    # uvicorn re-raises the signal once its graceful shutdown is done
+    assert server.proc.wait(15) in (0, -15)
+    assert "Application shutdown complete" in server.output()

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from server import formats
+from server import formats, metrics
 from server.config import Site
 from server.errors import DeliveryError, StoreError
 from server.formats import LeadEvent, SendResult, copper, guard
@@ -207,6 +207,8 @@ class Deliverer:
             )
             outcome, delay = ("retry", wait) if wait is not None else ("dead", 0.0)
         await self.outbox.settle(claim, outcome, attempt, delay_s=delay, ref_id=result.ref_id)
+        metrics.DELIVERIES.labels(outcome).inc()
+        metrics.DELIVERY_SECONDS.observe(latency_ms / 1000)
         log.info(
             "delivery event=%s outcome=%s status=%s attempt=%d latency_ms=%.0f",
             event.id,

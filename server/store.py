@@ -68,6 +68,7 @@ class SweepResult:
     next_deadline_ms: int | None
     now_ms: int
     full: bool
+    late_ms: int = 0
 
 
 class Store:
@@ -211,13 +212,15 @@ class Store:
         deadlines: list[int] = []
         now = 0
         full = False
-        for ids, next_deadline, now_ms in results:
+        late = 0
+        for ids, next_deadline, now_ms, late_ms in results:
+            late = max(late, int(late_ms))
             flagged.extend(ids)
             full = full or len(ids) >= limit
             if next_deadline:
                 deadlines.append(int(float(next_deadline)))
             now = max(now, int(now_ms))
-        return SweepResult(flagged, min(deadlines) if deadlines else None, now, full)
+        return SweepResult(flagged, min(deadlines) if deadlines else None, now, full, late)
 
     async def publish_abandoned(self, session_ids: list[str]) -> None:
         if session_ids:

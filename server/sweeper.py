@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from server import metrics
 from server.errors import StoreError
 from server.store import Store, SweepResult
 
@@ -40,9 +41,12 @@ class Sweeper:
         self.on_flagged = on_flagged
 
     async def sweep_once(self) -> SweepResult:
-        result = await self.store.sweep(BATCH)
+        with metrics.SWEEP_SECONDS.time():
+            result = await self.store.sweep(BATCH)
         if result.flagged:
-            log.info("sessions_abandoned count=%d", len(result.flagged))
+            log.info("sessions_abandoned count=%d late_ms=%d", len(result.flagged), result.late_ms)
+            metrics.SESSIONS.labels("abandoned").inc(len(result.flagged))
+            metrics.SWEEP_LAG.set(result.late_ms / 1000)
             await self.store.publish_abandoned(result.flagged)
             if self.on_flagged is not None:
                 self.on_flagged.set()

@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server import flow, protocol
+from server import flow, metrics, protocol
 from server.config import Site
 from server.errors import FieldInvalid, FrameError, StoreError
 from server.protocol import CloseCode, FieldAnswer, Hello, Ping, Submit, VisitorMessage
 from server.session import SessionRecord, SessionStatus, page_meta
+from server.store import VisitorResult
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
@@ -265,6 +266,7 @@ class Connection:
                 user_id=user_id,
             )
         )
+        metrics.SESSIONS.labels("started").inc()
         log.info("session_started session=%s site=%s", session_id, site.id)
 
     async def _on_text(self, text: str) -> None:
@@ -273,6 +275,7 @@ class Connection:
         except FrameError as exc:
             self.send(protocol.error_frame("bad_frame", str(exc), exc.frame_id))
             return
+        metrics.FRAMES.labels(type(frame).__name__).inc()
         if isinstance(frame, Ping):
             self.send(protocol.pong_frame())
         elif isinstance(frame, Hello):
@@ -287,9 +290,11 @@ class Connection:
             await self._visitor_event(frame)
 
     async def _visitor_event(self, frame: VisitorMessage | FieldAnswer | Submit) -> None:
+        started = time.perf_counter()
         try:
             for _ in range(STALE_RETRIES):
                 if await self._apply(frame):
+                    metrics.ACK_SECONDS.observe(time.perf_counter() - started)
                     return
                 await self._reload()
         except StoreError:
@@ -350,27 +355,30 @@ class Connection:
                 protocol.error_frame("session_closed", "this conversation is closed", frame.id)
             )
         else:
-            self._accepted(frame, result.seq, result.first_bot_seq, result.now_ms, bots, outcome)
+            self._accepted(frame, result, bots, outcome)
         return True
 
     def _accepted(
         self,
         frame: VisitorMessage | FieldAnswer | Submit,
-        ack_seq: int,
-        first_bot_seq: int,
-        now_ms: int,
+        result: VisitorResult,
         bots: list[dict[str, Any]],
         outcome: flow.Outcome,
     ) -> None:
         view = self.view
         assert view is not None
+        ack_seq, first_bot_seq, now_ms = result.seq, result.first_bot_seq, result.now_ms
+        recovered = result.recovered
         view.fields.update(outcome.updates)
         view.seq = first_bot_seq + len(bots) - 1 if bots else ack_seq
         view.status = SessionStatus.COMPLETED if outcome.completes else SessionStatus.OPEN
         self.send(protocol.ack_frame(frame.id, ack_seq))
         for offset, bot in enumerate(bots):
             self.send(protocol.message_frame({**bot, "seq": first_bot_seq + offset, "ts": now_ms}))
+        if recovered:
+            metrics.SESSIONS.labels("recovered").inc()
         if outcome.completes:
+            metrics.SESSIONS.labels("completed").inc()
             self.send(protocol.lead_frame(SessionStatus.COMPLETED.value, view.id))
             self.rt.delivery_wakeup.set()
             log.info("lead_completed session=%s site=%s", view.id, view.site.id)
@@ -400,8 +408,10 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         await ws.accept()
         await ws.close(int(CloseCode.TOO_MANY))
         return
+    metrics.CONNECTIONS.inc()
     try:
         await ws.accept()
         await Connection(ws, runtime).run()
     finally:
+        metrics.CONNECTIONS.dec()
         runtime.ip_slots.release(ip)

@@ -1,13 +1,16 @@
 -- Flag sessions whose idle deadline passed (Redis clock) as abandoned, once each.
 -- KEYS: 1 shard deadlines
 -- ARGV: 1 max sessions per call, 2 retention ms, 3 shard tag
--- Returns {flagged session ids, next deadline ms or "", now ms}.
+-- Returns {flagged session ids, next deadline ms or "", now ms, max ms flagged late}.
 -- Cost is proportional to the expired sessions only (ZRANGEBYSCORE ... LIMIT).
 local limit, ttl, tag = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local now = now_ms()
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
 local flagged = {}
-for _, sid in ipairs(due) do
+local late = 0
+for i = 1, #due, 2 do
+  local sid = due[i]
+  late = math.max(late, now - tonumber(due[i + 1]))
   redis.call('ZREM', KEYS[1], sid)
   local s = tag .. 's:' .. sid
   local m = redis.call('HMGET', s, 'status', 'site', 'step', 'fwd')
@@ -32,4 +35,4 @@ for _, sid in ipairs(due) do
   end
 end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {flagged, nxt[2] or '', now}
+return {flagged, nxt[2] or '', now, late}

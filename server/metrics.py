@@ -1,0 +1,90 @@
+"""Prometheus metrics of one process, served at ``GET /metrics``.
+
+Counters and histograms are updated where things happen (a few hundred
+nanoseconds each); the outbox depth is read from Redis when scraped.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from server import keys
+
+__all__ = [
+    "ACK_SECONDS",
+    "CONNECTIONS",
+    "DELIVERIES",
+    "DELIVERY_SECONDS",
+    "FRAMES",
+    "SESSIONS",
+    "SWEEP_LAG",
+    "SWEEP_SECONDS",
+    "routes",
+]
+
+REGISTRY = CollectorRegistry()
+
+CONNECTIONS = Gauge("chatlead_connections", "Open widget sockets", registry=REGISTRY)
+FRAMES = Counter(
+    "chatlead_frames_total", "Client frames received, by type", ["type"], registry=REGISTRY
+)
+ACK_SECONDS = Histogram(
+    "chatlead_ack_seconds",
+    "Time from receiving a visitor frame to queueing its ack (includes the Redis step)",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+    registry=REGISTRY,
+)
+SESSIONS = Counter(
+    "chatlead_sessions_total",
+    "Session lifecycle events seen by this process",
+    ["event"],
+    registry=REGISTRY,
+)
+SWEEP_SECONDS = Histogram(
+    "chatlead_sweep_seconds",
+    "Duration of one sweep pass over all shards",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    registry=REGISTRY,
+)
+SWEEP_LAG = Gauge(
+    "chatlead_sweeper_lag_seconds",
+    "How late the last flagged session was flagged, past its deadline",
+    registry=REGISTRY,
+)
+DELIVERIES = Counter(
+    "chatlead_delivery_attempts_total",
+    "Delivery attempts by outcome (delivered, retry, dead, defer)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+DELIVERY_SECONDS = Histogram(
+    "chatlead_delivery_seconds",
+    "Latency of one delivery attempt",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15),
+    registry=REGISTRY,
+)
+OUTBOX_DEPTH = Gauge(
+    "chatlead_outbox_depth", "Events waiting for delivery (all processes)", registry=REGISTRY
+)
+
+
+async def metrics(request: Request) -> Response:
+    store = request.app.state.runtime.store
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for shard in range(store.shards):
+            pipe.zcard(keys.outbox_due(shard))
+        OUTBOX_DEPTH.set(sum(await pipe.execute()))
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+routes: list[BaseRoute] = [Route("/metrics", metrics)]

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import FULL_CONVERSATION, RunningApp, Visitor, wait_for
+
+
+def _value(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in metrics")
+
+
+async def test_metrics_count_what_happened(app: RunningApp) -> None:
+    async with Visitor.connect(app.ws_url) as v:
+        for name, value in FULL_CONVERSATION:
+            await v.field(name, value)
+        async with httpx.AsyncClient() as http:
+            live = (await http.get(app.base + "/metrics")).text
+        assert _value(live, "chatlead_connections") >= 1
+    async with httpx.AsyncClient() as http:
+
+        async def delivered() -> str | None:
+            text = (await http.get(app.base + "/metrics")).text
+            return text if 'chatlead_delivery_attempts_total{outcome="delivered"}' in text else None
+
+        text = await wait_for(delivered, 5)
+    assert _value(text, 'chatlead_frames_total{type="FieldAnswer"}') >= 4
+    assert _value(text, "chatlead_ack_seconds_count") >= 4
+    assert _value(text, 'chatlead_sessions_total{event="completed"}') >= 1
+    assert _value(text, "chatlead_outbox_depth") == 0

@@ -10,6 +10,7 @@ same ``webhook-id``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -24,6 +25,7 @@ from server.errors import DeliveryError, StoreError
 from server.formats import LeadEvent, SendResult, copper, guard
 from server.lead import build_lead
 from server.outbox import Claim, EventRecord, Outbox
+from server.session import SessionRecord
 from server.store import Store
 
 __all__ = ["Deliverer", "next_delay", "sample_lead"]
@@ -90,8 +92,15 @@ class Deliverer:
         self.sites = sites
         self.schedule = schedule
         self.wakeup = wakeup
-        self.http = httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, follow_redirects=False)
-        self._slots = asyncio.Semaphore(CONCURRENCY)
+        # One client per concurrent attempt: a single httpx pool shared by many
+        # concurrent requests gets slower per request (see docs/BENCHMARKS.md).
+        self._clients = [
+            httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, follow_redirects=False)
+            for _ in range(CONCURRENCY)
+        ]
+        self._idle: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+        for client in self._clients:
+            self._idle.put_nowait(client)
         self._inflight: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -100,10 +109,10 @@ class Deliverer:
             while True:
                 claims = await self._claim()
                 for claim in claims:
-                    await self._slots.acquire()
-                    task = asyncio.create_task(self._deliver(claim))
+                    http = await self._idle.get()
+                    task = asyncio.create_task(self._deliver(claim, http))
                     self._inflight.add(task)
-                    task.add_done_callback(self._done)
+                    task.add_done_callback(functools.partial(self._done, http))
                 if not claims:
                     self.wakeup.clear()
                     try:
@@ -112,11 +121,12 @@ class Deliverer:
                         pass
         finally:
             await self.drain()
-            await self.http.aclose()
+            for client in self._clients:
+                await client.aclose()
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, http: httpx.AsyncClient, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
-        self._slots.release()
+        self._idle.put_nowait(http)
 
     async def drain(self, timeout: float = 20.0) -> None:
         """Let in-flight attempts finish (graceful shutdown)."""
@@ -125,37 +135,44 @@ class Deliverer:
 
     async def _claim(self) -> list[Claim]:
         try:
-            return await self.outbox.claim(limit=CONCURRENCY)
+            # claim about as many as there are free slots, so claims don't wait
+            # behind slow targets long enough for their lease to run out
+            return await self.outbox.claim(limit=self._idle.qsize() // self.store.shards + 1)
         except StoreError as exc:
             log.warning("outbox_unavailable error=%s", exc)
             await asyncio.sleep(1)
             return []
 
-    async def _deliver(self, claim: Claim) -> None:
+    async def _deliver(self, claim: Claim, http: httpx.AsyncClient) -> None:
         try:
-            event = await self.outbox.load(claim.event_id)
+            event, session = await self.outbox.load_with_session(claim.event_id)
             if event is None:
                 return
-            await self._attempt(claim, event)
+            await self._attempt(claim, event, session, http)
         except Exception:  # a bug here must not stop the loop; the lease brings it back
             log.exception("delivery_crashed event=%s", claim.event_id)
 
-    async def _lead_event(self, event: EventRecord) -> LeadEvent | str:
+    def _lead_event(self, event: EventRecord, record: SessionRecord | None) -> LeadEvent | str:
         site = self.sites.get(event.site)
         if site is None:
             return f"site {event.site!r} is no longer configured"
         if event.type == "lead.test":
             lead = sample_lead(site, event.id)
         else:
-            record = await self.store.load_session(event.session_id)
             if record is None:
                 return "session data is gone (expired or erased)"
             lead = build_lead(record, site, abandoned=event.type == "lead.abandoned")
         created = datetime.fromtimestamp(event.created_ms / 1000, UTC)
         return LeadEvent(event.id, event.type, created, site, lead)
 
-    async def _attempt(self, claim: Claim, event: EventRecord) -> None:
-        lead_event = await self._lead_event(event)
+    async def _attempt(
+        self,
+        claim: Claim,
+        event: EventRecord,
+        record: SessionRecord | None,
+        http: httpx.AsyncClient,
+    ) -> None:
+        lead_event = self._lead_event(event, record)
         if isinstance(lead_event, str):
             await self._settle(
                 claim, event, SendResult(ok=False, retryable=False, error=lead_event), 0
@@ -163,7 +180,7 @@ class Deliverer:
             return
         started = time.perf_counter()
         try:
-            result = await self._send(lead_event)
+            result = await self._send(lead_event, http)
         except DeliveryError as exc:
             result = SendResult(ok=False, retryable=False, error=str(exc))
         except httpx.TimeoutException:
@@ -173,7 +190,7 @@ class Deliverer:
         latency_ms = (time.perf_counter() - started) * 1000
         await self._settle(claim, event, result, latency_ms)
 
-    async def _send(self, event: LeadEvent) -> SendResult:
+    async def _send(self, event: LeadEvent, http: httpx.AsyncClient) -> SendResult:
         webhook = event.site.webhook
         if webhook.url is None and webhook.format == "external-lead":
             await self.outbox.push_inbox(
@@ -182,7 +199,7 @@ class Deliverer:
             return SendResult(ok=True, retryable=False, status_code=None)
         # §5: checked on the resolved address at send time, not only at config load
         await guard.check_target(webhook.url or copper.COPPER_BASE, webhook.allow_private)
-        return await formats.send(self.http, event, redis=self.store.redis)
+        return await formats.send(http, event, redis=self.store.redis)
 
     async def _settle(
         self, claim: Claim, event: EventRecord, result: SendResult, latency_ms: float

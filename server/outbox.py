@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from server import keys
 from server.errors import StoreError
+from server.session import SessionRecord
 from server.store import Store
 
 __all__ = ["Claim", "EventRecord", "Outbox", "event_session", "is_event_id"]
@@ -101,6 +102,21 @@ class Outbox:
             pipe.lrange(keys.event_attempts(shard, event_id), 0, -1)
             raw, attempts = await pipe.execute()
         return _record(event_id, raw, attempts) if raw else None
+
+    async def load_with_session(
+        self, event_id: str
+    ) -> tuple[EventRecord | None, SessionRecord | None]:
+        """The event and its session in one round trip (same shard)."""
+        session_id = event_session(event_id)
+        shard = self.store.shard(session_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(keys.event(shard, event_id))
+            pipe.lrange(keys.event_attempts(shard, event_id), 0, -1)
+            self.store.queue_session_reads(pipe, session_id)
+            raw, attempts, *session = await pipe.execute()
+        if not raw:
+            return None, None
+        return _record(event_id, raw, attempts), self.store.session_from(session_id, session)
 
     async def settle(
         self,

@@ -141,21 +141,30 @@ class Store:
         )
         return int(result[0]), int(result[1])
 
-    async def load_session(self, session_id: str, after_seq: int = 0) -> SessionRecord | None:
-        """The session with transcript entries after ``after_seq``, or None."""
+    def queue_session_reads(self, pipe: Any, session_id: str, after_seq: int = 0) -> None:
+        """Add the three reads of a session to ``pipe`` (see :meth:`session_from`)."""
         shard = self.shard(session_id)
-        try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hgetall(keys.session(shard, session_id))
-                pipe.hgetall(keys.fields(shard, session_id))
-                # seq n is at index n-1: the transcript has no gaps (§3)
-                pipe.lrange(keys.transcript(shard, session_id), after_seq, -1)
-                meta, fields, transcript = await pipe.execute()
-        except RedisError as exc:
-            raise StoreError(f"Redis error loading a session: {exc}") from exc
+        pipe.hgetall(keys.session(shard, session_id))
+        pipe.hgetall(keys.fields(shard, session_id))
+        # seq n is at index n-1: the transcript has no gaps (§3)
+        pipe.lrange(keys.transcript(shard, session_id), after_seq, -1)
+
+    @staticmethod
+    def session_from(session_id: str, replies: list[Any]) -> SessionRecord | None:
+        meta, fields, transcript = replies
         if not meta:
             return None
         return parse_session(session_id, meta, fields, transcript)
+
+    async def load_session(self, session_id: str, after_seq: int = 0) -> SessionRecord | None:
+        """The session with transcript entries after ``after_seq``, or None."""
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                self.queue_session_reads(pipe, session_id, after_seq)
+                replies = await pipe.execute()
+        except RedisError as exc:
+            raise StoreError(f"Redis error loading a session: {exc}") from exc
+        return self.session_from(session_id, replies)
 
     async def visitor_event(
         self,

@@ -1,0 +1,244 @@
+"""Cost of one abandonment sweep pass, against the real store code and a real Redis.
+
+For each configuration ``open:expired`` the database is flushed and seeded through
+``Store.create_session`` with ``open`` sessions idle for an hour and ``expired``
+sessions idle for one second. Once Redis' clock is past the short deadlines, one
+pass is timed: ``Sweeper.sweep_once()`` called until ``result.full`` is False (a shard
+with more than a batch of expired sessions needs more than one call). Redis commands
+are counted from ``INFO commandstats`` deltas, which include the commands the Lua
+script runs. Then idle passes (nothing expired) are timed.
+
+``--rounds`` re-seeds ``expired`` fresh short-idle sessions for each further round;
+the open ones stay. ``INFO commandstats`` is server-wide, so another client's
+commands can add to a count but never remove from it: the minimum over rounds is
+the pass's own count.
+
+    python benchmarks/sweep_bench.py                      # 99k+1k, 10k+1k, 100k+1k
+    python benchmarks/sweep_bench.py --configs 100000:10000 --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import secrets
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from server import keys
+from server.store import Store, connect_redis
+from server.sweeper import BATCH, Sweeper
+
+__all__ = ["PassResult", "main"]
+
+SHARDS = 16
+CHUNK = 500
+HOUR_MS = 3_600_000
+SECOND_MS = 1_000
+ENTRIES = [{"from": "bot", "text": "hi"}]
+
+
+@dataclass(frozen=True)
+class PassResult:
+    seconds: float
+    calls: int
+    flagged: int
+    commands: Counter[str]
+    redis_usec: int
+
+    @property
+    def total_commands(self) -> int:
+        return sum(self.commands.values())
+
+
+def _meta(idle_ms: int) -> dict[str, str]:
+    return {
+        "site": "default",
+        "idle": str(idle_ms),
+        "fwd": "with-contact",
+        "tok": "x",
+        "uid": "u",
+        "step": "name",
+    }
+
+
+async def seed(store: Store, count: int, idle_ms: int) -> float:
+    """Create ``count`` open sessions, ``CHUNK`` at a time; returns seconds taken."""
+    meta = _meta(idle_ms)
+    started = time.perf_counter()
+    for first in range(0, count, CHUNK):
+        size = min(CHUNK, count - first)
+        await asyncio.gather(
+            *(store.create_session(secrets.token_hex(12), meta, ENTRIES) for _ in range(size))
+        )
+    return time.perf_counter() - started
+
+
+async def _due(redis: aioredis.Redis) -> int:
+    seconds, micros = await redis.time()
+    now_ms = seconds * 1000 + micros // 1000
+    async with redis.pipeline(transaction=False) as pipe:
+        for shard in range(SHARDS):
+            pipe.zcount(keys.deadlines(shard), "-inf", now_ms)
+        return sum(await pipe.execute())
+
+
+async def wait_due(redis: aioredis.Redis, expected: int, timeout: float = 10.0) -> None:
+    """Poll until ``expected`` deadlines are past on Redis' clock."""
+    deadline = time.monotonic() + timeout
+    while (due := await _due(redis)) < expected:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {due} of {expected} sessions expired")
+        await asyncio.sleep(0.05)
+
+
+async def commandstats(redis: aioredis.Redis) -> dict[str, tuple[int, int]]:
+    """``{command: (calls, usec)}`` for the whole Redis server."""
+    stats: dict[str, Any] = await redis.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): (int(value["calls"]), int(value["usec"]))
+        for name, value in stats.items()
+    }
+
+
+async def one_pass(store: Store) -> PassResult:
+    """Time ``sweep_once`` until no shard had a full batch; count Redis commands."""
+    sweeper = Sweeper(store)
+    before = await commandstats(store.redis)
+    started = time.perf_counter()
+    calls, flagged = 0, 0
+    while True:
+        result = await sweeper.sweep_once()
+        calls += 1
+        flagged += len(result.flagged)
+        if not result.full:
+            break
+    seconds = time.perf_counter() - started
+    after = await commandstats(store.redis)
+    commands: Counter[str] = Counter()
+    usec = 0
+    for name, (count, spent) in after.items():
+        was_count, was_spent = before.get(name, (0, 0))
+        if name != "info" and count > was_count:
+            commands[name] = count - was_count
+        if name in ("evalsha", "eval"):
+            usec += spent - was_spent  # a script's inner commands are inside its time
+    return PassResult(seconds, calls, flagged, commands, usec)
+
+
+@dataclass(frozen=True)
+class ConfigResult:
+    open: int
+    expired: int
+    seed_seconds: float
+    passes: list[PassResult]
+    idle: list[PassResult]
+
+
+async def run_config(store: Store, open_count: int, expired: int, rounds: int) -> ConfigResult:
+    await store.redis.flushdb()
+    seed_seconds = await seed(store, open_count, HOUR_MS)
+    passes = []
+    for _ in range(rounds):
+        seed_seconds += await seed(store, expired, SECOND_MS)
+        await wait_due(store.redis, expected=expired)
+        result = await one_pass(store)
+        if result.flagged != expired:
+            raise RuntimeError(f"flagged {result.flagged}, expected {expired}")
+        passes.append(result)
+    idle = [await one_pass(store) for _ in range(20)]
+    if any(p.flagged for p in idle):
+        raise RuntimeError("an idle pass flagged sessions")
+    return ConfigResult(open_count, expired, seed_seconds, passes, idle)
+
+
+def _ms(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1000:.1f} / {max(values) * 1000:.1f}"
+
+
+def report(results: list[ConfigResult], rounds: int) -> None:
+    print()
+    print(
+        f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {SHARDS} shards, batch {BATCH}, "
+        f"{rounds} round(s) per configuration"
+    )
+    print()
+    print(
+        "| open (not expired) | expired | pass ms (median / max) | sweep_once calls "
+        "| Redis cmds per pass (min) | EVALSHA | ZRANGEBYSCORE | ZREM | HMGET | HSET "
+        "| Redis script time µs (median) | idle pass ms (median / max) | idle pass cmds (min) |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for config in results:
+        lowest = min(config.passes, key=lambda p: p.total_commands)
+        idle_low = min(config.idle, key=lambda p: p.total_commands)
+        cells = [
+            f"{config.open:,}",
+            f"{config.expired:,}",
+            _ms([p.seconds for p in config.passes]),
+            str(max(p.calls for p in config.passes)),
+            f"{lowest.total_commands:,}",
+            *(f"{lowest.commands[c]:,}" for c in ("evalsha", "zrangebyscore", "zrem", "hmget")),
+            f"{lowest.commands['hset']:,}",
+            f"{statistics.median(p.redis_usec for p in config.passes):,.0f}",
+            _ms([p.seconds for p in config.idle]),
+            f"{idle_low.total_commands:,}",
+        ]
+        print("| " + " | ".join(cells) + " |")
+    print()
+    for config in results:
+        lowest = min(config.passes, key=lambda p: p.total_commands)
+        detail = ", ".join(f"{name} {n}" for name, n in sorted(lowest.commands.items()))
+        print(f"{config.open:,}+{config.expired:,}: {detail}")
+        print(f"  seeded in {config.seed_seconds:.1f} s")
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    store = Store(connect_redis(args.redis_url), shards=SHARDS, retention_s=86400)
+    results = []
+    try:
+        for config in args.configs.split(","):
+            open_count, expired = (int(part) for part in config.split(":"))
+            result = await run_config(store, open_count, expired, args.rounds)
+            best = min(result.passes, key=lambda p: p.seconds)
+            print(
+                f"open {open_count:>7,} expired {expired:>6,}: pass {best.seconds * 1000:.1f} ms "
+                f"(best of {args.rounds}), {best.total_commands:,} commands",
+                flush=True,
+            )
+            results.append(result)
+        await store.redis.flushdb()
+    finally:
+        await store.redis.aclose()
+    report(results, args.rounds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="flushed")
+    parser.add_argument(
+        "--configs",
+        default="99000:1000,10000:1000,100000:1000",
+        help="comma list of open:expired session counts",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="timed passes per configuration")
+    args = parser.parse_args()
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main_async(args))
+    else:
+        uvloop.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -94,16 +94,16 @@ def _kind_of(site: Site, name: str) -> tuple[FieldKind, FlowStep | None]:
             return step.kind, step
     if name in _EXTRA_KINDS:
         return _EXTRA_KINDS[name], None
-    raise FieldInvalid(f"unknown field '{name}'")
+    raise FieldInvalid(f"Unknown field '{name}'")
 
 
 def _phone(value: str, region: str) -> str:
     try:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:
-        raise FieldInvalid("that doesn't look like a phone number") from None
+        raise FieldInvalid("That doesn't look like a phone number") from None
     if not phonenumbers.is_valid_number(number):
-        raise FieldInvalid("that doesn't look like a valid phone number")
+        raise FieldInvalid("That doesn't look like a valid phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -111,7 +111,7 @@ def _email(value: str) -> str:
     try:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError:
-        raise FieldInvalid("that doesn't look like an email address") from None
+        raise FieldInvalid("That doesn't look like an email address") from None
 
 
 def validate(site: Site, name: str, value: str) -> str:
@@ -126,7 +126,7 @@ def validate(site: Site, name: str, value: str) -> str:
     value = " ".join(value.split())
     if not value:
         if step is not None and step.required:
-            raise FieldInvalid("this one is required")
+            raise FieldInvalid("This one is required")
         return ""
     if kind is FieldKind.EMAIL:
         return _email(value)
@@ -137,9 +137,9 @@ def validate(site: Site, name: str, value: str) -> str:
         for option in step.options:
             if option.casefold() == value.casefold():
                 return option
-        raise FieldInvalid("please pick one of the options")
+        raise FieldInvalid("Please pick one of the options")
     if len(value) > _LIMITS[kind]:
-        raise FieldInvalid(f"please keep it under {_LIMITS[kind]} characters")
+        raise FieldInvalid(f"Please keep it under {_LIMITS[kind]} characters")
     return value
 
 

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from server import logs
 from server.config import Settings, load_settings, load_sites
 from server.errors import ChatleadError
 
@@ -37,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
 def _redis_for(settings: Settings) -> Iterator[Settings]:
     """Settings with a Redis URL: the configured one, or a started embedded server."""
     if settings.redis_url is not None:
-        log.info("redis=%s", settings.redis_url.split("@")[-1])
+        log.info("redis_external url=%s", settings.redis_url)
         yield settings
         return
     from server.embedded import EmbeddedRedis
@@ -56,6 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = load_settings(host=args.host, port=args.port)
+    logs.configure(settings.log_format)
     load_sites(settings)  # fail before starting anything
     for name, value in (("HOST", settings.host), ("PORT", settings.port)):
         os.environ[f"CHATLEAD_{name}"] = str(value)
@@ -70,6 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
             ws_per_message_deflate=False,
             lifespan="on",
             log_level="info",
+            log_config=None,  # keep our handler: one format, secrets redacted
             access_log=False,
             timeout_graceful_shutdown=10,
         )
@@ -97,6 +100,7 @@ async def _work(settings: Settings) -> None:
 
 def _worker(args: argparse.Namespace) -> int:
     settings = load_settings()
+    logs.configure(settings.log_format)
     load_sites(settings)
     with _redis_for(settings) as ready:
         asyncio.run(_work(ready))
@@ -118,7 +122,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure()
     args = _parser().parse_args(argv)
     handlers = {"serve": _serve, "worker": _worker, "check": _check}
     try:

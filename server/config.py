@@ -253,6 +253,7 @@ class Settings(BaseSettings):
         36000,
     )
     shards: int = Field(16, ge=1, le=1024)
+    log_format: Literal["text", "json"] = "text"
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
 

@@ -150,7 +150,7 @@ class Deliverer:
                 return
             await self._attempt(claim, event, session, http)
         except Exception:  # a bug here must not stop the loop; the lease brings it back
-            log.exception("delivery_crashed event=%s", claim.event_id)
+            log.exception("delivery_crashed id=%s", claim.event_id)
 
     def _lead_event(self, event: EventRecord, record: SessionRecord | None) -> LeadEvent | str:
         site = self.sites.get(event.site)
@@ -227,7 +227,7 @@ class Deliverer:
         metrics.DELIVERIES.labels(outcome).inc()
         metrics.DELIVERY_SECONDS.observe(latency_ms / 1000)
         log.info(
-            "delivery event=%s outcome=%s status=%s attempt=%d latency_ms=%.0f",
+            "delivery id=%s outcome=%s status=%s attempt=%d latency_ms=%.0f",
             event.id,
             outcome,
             result.status_code,

@@ -84,7 +84,7 @@ class EmbeddedRedis:
         # its own process group: a Ctrl-C to chatlead must not kill it before we stop it
         self._process = subprocess.Popen(args, start_new_session=True)
         self._wait_ready()
-        log.info("redis=embedded dir=%s", self.dir)
+        log.info("redis_embedded dir=%s", self.dir)
         return self.url
 
     def _wait_ready(self) -> None:

@@ -144,5 +144,5 @@ async def test_embedded_server_keeps_sessions_across_restarts(
     server.start()
     async with Visitor.connect(server.ws_url, **resume) as again:
         assert again.welcome["resumed"] is True
-    assert "redis=embedded" in server.output()
+    assert "redis_embedded dir=" in server.output()
     server.terminate()

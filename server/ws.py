@@ -92,6 +92,12 @@ def _visitor_entry(frame: VisitorMessage | FieldAnswer, value: str) -> dict[str,
     return {"from": "visitor", "text": value or "(skipped)", "field": frame.name}
 
 
+def _frame_id(frame: protocol.ClientFrame | FrameError) -> str | None:
+    if isinstance(frame, FrameError):
+        return frame.frame_id
+    return frame.id if isinstance(frame, VisitorMessage | FieldAnswer | Submit) else None
+
+
 class Connection:
     def __init__(self, ws: WebSocket, runtime: Runtime) -> None:
         self.ws = ws
@@ -271,22 +277,26 @@ class Connection:
 
     async def _on_text(self, text: str) -> None:
         try:
-            frame = protocol.parse_client_frame(text)
+            frame: protocol.ClientFrame | FrameError = protocol.parse_client_frame(text)
         except FrameError as exc:
-            self.send(protocol.error_frame("bad_frame", str(exc), exc.frame_id))
+            frame = exc
+        # every frame counts against the bucket, pings and garbage included
+        if not self.bucket.take():
+            self.strikes += 1
+            self.send(protocol.error_frame("rate_limited", "Slow down", _frame_id(frame)))
+            if self.strikes > self.rt.settings.msg_burst:
+                self.close(CloseCode.TOO_MANY)
+            return
+        self.strikes = 0
+        if isinstance(frame, FrameError):
+            self.send(protocol.error_frame("bad_frame", str(frame), frame.frame_id))
             return
         metrics.FRAMES.labels(type(frame).__name__).inc()
         if isinstance(frame, Ping):
             self.send(protocol.pong_frame())
         elif isinstance(frame, Hello):
             self.send(protocol.error_frame("bad_frame", "hello was already received"))
-        elif not self.bucket.take():
-            self.strikes += 1
-            self.send(protocol.error_frame("rate_limited", "slow down", frame.id))
-            if self.strikes > self.rt.settings.msg_burst:
-                self.close(CloseCode.TOO_MANY)
         else:
-            self.strikes = 0
             await self._visitor_event(frame)
 
     async def _visitor_event(self, frame: VisitorMessage | FieldAnswer | Submit) -> None:

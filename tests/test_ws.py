@@ -282,3 +282,22 @@ async def test_ack_means_stored(app: RunningApp, rds: aioredis.Redis) -> None:
         assert {"seq": 3, "from": "visitor", "text": "Ada", "field": "name"}.items() <= entries[
             2
         ].items()
+
+
+async def test_a_client_that_never_reads_is_closed(app_factory: Any) -> None:
+    running = await app_factory(msg_rate=1_000_000, msg_burst=1_000_000)
+    ws = await websockets.connect(running.ws_url + "?site=default", max_queue=4)
+    try:
+        await ws.send('{"type":"hello","site":"default"}')
+        ping = '{"type":"ping"}'
+
+        async def flood() -> None:
+            for _ in range(400_000):
+                await ws.send(ping)
+
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(flood(), 60)
+    finally:
+        await ws.close()
+    runtime = running.server.config.app.state.runtime  # type: ignore[union-attr]
+    await wait_for(lambda: len(runtime.hub) == 0, 10)

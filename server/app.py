@@ -10,13 +10,12 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from server.config import Settings, Site, load_settings, load_sites
 from server.delivery import Deliverer
 from server.errors import ConfigError
-from server.outbox import Outbox
 from server.runtime import Runtime
 from server.store import Store, connect_redis
 from server.sweeper import Sweeper
@@ -88,20 +87,15 @@ async def readyz(request: Request) -> Response:
     return PlainTextResponse("redis unreachable", status_code=503)
 
 
-async def inbox(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    items = await Outbox(runtime.store).inbox()
-    return JSONResponse({"items": items})
-
-
 def _routes() -> list[BaseRoute]:
-    from server import widget
+    from server import admin, api, widget
 
     return [
         WebSocketRoute("/ws", websocket_endpoint),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Route("/admin/inbox", inbox),
+        *api.routes,
+        *admin.routes,
         *widget.routes,
     ]
 

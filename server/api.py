@@ -1,0 +1,629 @@
+"""The admin HTTP API (``/api/*``, CONTRACT §5 and §7) and the Redis reads behind it.
+
+:class:`Reader` fetches raw data with pipelined Redis commands and hands it to
+the pure functions of :mod:`server.reports`; the routes below, the admin pages
+and the CLI all go through it. Report indexes are one sorted set per shard and
+site, so a page is a newest-first merge of those sets (:class:`IndexMerge`),
+fetched a page of each at a time: the first page costs the same with 100 or
+100,000 rows, and a CSV export streams in constant memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import json
+import logging
+import re
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from server import auth, keys, reports
+from server.config import Site
+from server.erase import erase_session
+from server.errors import StoreError
+from server.openapi import openapi_json
+from server.outbox import Outbox
+from server.protocol import iso_ms
+from server.reports import (
+    AbandonedReport,
+    AbandonedRow,
+    DeliveryItem,
+    DeliveryPage,
+    Period,
+    QueryError,
+    SessionDetail,
+    Summary,
+)
+from server.runtime import Runtime
+
+__all__ = [
+    "SESSION_ID",
+    "IndexMerge",
+    "Reader",
+    "dump",
+    "routes",
+]
+
+log = logging.getLogger("chatlead.api")
+
+SESSION_ID = re.compile(r"^[0-9a-f]{24}$")
+EVENT_ID = re.compile(r"^evt_[0-9a-f]{24}_(completed|abandoned_\d{1,6}|test)$")
+CSV_CHUNK = 1000
+PREFETCH = 3
+"""Chunks of an export read ahead, so Redis always has the next one to work on."""
+DELIVERY_SCAN = 5000
+"""Most log entries one ``/api/deliveries`` page looks at (a filtered page may be short)."""
+MAX_EVENTS_PER_SESSION = 50
+
+ROWS_SCRIPT = """
+-- Report rows of abandoned sessions in one shard (reads only).
+-- KEYS: 1 any key of the shard (routes the call to its slot)
+-- ARGV: 1 shard tag, 2 the session ids, comma-separated
+-- Returns one JSON array, 12 strings per session: the SESSION_COLUMNS of its
+-- hash, the LEAD_COLUMNS of its fields hash, and the status of the
+-- lead.abandoned event of its latest abandonment ('' when absent). One JSON
+-- string and one argument cost far less client-side than 12 replies and 2
+-- arguments per row. Every key read carries the shard tag, as in sweep.lua.
+local tag, out, n = ARGV[1], {}, 0
+for sid in string.gmatch(ARGV[2], '[^,]+') do
+  local key = tag .. 's:' .. sid
+  local m = redis.call('HMGET', key, 'status', 'created', 'active', 'abandoned_at', 'step',
+    'recovered', 'abandons')
+  local f = redis.call('HMGET', key .. ':fields', 'name', 'email', 'phone', 'company')
+  local delivery = false
+  if m[7] then
+    delivery = redis.call('HGET', tag .. 'e:evt_' .. sid .. '_abandoned_' .. m[7], 'status')
+  end
+  for j = 1, 7 do
+    out[n + j] = m[j] or ''
+  end
+  for j = 1, 4 do
+    out[n + 7 + j] = f[j] or ''
+  end
+  out[n + 12] = delivery or ''
+  n = n + 12
+end
+return cjson.encode(out)
+"""
+_ROW_WIDTH = 12
+
+PAGE_SCRIPT = """
+-- One page of a sorted set, highest score first (reads only).
+-- KEYS: 1 the sorted set; ARGV: 1 max score, 2 min score, 3 offset, 4 count
+-- Returns {member, score, ...} as plain strings: redis-py would otherwise turn
+-- every pair into a list and every score into a float on its own, per entry.
+return redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'BYSCORE', 'REV', 'LIMIT', ARGV[3],
+  ARGV[4], 'WITHSCORES')
+"""
+
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {
+    t: TypeAdapter(t) for t in (AbandonedReport, DeliveryItem, DeliveryPage, SessionDetail)
+}
+
+
+def dump(value: Any) -> bytes:
+    """JSON bytes of an API answer (dataclasses from :mod:`server.reports`)."""
+    return _ADAPTERS[type(value)].dump_json(value, by_alias=True)
+
+
+@contextlib.contextmanager
+def _redis_errors() -> Iterator[None]:
+    try:
+        yield
+    except RedisError as exc:
+        raise StoreError(f"Redis error: {exc}") from exc
+
+
+# --- newest-first merge of sorted sets ---------------------------------------
+
+
+def _bound(score: float) -> str:
+    if score in (float("inf"), float("-inf")):
+        return "+inf" if score > 0 else "-inf"
+    return str(int(score))
+
+
+@dataclass
+class _Source:
+    key: str
+    label: str
+    high: float
+    skip: int = 0
+    buffer: list[tuple[float, str, str]] = field(default_factory=list)  # ascending
+    done: bool = False
+
+
+class IndexMerge:
+    """Entries of several sorted sets in one order: score, then member, descending.
+
+    That is the order Redis uses inside one set (``ZREVRANGEBYSCORE``), so each
+    set is read a page at a time, continuing from its last score and skipping
+    the members of that score already taken. After each fetch, every buffered
+    entry at or above the highest "last fetched" entry of the sets not yet
+    exhausted is safe to hand out: nothing unread can outrank it. Entries are
+    ``(score, member, label)``; ``low``/``high`` bound the scores (inclusive).
+    """
+
+    def __init__(
+        self, redis: Any, sources: Sequence[tuple[str, str]], low: float, high: float, page: int
+    ) -> None:
+        self.redis = redis
+        self.low = low
+        self.page = page
+        self._sources = [_Source(key, label, high) for key, label in sources]
+        self._page_script = redis.register_script(PAGE_SCRIPT)
+        self._ready: deque[tuple[int, str, str]] = deque()
+
+    async def start_after(self, score: int, member: str) -> None:
+        """Continue after ``(score, member)`` (a cursor)."""
+        with _redis_errors():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for source in self._sources:
+                    pipe.zrangebyscore(source.key, score, score)
+                ties = await pipe.execute()
+        for source, members in zip(self._sources, ties, strict=True):
+            source.high = min(source.high, score)
+            if source.high == score:
+                source.skip = sum(1 for m in members if m >= member)
+
+    @property
+    def exhausted(self) -> bool:
+        return not self._ready and all(s.done and not s.buffer for s in self._sources)
+
+    async def _refill(self) -> None:
+        hungry = [s for s in self._sources if not s.buffer and not s.done]
+        if not hungry:
+            return
+        with _redis_errors():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for source in hungry:
+                    await self._page_script(
+                        keys=[source.key],
+                        args=[_bound(source.high), _bound(self.low), source.skip, self.page],
+                        client=pipe,
+                    )
+                pages = await pipe.execute()
+        for source, flat in zip(hungry, pages, strict=True):
+            source.done = len(flat) < 2 * self.page
+            if not flat:
+                continue
+            scores = list(map(float, flat[1::2]))
+            last = scores[-1]
+            # descending, so the entries that share the last score close the page
+            trailing = len(scores) - scores.index(last)
+            source.skip = source.skip + trailing if last == source.high else trailing
+            source.high = last
+            label = source.label
+            source.buffer = [(s, m, label) for s, m in zip(scores, flat[0::2], strict=True)]
+            source.buffer.reverse()
+
+    def _release(self) -> None:
+        """Move every entry that nothing unread can outrank to the ready queue."""
+        heads = [s.buffer[0][:2] for s in self._sources if not s.done and s.buffer]
+        bound = max(heads) if heads else None
+        batch: list[tuple[float, str, str]] = []
+        for source in self._sources:
+            cut = 0 if bound is None else bisect.bisect_left(source.buffer, bound)
+            batch += source.buffer[cut:]
+            del source.buffer[cut:]
+        batch.sort(reverse=True)
+        self._ready.extend((int(score), member, label) for score, member, label in batch)
+
+    async def take(self, count: int) -> list[tuple[int, str, str]]:
+        """The next ``count`` entries (fewer at the end)."""
+        out: list[tuple[int, str, str]] = []
+        while len(out) < count:
+            if not self._ready:
+                await self._refill()
+                if any(not s.buffer and not s.done for s in self._sources):
+                    continue  # a set ran dry mid-way: read on before releasing anything
+                self._release()
+                if not self._ready:
+                    break
+            ready = self._ready
+            while ready and len(out) < count:
+                out.append(ready.popleft())
+        return out
+
+
+# --- reads ------------------------------------------------------------------
+
+
+class Reader:
+    """Every Redis read of the admin surface, pipelined, in the report shapes."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.store = runtime.store
+        self.redis = runtime.store.redis
+        self._rows_script = self.redis.register_script(ROWS_SCRIPT)
+
+    async def now_ms(self) -> int:
+        """Redis' clock, the one the session scripts use."""
+        with _redis_errors():
+            sec, usec = await self.redis.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
+    def sites(self, site_id: str | None) -> list[Site]:
+        """The sites in scope.
+
+        Raises:
+            QueryError: ``site_id`` is not a configured site.
+        """
+        if not site_id:
+            return list(self.runtime.sites.values())
+        site = self.runtime.sites.get(site_id)
+        if site is None:
+            raise QueryError("site", f"no site {site_id!r}")
+        return [site]
+
+    async def summary(self, sites: Sequence[Site], period: Period) -> Summary:
+        order = [
+            (site.id, day, shard)
+            for site in sites
+            for day in period.days()
+            for shard in range(self.store.shards)
+        ]
+        with _redis_errors():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for site_id, day, shard in order:
+                    pipe.hgetall(keys.site_stats(shard, site_id, day))
+                hashes = await pipe.execute()
+        counters = ((site, day, raw) for (site, day, _), raw in zip(order, hashes, strict=True))
+        return reports.summarize(sites, period, counters)
+
+    def _abandoned_index(self, sites: Sequence[Site], period: Period, page: int) -> IndexMerge:
+        sources = [
+            (keys.site_index(shard, site.id, "abandoned"), site.id)
+            for site in sites
+            for shard in range(self.store.shards)
+        ]
+        return IndexMerge(self.redis, sources, period.since_ms, period.until_ms - 1, page)
+
+    async def _rows(self, entries: Sequence[tuple[int, str, str]]) -> list[AbandonedRow]:
+        """Report rows for index entries: one ``ROWS_SCRIPT`` call per shard, pipelined."""
+        by_shard: dict[int, list[int]] = {}
+        for position, (_, sid, _) in enumerate(entries):
+            by_shard.setdefault(self.store.shard(sid), []).append(position)
+        with _redis_errors():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for shard, positions in by_shard.items():
+                    await self._rows_script(
+                        keys=[keys.deadlines(shard)],
+                        args=[keys.tag(shard), ",".join(entries[p][1] for p in positions)],
+                        client=pipe,
+                    )
+                replies = await pipe.execute()
+        flat: list[list[str]] = [[]] * len(entries)
+        offset: list[int] = [0] * len(entries)
+        for positions, reply in zip(by_shard.values(), replies, strict=True):
+            values = json.loads(reply) if reply != "{}" else []  # cjson: empty table is {}
+            for n, position in enumerate(positions):
+                flat[position], offset[position] = values, n * _ROW_WIDTH
+        rows = []
+        for (score, sid, site), values, at in zip(entries, flat, offset, strict=True):
+            row = reports.abandoned_row(sid, site, score, values, at)
+            if row is not None:
+                rows.append(row)
+        return rows
+
+    async def abandoned_page(
+        self, sites: Sequence[Site], period: Period, cursor: str | None, limit: int
+    ) -> tuple[list[AbandonedRow], str | None]:
+        """One page of abandoned sessions, newest first, and the next cursor."""
+        after = reports.decode_cursor(cursor, SESSION_ID)
+        merge = self._abandoned_index(sites, period, max(limit, 50))
+        if after:
+            await merge.start_after(*after)
+        rows: list[AbandonedRow] = []
+        last: tuple[int, str, str] | None = None
+        while len(rows) < limit:
+            entries = await merge.take(limit - len(rows))
+            if not entries:
+                break
+            rows += await self._rows(entries)
+            last = entries[-1]
+        more = last is not None and not merge.exhausted
+        return rows, reports.encode_cursor(last[0], last[1]) if more and last else None
+
+    async def abandoned_chunks(
+        self, sites: Sequence[Site], period: Period, chunk: int = CSV_CHUNK
+    ) -> AsyncIterator[list[AbandonedRow]]:
+        """Every abandoned session of the period, newest first, ``chunk`` at a time.
+
+        The next chunks are read while the caller formats the current one, so
+        Redis and Python work side by side.
+        """
+        merge = self._abandoned_index(sites, period, chunk)
+        ahead: deque[asyncio.Task[list[AbandonedRow]]] = deque()
+        try:
+            while True:
+                while len(ahead) < PREFETCH and (entries := await merge.take(chunk)):
+                    ahead.append(asyncio.ensure_future(self._rows(entries)))
+                if not ahead:
+                    return
+                yield await ahead.popleft()
+        finally:
+            for task in ahead:
+                task.cancel()
+
+    async def report(
+        self, site_id: str | None, period: Period, cursor: str | None, limit: int
+    ) -> AbandonedReport:
+        sites = self.sites(site_id)
+        rows, next_cursor = await self.abandoned_page(sites, period, cursor, limit)
+        return AbandonedReport(
+            site=site_id or None,
+            since=iso_ms(period.since_ms),
+            until=iso_ms(period.until_ms),
+            items=rows,
+            next_cursor=next_cursor,
+            summary=await self.summary(sites, period),
+        )
+
+    # --- deliveries -----------------------------------------------------------
+
+    async def _events(self, event_ids: Sequence[str]) -> list[DeliveryItem | None]:
+        with _redis_errors():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for eid in event_ids:
+                    shard = self.store.shard(eid[4:28])
+                    pipe.hgetall(keys.event(shard, eid))
+                    pipe.lrange(keys.event_attempts(shard, eid), 0, -1)
+                raw = await pipe.execute()
+        return [
+            reports.delivery_item(eid, raw[2 * i], raw[2 * i + 1])
+            for i, eid in enumerate(event_ids)
+        ]
+
+    async def delivery(self, event_id: str) -> DeliveryItem | None:
+        if not EVENT_ID.match(event_id):
+            return None
+        return (await self._events([event_id]))[0]
+
+    async def deliveries(
+        self, status: str | None, cursor: str | None, limit: int
+    ) -> tuple[list[DeliveryItem], str | None]:
+        """The delivery log, newest first; with ``status``, only events in that state."""
+        after = reports.decode_cursor(cursor, EVENT_ID)
+        sources = [(keys.deliveries(shard), "") for shard in range(self.store.shards)]
+        merge = IndexMerge(self.redis, sources, float("-inf"), float("inf"), max(limit, 50))
+        if after:
+            await merge.start_after(*after)
+        items: list[DeliveryItem] = []
+        last: tuple[int, str, str] | None = None
+        scanned, cut_short = 0, False
+        while len(items) < limit and scanned < DELIVERY_SCAN:
+            entries = await merge.take(limit - len(items) if status is None else limit)
+            if not entries:
+                break
+            scanned += len(entries)
+            loaded = await self._events([eid for _, eid, _ in entries])
+            for position, (entry, item) in enumerate(zip(entries, loaded, strict=True)):
+                last = entry
+                if item is not None and (status is None or item.status == status):
+                    items.append(item)
+                    if len(items) == limit:
+                        cut_short = position < len(entries) - 1
+                        break
+        more = last is not None and (cut_short or not merge.exhausted)
+        return items, reports.encode_cursor(last[0], last[1]) if more and last else None
+
+    async def session_deliveries(self, session_id: str, abandons: int) -> list[DeliveryItem]:
+        candidates = [f"evt_{session_id}_completed"] + [
+            f"evt_{session_id}_abandoned_{n}"
+            for n in range(1, min(abandons, MAX_EVENTS_PER_SESSION) + 1)
+        ]
+        found = [item for item in await self._events(candidates) if item is not None]
+        return sorted(found, key=lambda item: item.created_at)
+
+    async def session(self, session_id: str) -> SessionDetail | None:
+        if not SESSION_ID.match(session_id):
+            return None
+        record = await self.store.load_session(session_id)
+        if record is None:
+            return None
+        with _redis_errors():
+            abandons = await self.redis.hget(
+                keys.session(self.store.shard(session_id), session_id), "abandons"
+            )
+        events = await self.session_deliveries(session_id, int(abandons or 0))
+        return reports.session_detail(record, self.runtime.sites.get(record.site), events)
+
+
+# --- routes -----------------------------------------------------------------
+
+
+def _error(status: int, code: str, message: str, **extra: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
+
+
+def _refuse(request: Request, status: int, reason: str) -> Response:
+    response = _error(status, "unauthorized" if status == 401 else "forbidden", reason)
+    if status == 401:
+        response.headers["www-authenticate"] = 'Bearer realm="chatlead"'
+    return response
+
+
+def _json(value: Any, status: int = 200) -> Response:
+    if isinstance(value, dict):
+        return JSONResponse(value, status_code=status)
+    return Response(dump(value), status_code=status, media_type="application/json")
+
+
+def endpoint(fn: auth.Endpoint) -> auth.Endpoint:
+    """Admin-only, and chatlead errors as JSON (400 bad query, 503 Redis down)."""
+
+    async def run(request: Request) -> Response:
+        try:
+            return await fn(request)
+        except QueryError as exc:
+            status = 404 if exc.param == "site" else 400
+            code = "unknown_site" if status == 404 else "bad_request"
+            return _error(status, code, str(exc), param=exc.param)
+        except StoreError as exc:
+            log.warning("api_store_unavailable error=%s", exc)
+            return _error(503, "store_unavailable", "Redis is unavailable; try again shortly")
+
+    run.__name__ = fn.__name__
+    run.__doc__ = fn.__doc__
+    return auth.guard(_refuse)(run)
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def _period(request: Request, reader: Reader) -> Period:
+    query = request.query_params
+    return reports.parse_period(query.get("since"), query.get("until"), await reader.now_ms())
+
+
+def _filename(site: str | None, period: Period) -> str:
+    first, last = reports.day_iso(period.first_day), reports.day_iso(period.last_day)
+    return f"abandoned-{site or 'all'}-{first}-to-{last}.csv"
+
+
+def csv_response(reader: Reader, site_id: str | None, period: Period) -> Response:
+    """The report as a streamed CSV download (UTF-8 with BOM, for spreadsheets)."""
+    sites = reader.sites(site_id)
+
+    async def body() -> AsyncIterator[bytes]:
+        rows = reader.abandoned_chunks(sites, period)
+        yield next(reports.csv_lines((), bom=True)).encode()
+        try:
+            async for chunk in rows:
+                yield "".join(reports.csv_lines([chunk], header=False)).encode()
+        except StoreError as exc:  # headers are sent: all we can do is stop short
+            log.warning("csv_export_interrupted error=%s", exc)
+
+    return StreamingResponse(
+        body(),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="{_filename(site_id, period)}"'},
+    )
+
+
+@endpoint
+async def abandoned_report(request: Request) -> Response:
+    """``GET /api/reports/abandoned?site=&since=&until=&format=json|csv&cursor=&limit=``."""
+    reader = Reader(_runtime(request))
+    query = request.query_params
+    form = query.get("format") or "json"
+    if form not in ("json", "csv"):
+        raise QueryError("format", "must be json or csv")
+    site_id = query.get("site") or None
+    period = await _period(request, reader)
+    if form == "csv":
+        return csv_response(reader, site_id, period)
+    limit = reports.parse_limit(query.get("limit"))
+    return _json(await reader.report(site_id, period, query.get("cursor"), limit))
+
+
+@endpoint
+async def get_session(request: Request) -> Response:
+    """``GET /api/sessions/{id}``: transcript, fields, lead and its delivery events."""
+    detail = await Reader(_runtime(request)).session(request.path_params["session_id"])
+    if detail is None:
+        return _error(404, "not_found", "no such session")
+    return _json(detail)
+
+
+@endpoint
+async def delete_session(request: Request) -> Response:
+    """``DELETE /api/sessions/{id}``: erase the session's personal data everywhere."""
+    session_id = request.path_params["session_id"]
+    if not SESSION_ID.match(session_id):
+        return _error(404, "not_found", "no such session")
+    result = await erase_session(_runtime(request), session_id)
+    if not result.found:
+        return _error(404, "not_found", "no such session")
+    return _json(result.as_dict())
+
+
+@endpoint
+async def list_deliveries(request: Request) -> Response:
+    """``GET /api/deliveries?status=pending|delivered|dead&cursor=&limit=``."""
+    query = request.query_params
+    status = query.get("status") or None
+    if status not in (None, "pending", "delivered", "dead"):
+        raise QueryError("status", "must be pending, delivered or dead")
+    limit = reports.parse_limit(query.get("limit"), default=50)
+    items, cursor = await Reader(_runtime(request)).deliveries(status, query.get("cursor"), limit)
+    return _json(DeliveryPage(items, cursor))
+
+
+@endpoint
+async def get_delivery(request: Request) -> Response:
+    item = await Reader(_runtime(request)).delivery(request.path_params["event_id"])
+    if item is None:
+        return _error(404, "not_found", "no such delivery")
+    return _json(item)
+
+
+async def replay(runtime: Runtime, event_id: str) -> str:
+    """Queue an event again: ``ok`` | ``pending`` (already queued) | ``missing``."""
+    if not EVENT_ID.match(event_id):
+        return "missing"
+    with _redis_errors():
+        outcome = await Outbox(runtime.store).replay(event_id)
+    if outcome == "ok":
+        runtime.delivery_wakeup.set()
+    return outcome
+
+
+@endpoint
+async def replay_delivery(request: Request) -> Response:
+    """``POST /api/deliveries/{id}/replay``: send a delivered or dead event again."""
+    runtime = _runtime(request)
+    event_id = request.path_params["event_id"]
+    outcome = await replay(runtime, event_id)
+    if outcome == "missing":
+        return _error(404, "not_found", "no such delivery")
+    if outcome == "pending":
+        return _error(409, "already_pending", "this event is already waiting for delivery")
+    item = await Reader(runtime).delivery(event_id)
+    return _json(item if item is not None else {"id": event_id}, status=202)
+
+
+async def send_test_event(runtime: Runtime, site_id: str) -> str:
+    """Queue a signed sample lead for ``site_id`` and wake the delivery loop."""
+    with _redis_errors():
+        event_id = await Outbox(runtime.store).add_test_event(site_id)
+    runtime.delivery_wakeup.set()
+    return event_id
+
+
+@endpoint
+async def test_event(request: Request) -> Response:
+    """``POST /api/sites/{site}/test-event``."""
+    runtime = _runtime(request)
+    site_id = request.path_params["site"]
+    if site_id not in runtime.sites:
+        raise QueryError("site", f"no site {site_id!r}")
+    event_id = await send_test_event(runtime, site_id)
+    item = await Reader(runtime).delivery(event_id)
+    return _json(item if item is not None else {"id": event_id}, status=202)
+
+
+routes: list[BaseRoute] = [
+    Route("/api/reports/abandoned", abandoned_report, methods=["GET"]),
+    Route("/api/sessions/{session_id}", get_session, methods=["GET"]),
+    Route("/api/sessions/{session_id}", delete_session, methods=["DELETE"]),
+    Route("/api/deliveries", list_deliveries, methods=["GET"]),
+    Route("/api/deliveries/{event_id}", get_delivery, methods=["GET"]),
+    Route("/api/deliveries/{event_id}/replay", replay_delivery, methods=["POST"]),
+    Route("/api/sites/{site}/test-event", test_event, methods=["POST"]),
+    Route("/openapi.json", openapi_json, methods=["GET"]),
+]

@@ -1,0 +1,518 @@
+"""The admin API against the real server: uvicorn on port 0, real Redis (db 14),
+sessions driven over the real WebSocket protocol and abandoned by a 1 s idle timeout.
+
+The fixtures and helpers at the top are shared with the other admin test modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import importlib.util
+import io
+import json
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import redis
+import uvicorn
+import websockets
+
+from server.app import create_app
+from server.config import Settings, Site
+from server.reports import CSV_HEADER
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+REDIS_URL = "redis://127.0.0.1:6379/14"
+TOKEN = "test-admin-token-0123456789"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Served:
+    """A running chatlead server and a client for it."""
+
+    url: str
+    http: httpx.AsyncClient
+    settings: Settings
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/ws"
+
+
+def flush_db() -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    *,
+    token: str | None = TOKEN,
+    sites: dict[str, Site] | None = None,
+    redis_url: str = REDIS_URL,
+    host: str = "127.0.0.1",
+    **settings: Any,
+) -> AsyncIterator[Served]:
+    """Run the real app under uvicorn on a free port of ``host``."""
+    config = Settings(
+        redis_url=redis_url, idle_timeout=1.0, admin_token=token, host=host, **settings
+    )
+    app = create_app(config, sites)
+    server = uvicorn.Server(
+        uvicorn.Config(app, lifespan="on", log_level="warning", ws_per_message_deflate=False)
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if task.done() or time.monotonic() > deadline:
+            task.result()
+            raise RuntimeError("server did not start")
+        await asyncio.sleep(0.01)
+    url = f"http://127.0.0.1:{port}"
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    try:
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+            yield Served(url, http, config)
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_server() -> AsyncIterator[Served]:
+    """One server per test module (starting one costs about a second)."""
+    flush_db()
+    async with serve() as running:
+        yield running
+
+
+@pytest.fixture
+def served(shared_server: Served) -> Served:
+    """The module's server over an empty database."""
+    flush_db()
+    return shared_server
+
+
+async def visit(
+    served: Served,
+    answers: list[tuple[str, str]],
+    *,
+    site: str = "default",
+    texts: tuple[str, ...] = (),
+    submit: bool = False,
+    page: str = "https://shop.example/pricing?utm_source=ads",
+) -> str:
+    """One visitor: hello, then ``field`` answers (and free ``message`` texts); returns the id."""
+    async with websockets.connect(served.ws_url, origin=served.url) as ws:
+        hello = {"type": "hello", "site": site, "page": {"url": page}}
+        await ws.send(json.dumps(hello))
+        welcome = json.loads(await ws.recv())
+        assert welcome["type"] == "welcome", welcome
+        frames: list[dict[str, Any]] = [
+            {"type": "field", "id": f"f{n}", "name": name, "value": value}
+            for n, (name, value) in enumerate(answers)
+        ]
+        frames += [{"type": "message", "id": f"m{n}", "text": t} for n, t in enumerate(texts)]
+        if submit:
+            frames.append({"type": "submit", "id": "s"})
+        for frame in frames:
+            await ws.send(json.dumps(frame))
+            while True:
+                reply = json.loads(await ws.recv())
+                if reply["type"] == "ack" and reply["id"] == frame["id"]:
+                    break
+                assert reply["type"] != "error", reply
+        RESUME_TOKENS[welcome["session_id"]] = welcome["resume_token"]
+        return str(welcome["session_id"])
+
+
+RESUME_TOKENS: dict[str, str] = {}
+"""Resume token of every session :func:`visit` started, by session id."""
+
+
+async def come_back(served: Served, session_id: str, text: str) -> dict[str, Any]:
+    """The visitor resumes the session and writes again; returns the ``welcome``."""
+    async with websockets.connect(served.ws_url, origin=served.url) as ws:
+        hello = {
+            "type": "hello",
+            "site": "default",
+            "session_id": session_id,
+            "resume_token": RESUME_TOKENS[session_id],
+        }
+        await ws.send(json.dumps(hello))
+        welcome: dict[str, Any] = json.loads(await ws.recv())
+        await ws.send(json.dumps({"type": "message", "id": "back", "text": text}))
+        while (reply := json.loads(await ws.recv()))["type"] != "ack":
+            assert reply["type"] != "error", reply
+        return welcome
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, timeout: float = 10, what: str = "condition"
+) -> Any:
+    """Poll ``check`` until it returns something truthy (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def wait_status(served: Served, session_id: str, status: str) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        answer = await served.http.get(f"/api/sessions/{session_id}")
+        body: dict[str, Any] = answer.json()
+        return body if answer.status_code == 200 and body["status"] == status else None
+
+    return await eventually(check, what=f"session {session_id} {status}")  # type: ignore[no-any-return]
+
+
+async def wait_delivery(served: Served, event_id: str, status: str) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        answer = await served.http.get(f"/api/deliveries/{event_id}")
+        body: dict[str, Any] = answer.json()
+        return body if answer.status_code == 200 and body["status"] == status else None
+
+    return await eventually(check, what=f"{event_id} {status}")  # type: ignore[no-any-return]
+
+
+def seed_module() -> Any:
+    """``benchmarks/seed_abandoned.py`` (writes sessions the way the scripts do)."""
+    spec = importlib.util.spec_from_file_location(
+        "seed_abandoned", ROOT / "benchmarks" / "seed_abandoned.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def sync_redis() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    yield client
+    client.close()
+
+
+def csv_rows(text: str) -> list[dict[str, str]]:
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    assert reader.fieldnames == list(CSV_HEADER)
+    return list(reader)
+
+
+# --- the abandoned-lead report ----------------------------------------------------
+
+
+async def test_report_rows_and_summary_from_real_sessions(served: Served) -> None:
+    ada = await visit(served, [("name", "Ada Lovelace"), ("email", "ada@example.com")])
+    bob = await visit(served, [("name", "Bob")])
+    done = await visit(
+        served,
+        [("name", "Cy"), ("email", "cy@example.com"), ("phone", ""), ("message", "")],
+    )
+    await wait_status(served, ada, "abandoned")
+    await wait_status(served, bob, "abandoned")
+    await wait_delivery(served, f"evt_{ada}_abandoned_1", "delivered")
+
+    answer = await served.http.get("/api/reports/abandoned")
+    assert answer.status_code == 200
+    report = answer.json()
+    rows = {row["session_id"]: row for row in report["items"]}
+    assert set(rows) == {ada, bob}
+    assert done not in rows
+    assert rows[ada]["email"] == "ada@example.com" and rows[ada]["name"] == "Ada Lovelace"
+    assert rows[ada]["step"] == "phone" and rows[ada]["contactable"] is True
+    assert rows[ada]["delivery"] == "delivered" and rows[ada]["recovered"] is False
+    assert rows[bob]["step"] == "email" and rows[bob]["contactable"] is False
+    assert rows[bob]["delivery"] == "none" and rows[bob]["email"] is None
+    newest_first = [row["abandoned_at"] for row in report["items"]]
+    assert newest_first == sorted(newest_first, reverse=True)
+
+    summary = report["summary"]
+    assert (summary["started"], summary["completed"], summary["abandoned"]) == (3, 1, 2)
+    assert summary["abandonment_rate"] == round(2 / 3, 4)
+    assert [(s["step"], s["reached"], s["stopped"]) for s in summary["drop_off"]] == [
+        ("name", 3, 0),
+        ("email", 3, 1),
+        ("phone", 2, 1),
+        ("message", 1, 0),
+    ]
+    assert sum(day["started"] for day in summary["daily"]) == 3
+    assert report["next_cursor"] is None
+
+
+async def test_recovered_session_is_flagged(served: Served) -> None:
+    sid = await visit(served, [("name", "Dee"), ("email", "dee@example.com")])
+    record = await wait_status(served, sid, "abandoned")
+    assert record["recovered"] is False
+    welcome = await come_back(served, sid, "Sorry, got distracted!")
+    assert welcome["resumed"] is True and welcome["status"] == "abandoned"
+    answer = await served.http.get("/api/reports/abandoned")
+    (row,) = answer.json()["items"]
+    assert row["recovered"] is True and row["status"] == "open"
+    assert answer.json()["summary"]["recovered"] == 1
+
+
+async def test_csv_export_is_spreadsheet_safe(served: Served) -> None:
+    evil = await visit(
+        served,
+        [("name", '=HYPERLINK("http://evil.example")'), ("email", "eve@example.com")],
+        texts=("call me at +1 202 555 0143",),
+    )
+    await wait_status(served, evil, "abandoned")
+    answer = await served.http.get("/api/reports/abandoned", params={"format": "csv"})
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "text/csv; charset=utf-8"
+    assert answer.headers["content-disposition"].startswith('attachment; filename="abandoned-all-')
+    assert answer.text.startswith("\ufeff") and "\r\n" in answer.text
+    (row,) = csv_rows(answer.text)
+    assert row["session_id"] == evil
+    assert row["name"] == '\'=HYPERLINK("http://evil.example")'
+    assert row["phone"] == "'+12025550143"
+    assert row["contactable"] == "yes"
+
+
+async def test_pages_cover_every_row_once_in_order(served: Served, sync_redis: redis.Redis) -> None:
+    seeded = seed_module().seed(sync_redis, abandoned=230, completed=20, sites=["default"])
+    assert seeded.abandoned == 230
+    seen: list[str] = []
+    stamps: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
+        body = (await served.http.get("/api/reports/abandoned", params=params)).json()
+        seen += [row["session_id"] for row in body["items"]]
+        stamps += [row["abandoned_at"] for row in body["items"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3 and len(seen) == len(set(seen)) == 230
+    assert stamps == sorted(stamps, reverse=True)
+    csv_answer = await served.http.get("/api/reports/abandoned?format=csv&site=default")
+    assert [row["session_id"] for row in csv_rows(csv_answer.text)] == seen
+    narrow = await served.http.get("/api/reports/abandoned", params={"since": "2h", "limit": 1000})
+    assert len(narrow.json()["items"]) < 230
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "param"),
+    [
+        ("/api/reports/abandoned?since=last+tuesday", 400, "since"),
+        ("/api/reports/abandoned?until=2024-02-30", 400, "until"),
+        ("/api/reports/abandoned?since=1999-01-01", 400, "since"),
+        ("/api/reports/abandoned?since=2024-06-02&until=2024-06-01", 400, "since"),
+        ("/api/reports/abandoned?format=xlsx", 400, "format"),
+        ("/api/reports/abandoned?limit=100000", 400, "limit"),
+        ("/api/reports/abandoned?cursor=Li4vLi4v", 400, "cursor"),
+        ("/api/reports/abandoned?site=..%2F..%2Fetc", 404, "site"),
+        ("/api/reports/abandoned?site=nope&format=csv", 404, "site"),
+        ("/api/deliveries?status=lost", 400, "status"),
+        ("/api/deliveries?cursor=%00%01", 400, "cursor"),
+    ],
+)
+async def test_bad_input_gets_a_clear_json_error(
+    served: Served, path: str, status: int, param: str
+) -> None:
+    answer = await served.http.get(path)
+    assert answer.status_code == status
+    body = answer.json()
+    assert body["param"] == param and body["message"].startswith(param)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/sessions/not-a-session"),
+        ("GET", "/api/sessions/0123456789abcdef0123456Z"),
+        ("GET", "/api/sessions/%2e%2e%2f%2e%2e%2fkeys"),
+        ("DELETE", "/api/sessions/*"),
+        ("GET", "/api/sessions/0123456789abcdef01234567"),
+        ("GET", "/api/deliveries/evt_*"),
+        ("GET", "/api/deliveries/evt_0123456789abcdef01234567_completed"),
+        ("POST", "/api/deliveries/evt_0123456789abcdef01234567_test/replay"),
+        ("POST", "/api/deliveries/..%2F..%2Fx/replay"),
+        ("POST", "/api/sites/nope/test-event"),
+    ],
+)
+async def test_unknown_or_malformed_ids_are_404(served: Served, method: str, path: str) -> None:
+    answer = await served.http.request(method, path)
+    assert answer.status_code == 404
+
+
+# --- deliveries -----------------------------------------------------------------
+
+DELIVERY_KEYS = {
+    "id",
+    "event",
+    "session_id",
+    "site",
+    "status",
+    "attempts",
+    "created_at",
+    "next_attempt_at",
+}
+
+
+async def test_delivery_log_replay_and_test_event(served: Served) -> None:
+    sid = await visit(
+        served, [("name", "Fay"), ("email", "fay@example.com"), ("phone", ""), ("message", "Hi")]
+    )
+    event_id = f"evt_{sid}_completed"
+    delivered = await wait_delivery(served, event_id, "delivered")
+    assert set(delivered) == DELIVERY_KEYS
+    (attempt,) = delivered["attempts"]
+    assert set(attempt) == {"at", "status_code", "latency_ms", "error"}
+    assert attempt["at"].endswith("Z") and delivered["next_attempt_at"] is None
+
+    page = (await served.http.get("/api/deliveries")).json()
+    assert set(page) == {"items", "next_cursor"}
+    assert [item["id"] for item in page["items"]] == [event_id]
+    assert set(page["items"][0]) == DELIVERY_KEYS
+    assert (await served.http.get("/api/deliveries?status=dead")).json()["items"] == []
+
+    replayed = await served.http.post(f"/api/deliveries/{event_id}/replay")
+    assert replayed.status_code == 202
+    assert replayed.json()["id"] == event_id
+
+    async def twice() -> bool:
+        item = (await served.http.get(f"/api/deliveries/{event_id}")).json()
+        return item["status"] == "delivered" and len(item["attempts"]) == 2
+
+    await eventually(twice, what="the replayed attempt")
+
+    test = await served.http.post("/api/sites/default/test-event")
+    assert test.status_code == 202 and test.json()["event"] == "lead.test"
+    await wait_delivery(served, test.json()["id"], "delivered")
+    inbox = (await served.http.get("/admin/inbox", headers={"accept": "application/json"})).json()
+    assert {item["type"] for item in inbox["items"]} == {"lead.completed", "lead.test"}
+
+
+async def test_replaying_a_pending_event_is_a_conflict(
+    served: Served, sync_redis: redis.Redis
+) -> None:
+    seed_module().seed(sync_redis, abandoned=40, completed=0, sites=["default"], rng_seed=3)
+    pending = (await served.http.get("/api/deliveries?status=pending")).json()["items"]
+    assert pending, "the seed leaves some events pending"
+    assert all(item["status"] == "pending" for item in pending)
+    answer = await served.http.post(f"/api/deliveries/{pending[0]['id']}/replay")
+    assert answer.status_code == 409 and answer.json()["error"] == "already_pending"
+
+
+async def test_delivery_pages_follow_the_cursor(served: Served, sync_redis: redis.Redis) -> None:
+    seeded = seed_module().seed(sync_redis, abandoned=300, completed=0, sites=["default"])
+    ids: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": "7", **({"cursor": cursor} if cursor else {})}
+        body = (await served.http.get("/api/deliveries", params=params)).json()
+        ids += [item["id"] for item in body["items"]]
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    assert len(ids) == len(set(ids)) == seeded.events
+    dead: list[str] = []
+    cursor = None
+    while True:
+        params = {"status": "dead", **({"cursor": cursor} if cursor else {})}
+        body = (await served.http.get("/api/deliveries", params=params)).json()
+        dead += [item["id"] for item in body["items"]]
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    assert dead and len(dead) == len(set(dead)) < seeded.events
+
+
+# --- one session ------------------------------------------------------------------
+
+
+async def test_session_detail_has_transcript_fields_and_lead(served: Served) -> None:
+    sid = await visit(served, [("name", "Gus <b>"), ("email", "gus@example.com")])
+    await wait_status(served, sid, "abandoned")
+    detail = await wait_delivery(served, f"evt_{sid}_abandoned_1", "delivered")
+    assert detail["session_id"] == sid
+    body = (await served.http.get(f"/api/sessions/{sid}")).json()
+    assert body["fields"] == {"name": "Gus <b>", "email": "gus@example.com"}
+    assert body["page"]["utm_source"] == "ads"
+    assert [entry["from"] for entry in body["transcript"][:3]] == ["bot", "bot", "visitor"]
+    assert body["transcript"][2]["text"] == "Gus <b>" and body["transcript"][2]["field"] == "name"
+    lead = body["lead"]
+    assert lead["sessionId"] == sid and lead["isAbandoned"] is True
+    assert {"name": "email", "value": "gus@example.com"} in lead["fields"]
+    assert [d["event"] for d in body["deliveries"]] == ["lead.abandoned"]
+
+
+# --- access -----------------------------------------------------------------------
+
+
+async def test_token_is_required_and_compared_exactly(served: Served) -> None:
+    async with httpx.AsyncClient(base_url=served.url) as anonymous:
+        for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": f"Basic {TOKEN}"}):
+            answer = await anonymous.get("/api/deliveries", headers=headers)
+            assert answer.status_code == 401
+            assert answer.headers["www-authenticate"].startswith("Bearer")
+            assert TOKEN not in answer.text
+        answer = await anonymous.get(
+            "/api/deliveries", headers={"authorization": f"Bearer {TOKEN}"}
+        )
+        assert answer.status_code == 200
+        # the API description is public: it holds no data
+        assert (await anonymous.get("/openapi.json")).status_code == 200
+
+
+def _outside_address() -> str | None:
+    """A non-loopback address of this machine, if it has one."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))
+        address = str(probe.getsockname()[0])
+        return None if address.startswith("127.") else address
+    return None
+
+
+async def test_without_token_only_loopback_is_served() -> None:
+    outside = _outside_address()
+    if outside is None:
+        pytest.skip("no non-loopback address to test from")
+    flush_db()
+    async with serve(token=None, host="0.0.0.0", allowed_origins=("*",)) as running:
+        port = running.url.rsplit(":", 1)[1]
+        local = await running.http.get("/api/deliveries")
+        assert local.status_code == 200
+        async with httpx.AsyncClient(base_url=f"http://{outside}:{port}") as remote:
+            for path in ("/api/deliveries", "/admin", "/admin/inbox"):
+                assert (await remote.get(path)).status_code == 403
+        # a page that rebinds its own domain to 127.0.0.1 still names that domain
+        rebound = await running.http.get("/api/deliveries", headers={"host": "evil.example"})
+        assert rebound.status_code == 403
+        # no cookies, no Origin: curl or the CLI on this machine may change things
+        assert (await running.http.post("/api/sites/default/test-event")).status_code == 202
+        # a browser on another site may not
+        cross = await running.http.post(
+            "/api/sites/default/test-event", headers={"origin": "https://evil.example"}
+        )
+        assert cross.status_code == 403

@@ -61,6 +61,9 @@ def _serve(args: argparse.Namespace) -> int:
     load_sites(settings)  # fail before starting anything
     for name, value in (("HOST", settings.host), ("PORT", settings.port)):
         os.environ[f"CHATLEAD_{name}"] = str(value)
+    # uvicorn re-raises SIGTERM after its graceful shutdown; turn that into SystemExit
+    # so the embedded server below is stopped too instead of being orphaned
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     with _redis_for(settings):
         uvicorn.run(
             "server.app:create_app",
@@ -77,6 +80,10 @@ def _serve(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=10,
         )
     return 0
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 async def _work(settings: Settings) -> None:

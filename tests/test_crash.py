@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -145,4 +146,15 @@ async def test_embedded_server_keeps_sessions_across_restarts(
     async with Visitor.connect(server.ws_url, **resume) as again:
         assert again.welcome["resumed"] is True
     assert "redis_embedded dir=" in server.output()
+    pid = int((data / "valkey.pid").read_text())
     server.terminate()
+    # stopping chatlead stops its embedded server (no orphan left behind)
+    await wait_for(lambda: not _alive(pid), 10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

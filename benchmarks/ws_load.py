@@ -73,10 +73,12 @@ class ClientResult:
     """One client process's raw samples (seconds, ``time.perf_counter`` clock)."""
 
     latencies: list[float] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)
     send_lags: list[float] = field(default_factory=list)
     errors: int = 0
     started: float = 0.0
     finished: float = 0.0
+    cpu: float = 0.0
     failure: str | None = None
 
 
@@ -92,6 +94,9 @@ class Summary:
     lag_p99_ms: float | None
     server_cpu_s: float | None = None
     redis_cpu_s: float | None = None
+    client_cpu_s: float = 0.0
+    others_cores: float | None = None
+    stalls: tuple[str, ...] = ()
 
     @property
     def rate(self) -> float:
@@ -104,6 +109,12 @@ class Summary:
             cpu += f"  server CPU {self.server_cpu_s / self.acked * 1e6:.0f} µs/msg"
         if self.redis_cpu_s is not None and self.acked:
             cpu += f"  redis CPU {self.redis_cpu_s / self.acked * 1e6:.0f} µs/msg"
+        if self.acked:
+            cpu += f"  client CPU {self.client_cpu_s / self.acked * 1e6:.0f} µs/msg"
+        if self.others_cores is not None:
+            cpu += f"  other load {self.others_cores:.2f} cores"
+        if self.stalls:
+            cpu += f"  Redis stalls: {', '.join(self.stalls)}"
         return (
             f"{self.target:9s} {self.acked:7d} acks in {self.seconds:6.2f} s = "
             f"{self.rate:8.0f} msg/s  p50 {self.p50_ms:6.2f} ms  p99 {self.p99_ms:7.2f} ms  "
@@ -155,6 +166,7 @@ async def _closed_loop(
             result.errors += 1
         if record:
             result.latencies.append(clock() - sent)
+            result.sent_at.append(sent)
 
 
 async def _open_loop(
@@ -179,6 +191,7 @@ async def _open_loop(
             if scheduled is None:
                 continue
             result.latencies.append(clock() - scheduled)
+            result.sent_at.append(scheduled)
             result.errors += frame["type"] == "error"
             remaining -= 1
 
@@ -216,6 +229,7 @@ async def _client(spec: LoadSpec, index: int, ready: Any, go: Any, start_at: Any
         t0 = start_at.value
         await asyncio.sleep(max(0.0, t0 - time.perf_counter()))
         result.started = t0
+        cpu = time.process_time()
         if spec.rate:
             runs = [
                 _open_loop(ws, f"m{index}.{s}.", s, spec, t0, result)
@@ -228,6 +242,7 @@ async def _client(spec: LoadSpec, index: int, ready: Any, go: Any, start_at: Any
             ]
         await asyncio.wait_for(asyncio.gather(*runs), spec.timeout)
         result.finished = time.perf_counter()
+        result.cpu = time.process_time() - cpu
     finally:
         await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
     return result
@@ -280,6 +295,35 @@ def redis_cpu(redis_url: str) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def redis_stalls(redis_url: str, since: float, threshold_ms: float = 50.0) -> list[str]:
+    """Redis commands (anyone's) that ran longer than ``threshold_ms`` since ``since``.
+
+    Redis runs one command at a time for all its clients: on a shared server another
+    user's slow FLUSHDB or script stalls every request of the benchmark. Reads the
+    slow log, which keeps commands slower than ``slowlog-log-slower-than``.
+    """
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        entries = client.slowlog_get(128)
+    finally:
+        client.close()
+    return [
+        f"{entry['command'].decode(errors='replace').split(' ')[0]} "
+        f"{entry['duration'] / 1000:.0f} ms"
+        for entry in entries
+        if entry["start_time"] >= since and entry["duration"] >= threshold_ms * 1000
+    ]
+
+
+def machine_busy() -> float:
+    """CPU seconds all processes on this machine have used (``/proc/stat``)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True)
 class Meters:
     """Where to read CPU use from during the measured phase (None: not measured)."""
@@ -287,10 +331,11 @@ class Meters:
     server_pid: int | None = None
     redis_url: str | None = None
 
-    def read(self) -> tuple[float | None, float | None]:
+    def read(self) -> tuple[float | None, float | None, float]:
         return (
             process_cpu(self.server_pid) if self.server_pid else None,
             redis_cpu(self.redis_url) if self.redis_url else None,
+            machine_busy(),
         )
 
 
@@ -298,8 +343,25 @@ def _delta(after: float | None, before: float | None) -> float | None:
     return None if after is None or before is None else after - before
 
 
+def write_samples(path: Path, results: list[ClientResult]) -> None:
+    """CSV of every sample: send (or scheduled) time from the start, latency in ms."""
+    t0 = min(r.started for r in results)
+    rows = sorted(
+        (sent - t0, latency)
+        for r in results
+        for sent, latency in zip(r.sent_at, r.latencies, strict=True)
+    )
+    with path.open("w") as out:
+        out.write("sent_s,latency_ms\n")
+        out.writelines(f"{sent:.6f},{latency * 1000:.3f}\n" for sent, latency in rows)
+
+
 def run_load(
-    target: str, spec: LoadSpec, client_cpu: int | None, meters: Meters = Meters()
+    target: str,
+    spec: LoadSpec,
+    client_cpu: int | None,
+    meters: Meters = Meters(),
+    samples: Path | None = None,
 ) -> Summary:
     """Run the clients against ``spec.url`` and merge their samples."""
     ctx = multiprocessing.get_context("fork")
@@ -315,10 +377,12 @@ def run_load(
         for _ in procs:
             ready.get(timeout=spec.timeout)
         cpu_before = meters.read()
+        wall_start = time.time()
         start_at.value = time.perf_counter() + 0.2
         go.set()
         results = [out.get(timeout=spec.timeout + 10) for _ in procs]
         cpu_after = meters.read()
+        stalls = redis_stalls(meters.redis_url, int(wall_start)) if meters.redis_url else []
     finally:
         for proc in procs:
             proc.join(5)
@@ -327,19 +391,33 @@ def run_load(
     failures = [r.failure for r in results if r.failure]
     if failures:
         raise RuntimeError("; ".join(failures))
+    if samples is not None:
+        write_samples(samples, results)
     latencies = sorted(x for r in results for x in r.latencies)
+    # load from outside this benchmark (other users of a shared machine) during the run
+    server_cpu = _delta(cpu_after[0], cpu_before[0])
+    client_cpu = sum(r.cpu for r in results)
+    elapsed = max(r.finished for r in results) - min(r.started for r in results)
+    others = None
+    if server_cpu is not None:
+        ours = server_cpu + client_cpu
+        redis_part = _delta(cpu_after[1], cpu_before[1])
+        others = cpu_after[2] - cpu_before[2] - ours - (redis_part or 0.0)
     lags = sorted(x for r in results for x in r.send_lags)
     return Summary(
         target=target,
         acked=len(latencies),
         errors=sum(r.errors for r in results),
-        seconds=max(r.finished for r in results) - min(r.started for r in results),
+        seconds=elapsed,
         p50_ms=_percentile(latencies, 0.50) * 1000,
         p99_ms=_percentile(latencies, 0.99) * 1000,
         max_ms=latencies[-1] * 1000 if latencies else float("nan"),
         lag_p99_ms=_percentile(lags, 0.99) * 1000 if lags else None,
-        server_cpu_s=_delta(cpu_after[0], cpu_before[0]),
+        server_cpu_s=server_cpu,
         redis_cpu_s=_delta(cpu_after[1], cpu_before[1]),
+        client_cpu_s=client_cpu,
+        others_cores=max(0.0, others / elapsed) if others is not None else None,
+        stalls=tuple(stalls),
     )
 
 
@@ -539,10 +617,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=1, help="runs per target")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per run")
     parser.add_argument(
+        "--samples",
+        type=Path,
+        default=None,
+        help="write every latency sample as CSV to SAMPLES, target name inserted like --profile",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         default=None,
-        help="record the chatlead server with py-spy (raw format) to this file",
+        help="record each server with py-spy (raw format) to PROFILE with the target "
+        "name inserted before the suffix (/tmp/p.raw -> /tmp/p.chatlead.raw)",
     )
     return parser
 
@@ -562,8 +647,10 @@ def _run_target(name: str, args: argparse.Namespace) -> Summary:
     )
     with server.run(args.server_cpu) as pid:
         meters = Meters(pid, args.redis_url if server.uses_redis else None)
-        with py_spy(pid, args.profile if name == "chatlead" else None):
-            return run_load(name, spec, args.client_cpu, meters)
+        profile = args.profile and args.profile.with_suffix(f".{name}{args.profile.suffix}")
+        samples = args.samples and args.samples.with_suffix(f".{name}{args.samples.suffix}")
+        with py_spy(pid, profile):
+            return run_load(name, spec, args.client_cpu, meters, samples)
 
 
 def _targets(value: str) -> list[str]:

@@ -158,3 +158,36 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+async def test_server_killed_mid_conversation_visitor_moves_to_another(
+    process_factory: Any, receiver: Receiver
+) -> None:
+    a = process_factory(**_hook(receiver)).start()
+    b = process_factory(**_hook(receiver)).start()
+    async with Visitor.connect(a.ws_url) as v:
+        await v.field("name", "Ada")
+        # sent, maybe stored, maybe acked: the process dies right now
+        await v.send(
+            {"type": "field", "id": "in-flight", "name": "email", "value": "ada@example.com"}
+        )
+        a.kill()
+    resume = {
+        "session_id": v.welcome["session_id"],
+        "resume_token": v.welcome["resume_token"],
+        "last_seq": 3,
+    }
+    async with Visitor.connect(b.ws_url, **resume) as back:
+        ack = await back.field("email", "ada@example.com", frame_id="in-flight")  # resent
+        assert ack == {"type": "ack", "id": "in-flight", "seq": 5}
+        await back.field("phone", "", frame_id="p")
+        await back.field("message", "hello", frame_id="m")
+        await back.expect("lead")
+    await wait_for(lambda: receiver.events, 10)
+    lines = [m["message"] for m in receiver.events[0]["data"]["transcript"]]
+    assert lines.count("ada@example.com") == 1 and lines.count("Ada") == 1
+    assert [m["attributes"]["seq"] for m in receiver.events[0]["data"]["transcript"]] == list(
+        range(1, 10)
+    )
+    await asyncio.sleep(0.5)
+    assert len(receiver.events) == 1

@@ -187,7 +187,7 @@ async def test_server_killed_mid_conversation_visitor_moves_to_another(
     lines = [m["message"] for m in receiver.events[0]["data"]["transcript"]]
     assert lines.count("ada@example.com") == 1 and lines.count("Ada") == 1
     assert [m["attributes"]["seq"] for m in receiver.events[0]["data"]["transcript"]] == list(
-        range(1, 10)
+        range(1, 11)
     )
     await asyncio.sleep(0.5)
     assert len(receiver.events) == 1

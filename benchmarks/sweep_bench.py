@@ -4,14 +4,15 @@ For each configuration ``open:expired`` the database is flushed and seeded throu
 ``Store.create_session`` with ``open`` sessions idle for an hour and ``expired``
 sessions idle for one second. Once Redis' clock is past the short deadlines, one
 pass is timed: ``Sweeper.sweep_once()`` called until ``result.full`` is False (a shard
-with more than a batch of expired sessions needs more than one call). Redis commands
-are counted from ``INFO commandstats`` deltas, which include the commands the Lua
-script runs. Then idle passes (nothing expired) are timed.
+with more than a batch of expired sessions needs more than one call). Then idle
+passes (nothing expired) are timed.
 
-``--rounds`` re-seeds ``expired`` fresh short-idle sessions for each further round;
-the open ones stay. ``INFO commandstats`` is server-wide, so another client's
-commands can add to a count but never remove from it: the minimum over rounds is
-the pass's own count.
+``--rounds`` re-seeds ``expired`` fresh short-idle sessions for each timed round; the
+open ones stay. One more, untimed round counts the Redis commands of a pass exactly:
+``MONITOR`` lists every command, including those a Lua script runs (``[db lua]``),
+with its database, so other users of a shared Redis (other databases) are left out.
+``INFO commandstats`` (server-wide) is still read around each timed pass for the time
+Redis spent in the scripts (EVALSHA usec, which includes the script's own commands).
 
     python benchmarks/sweep_bench.py                      # 99k+1k, 10k+1k, 100k+1k
     python benchmarks/sweep_bench.py --configs 100000:10000 --rounds 2
@@ -51,12 +52,7 @@ class PassResult:
     seconds: float
     calls: int
     flagged: int
-    commands: Counter[str]
     redis_usec: int
-
-    @property
-    def total_commands(self) -> int:
-        return sum(self.commands.values())
 
 
 def _meta(idle_ms: int) -> dict[str, str]:
@@ -100,38 +96,54 @@ async def wait_due(redis: aioredis.Redis, expected: int, timeout: float = 10.0) 
         await asyncio.sleep(0.05)
 
 
-async def commandstats(redis: aioredis.Redis) -> dict[str, tuple[int, int]]:
-    """``{command: (calls, usec)}`` for the whole Redis server."""
+async def script_usec(redis: aioredis.Redis) -> int:
+    """Microseconds the whole Redis server has spent in scripts (all clients)."""
     stats: dict[str, Any] = await redis.info("commandstats")
-    return {
-        name.removeprefix("cmdstat_"): (int(value["calls"]), int(value["usec"]))
-        for name, value in stats.items()
-    }
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("usec", 0)) for name in ("evalsha", "eval"))
 
 
-async def one_pass(store: Store) -> PassResult:
-    """Time ``sweep_once`` until no shard had a full batch; count Redis commands."""
+async def sweep_pass(store: Store) -> tuple[int, int]:
+    """``sweep_once`` until no shard had a full batch; returns (calls, flagged)."""
     sweeper = Sweeper(store)
-    before = await commandstats(store.redis)
-    started = time.perf_counter()
     calls, flagged = 0, 0
     while True:
         result = await sweeper.sweep_once()
         calls += 1
         flagged += len(result.flagged)
         if not result.full:
-            break
+            return calls, flagged
+
+
+async def timed_pass(store: Store) -> PassResult:
+    before = await script_usec(store.redis)
+    started = time.perf_counter()
+    calls, flagged = await sweep_pass(store)
     seconds = time.perf_counter() - started
-    after = await commandstats(store.redis)
-    commands: Counter[str] = Counter()
-    usec = 0
-    for name, (count, spent) in after.items():
-        was_count, was_spent = before.get(name, (0, 0))
-        if name != "info" and count > was_count:
-            commands[name] = count - was_count
-        if name in ("evalsha", "eval"):
-            usec += spent - was_spent  # a script's inner commands are inside its time
-    return PassResult(seconds, calls, flagged, commands, usec)
+    return PassResult(seconds, calls, flagged, await script_usec(store.redis) - before)
+
+
+async def counted_pass(store: Store, redis_url: str) -> Counter[str]:
+    """Redis commands (by name) one pass issues in this database, scripts' included."""
+    db = int(store.redis.connection_pool.connection_kwargs.get("db", 0))
+    mark = f"sweep-bench-{secrets.token_hex(4)}"
+    counts: Counter[str] = Counter()
+    watcher = aioredis.Redis.from_url(redis_url)
+    async with watcher.monitor() as monitor:
+
+        async def read() -> None:
+            async for command in monitor.listen():
+                if command["db"] != db:
+                    continue
+                if mark in command["command"]:
+                    return
+                counts[command["command"].split(" ", 1)[0].lower()] += 1
+
+        reader = asyncio.create_task(read())
+        await sweep_pass(store)
+        await store.redis.echo(mark)
+        await asyncio.wait_for(reader, 60)
+    await watcher.aclose()
+    return counts
 
 
 @dataclass(frozen=True)
@@ -141,23 +153,35 @@ class ConfigResult:
     seed_seconds: float
     passes: list[PassResult]
     idle: list[PassResult]
+    commands: Counter[str]
+    idle_commands: Counter[str]
 
 
-async def run_config(store: Store, open_count: int, expired: int, rounds: int) -> ConfigResult:
+async def _expire(store: Store, expired: int) -> float:
+    seconds = await seed(store, expired, SECOND_MS)
+    await wait_due(store.redis, expected=expired)
+    return seconds
+
+
+async def run_config(
+    store: Store, redis_url: str, open_count: int, expired: int, rounds: int
+) -> ConfigResult:
     await store.redis.flushdb()
     seed_seconds = await seed(store, open_count, HOUR_MS)
     passes = []
     for _ in range(rounds):
-        seed_seconds += await seed(store, expired, SECOND_MS)
-        await wait_due(store.redis, expected=expired)
-        result = await one_pass(store)
+        seed_seconds += await _expire(store, expired)
+        result = await timed_pass(store)
         if result.flagged != expired:
             raise RuntimeError(f"flagged {result.flagged}, expected {expired}")
         passes.append(result)
-    idle = [await one_pass(store) for _ in range(20)]
+    idle = [await timed_pass(store) for _ in range(20)]
     if any(p.flagged for p in idle):
         raise RuntimeError("an idle pass flagged sessions")
-    return ConfigResult(open_count, expired, seed_seconds, passes, idle)
+    seed_seconds += await _expire(store, expired)
+    commands = await counted_pass(store, redis_url)
+    idle_commands = await counted_pass(store, redis_url)
+    return ConfigResult(open_count, expired, seed_seconds, passes, idle, commands, idle_commands)
 
 
 def _ms(values: list[float]) -> str:
@@ -174,31 +198,29 @@ def report(results: list[ConfigResult], rounds: int) -> None:
     print()
     print(
         "| open (not expired) | expired | pass ms (median / max) | sweep_once calls "
-        "| Redis cmds per pass (min) | EVALSHA | ZRANGEBYSCORE | ZREM | HMGET | HSET "
-        "| Redis script time µs (median) | idle pass ms (median / max) | idle pass cmds (min) |"
+        "| Redis cmds per pass | EVALSHA | ZRANGEBYSCORE | ZREM | HMGET | HSET "
+        "| Redis script time µs (median) | idle pass ms (median / max) | idle pass cmds |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for config in results:
-        lowest = min(config.passes, key=lambda p: p.total_commands)
-        idle_low = min(config.idle, key=lambda p: p.total_commands)
         cells = [
             f"{config.open:,}",
             f"{config.expired:,}",
             _ms([p.seconds for p in config.passes]),
             str(max(p.calls for p in config.passes)),
-            f"{lowest.total_commands:,}",
-            *(f"{lowest.commands[c]:,}" for c in ("evalsha", "zrangebyscore", "zrem", "hmget")),
-            f"{lowest.commands['hset']:,}",
+            f"{sum(config.commands.values()):,}",
+            *(f"{config.commands[c]:,}" for c in ("evalsha", "zrangebyscore", "zrem", "hmget")),
+            f"{config.commands['hset']:,}",
             f"{statistics.median(p.redis_usec for p in config.passes):,.0f}",
             _ms([p.seconds for p in config.idle]),
-            f"{idle_low.total_commands:,}",
+            f"{sum(config.idle_commands.values()):,}",
         ]
         print("| " + " | ".join(cells) + " |")
     print()
     for config in results:
-        lowest = min(config.passes, key=lambda p: p.total_commands)
-        detail = ", ".join(f"{name} {n}" for name, n in sorted(lowest.commands.items()))
-        print(f"{config.open:,}+{config.expired:,}: {detail}")
+        for title, counts in (("pass", config.commands), ("idle pass", config.idle_commands)):
+            detail = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+            print(f"{config.open:,}+{config.expired:,} {title}: {detail}")
         print(f"  seeded in {config.seed_seconds:.1f} s")
 
 
@@ -208,11 +230,11 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         for config in args.configs.split(","):
             open_count, expired = (int(part) for part in config.split(":"))
-            result = await run_config(store, open_count, expired, args.rounds)
+            result = await run_config(store, args.redis_url, open_count, expired, args.rounds)
             best = min(result.passes, key=lambda p: p.seconds)
             print(
                 f"open {open_count:>7,} expired {expired:>6,}: pass {best.seconds * 1000:.1f} ms "
-                f"(best of {args.rounds}), {best.total_commands:,} commands",
+                f"(best of {args.rounds}), {sum(result.commands.values()):,} commands",
                 flush=True,
             )
             results.append(result)

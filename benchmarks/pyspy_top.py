@@ -6,28 +6,39 @@ anywhere in it (inclusive), line numbers folded, as shares of all samples::
 
     python benchmarks/pyspy_top.py /tmp/chatlead.raw --top 25
     python benchmarks/pyspy_top.py /tmp/chatlead.raw --under Connection._apply
+
+Self samples are also summed by owner: the package (``redis``, ``uvicorn``,
+``starlette``, ``server`` ...) of the innermost frame outside the standard library,
+so a socket write inside ``asyncio.streams`` called by redis-py counts for ``redis``.
+Samples with only standard-library frames (the event loop itself) count as
+``event loop``.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 
 __all__ = ["load", "main"]
 
 _LINE = re.compile(r":\d+\)$")
+_FILE = re.compile(r"\(([^/)]*)[/)]")
 
 
-def load(path: Path, under: str | None = None) -> tuple[Counter[str], Counter[str], int]:
-    """Self and inclusive sample counts per function, and the total sample count.
+def load(
+    path: Path, under: str | None = None
+) -> tuple[Counter[str], Counter[str], Counter[str], int]:
+    """Self, inclusive and per-owner sample counts, and the total sample count.
 
     With ``under``, only stacks through a function whose name contains ``under``
     are counted, and the total is still every sample (so shares stay comparable).
     """
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    owners: Counter[str] = Counter()
     total = 0
     for line in path.read_text().splitlines():
         if not line.strip():
@@ -41,9 +52,28 @@ def load(path: Path, under: str | None = None) -> tuple[Counter[str], Counter[st
         if under is not None and not any(under in frame for frame in frames):
             continue
         own[frames[-1]] += samples
+        owners[owner(frames)] += samples
         for frame in set(frames):
             inclusive[frame] += samples
-    return own, inclusive, total
+    return own, inclusive, owners, total
+
+
+def package(frame: str) -> str:
+    """``redis`` for ``Redis.execute_command (redis/asyncio/client.py)``."""
+    match = _FILE.search(frame)
+    if match is None:
+        return "?"
+    head = match.group(1)
+    return head.removesuffix(".py").split(":")[0] or "?"
+
+
+def owner(frames: list[str]) -> str:
+    """The innermost non-standard-library package in a stack (leaf last)."""
+    for frame in reversed(frames):
+        name = package(frame)
+        if name not in sys.stdlib_module_names and name not in ("?", "<frozen runpy>"):
+            return name
+    return "event loop"
 
 
 def main() -> None:
@@ -52,9 +82,9 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--under", default=None, help="only stacks through this function")
     args = parser.parse_args()
-    own, inclusive, total = load(args.profile, args.under)
+    own, inclusive, owners, total = load(args.profile, args.under)
     print(f"{total} samples")
-    for title, counts in (("self", own), ("inclusive", inclusive)):
+    for title, counts in (("self", own), ("by owner", owners), ("inclusive", inclusive)):
         print(f"\n-- {title}")
         for name, samples in counts.most_common(args.top):
             print(f"{100 * samples / total:5.1f}%  {name}")

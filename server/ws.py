@@ -1,8 +1,9 @@
 """The ``/ws`` endpoint: moves frames between a widget socket and the pure core.
 
-Each connection has one reader (this coroutine) and one writer task fed by a
-bounded queue, so nothing else ever awaits a client's socket: a client that
-stops reading fills its queue and is closed instead of growing memory.
+Each connection has one reader (this coroutine) and at most one writer task, fed
+by a bounded queue, so nothing else ever awaits a client's socket: a client that
+stops reading fills its queue and is closed instead of growing memory. The writer
+runs only while there is something to send: an idle socket costs no task.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -44,7 +46,7 @@ class ConnState(Enum):
     CLOSING = "closing"
 
 
-@dataclass
+@dataclass(slots=True)
 class SessionView:
     """What this connection knows of its session; the store stays the authority."""
 
@@ -67,6 +69,8 @@ class SessionView:
 
 class TokenBucket:
     """``rate`` frames per second with bursts of ``burst`` (per connection)."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate, self.burst = rate, float(burst)
@@ -99,12 +103,16 @@ def _frame_id(frame: protocol.ClientFrame | FrameError) -> str | None:
 
 
 class Connection:
+    # slots: thousands of idle sockets per process (docs/BENCHMARKS.md)
+    __slots__ = ("bucket", "out", "rt", "state", "strikes", "view", "writer", "ws")
+
     def __init__(self, ws: WebSocket, runtime: Runtime) -> None:
         self.ws = ws
         self.rt = runtime
         self.state = ConnState.AWAITING_HELLO
         self.view: SessionView | None = None
-        self.out: asyncio.Queue[str | CloseCode] = asyncio.Queue(OUTBOX_FRAMES)
+        self.out: deque[str | CloseCode] = deque()
+        self.writer: asyncio.Task[None] | None = None
         self.bucket = TokenBucket(runtime.settings.msg_rate, runtime.settings.msg_burst)
         self.strikes = 0
 
@@ -114,22 +122,27 @@ class Connection:
         """Queue a frame; a client too slow to drain its queue is closed."""
         if self.state is ConnState.CLOSING:
             return
-        try:
-            self.out.put_nowait(frame)
-        except asyncio.QueueFull:
+        if len(self.out) >= OUTBOX_FRAMES:
             log.warning("slow_client_closed session=%s", self.view.id if self.view else "-")
             self.close(CloseCode.POLICY_VIOLATION)
+            return
+        self._enqueue(frame)
 
     def close(self, code: CloseCode) -> None:
         if self.state is ConnState.CLOSING:
             return
         self.state = ConnState.CLOSING
-        with contextlib.suppress(asyncio.QueueFull):
-            self.out.put_nowait(code)
+        self._enqueue(code)
 
-    async def _write_loop(self) -> None:
-        while True:
-            item = await self.out.get()
+    def _enqueue(self, item: str | CloseCode) -> None:
+        self.out.append(item)
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        """Send until the queue is empty, then end (a send() starts the next one)."""
+        while self.out:
+            item = self.out.popleft()
             if isinstance(item, CloseCode):
                 await self.ws.close(int(item))
                 return
@@ -138,7 +151,6 @@ class Connection:
     # --- reading ------------------------------------------------------------
 
     async def run(self) -> None:
-        writer = asyncio.create_task(self._write_loop())
         try:
             await self._read_loop()
         except WebSocketDisconnect:
@@ -146,12 +158,18 @@ class Connection:
         finally:
             if self.view is not None:
                 self.rt.hub.leave(self.view.id, self)
-            if self.state is ConnState.CLOSING:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(writer, 2)
-            writer.cancel()
-            with contextlib.suppress(BaseException):
-                await writer
+            await self._stop_writer()
+
+    async def _stop_writer(self) -> None:
+        writer = self.writer
+        if writer is None:
+            return
+        if self.state is ConnState.CLOSING:  # let the close frame go out
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(writer), 2)
+        writer.cancel()
+        with contextlib.suppress(BaseException):
+            await writer
 
     async def _receive_text(self) -> str | None:
         message = await self.ws.receive()

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from server import logs
 from server.config import Settings, Site, load_settings, load_sites
 from server.delivery import Deliverer
 from server.errors import ConfigError
@@ -88,7 +89,7 @@ async def readyz(request: Request) -> Response:
 
 
 def _routes() -> list[BaseRoute]:
-    from server import admin, api, widget
+    from server import admin, api, metrics, widget
 
     return [
         WebSocketRoute("/ws", websocket_endpoint),
@@ -97,6 +98,7 @@ def _routes() -> list[BaseRoute]:
         *api.routes,
         *admin.routes,
         *widget.routes,
+        *metrics.routes,
     ]
 
 
@@ -104,6 +106,8 @@ def create_app(settings: Settings | None = None, sites: dict[str, Site] | None =
     """The application; settings from the environment unless given."""
     settings = settings or load_settings()
     sites = sites or load_sites(settings)
+    if not logging.getLogger().handlers:  # a worker process started by uvicorn
+        logs.configure(settings.log_format)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:

@@ -6,7 +6,10 @@ Between the bare ``websockets`` echo and chatlead, two steps that split the cost
   compression off), answering each frame with an ack after ``json.loads``;
 * ``asgi-redis``: the same, plus one ``EVALSHA`` per frame through chatlead's own
   Redis client (``server.store.connect_redis``, the blocking pool) with the key and
-  argument shape of the visitor script, but a script that only reads the clock.
+  argument shape of the visitor script, but a script that only reads the clock;
+* ``asgi-redis-batched``: the same calls, but those issued during one event-loop
+  tick go out as one pipeline (``redis_call_bench.Batched``): what coalescing the
+  per-event script calls would save.
 
 chatlead minus ``asgi-redis`` is then the product's own work (protocol parsing, flow,
 JSON building, the Lua script's Redis commands, the per-connection writer task).
@@ -30,13 +33,32 @@ KEYS = [f"bench:{{0}}:s:{'0' * 24}{suffix}" for suffix in ("", ":f", ":t", ":i",
 KEYS.append("bench:{0}:deadlines")
 
 
+def _script_call(redis_url: str, batched: bool) -> Any:
+    from server.store import connect_redis
+
+    redis = connect_redis(redis_url)
+    script = redis.register_script(SCRIPT)
+    if not batched:
+        return script
+    from redis_call_bench import Batched
+
+    batch = Batched(redis)
+
+    async def call(keys: list[str], args: list[Any]) -> Any:
+        # the script is loaded by the first plain call (EVALSHA has no fallback here)
+        if not call.loaded:  # type: ignore[attr-defined]
+            await script(keys=keys, args=args)
+            call.loaded = True  # type: ignore[attr-defined]
+        return await batch.evalsha(script.sha, len(keys), *keys, *args)
+
+    call.loaded = False  # type: ignore[attr-defined]
+    return call
+
+
 def create_app() -> Starlette:
     redis_url = os.environ.get("BENCH_REDIS_URL")
-    script: Any = None
-    if redis_url:
-        from server.store import connect_redis
-
-        script = connect_redis(redis_url).register_script(SCRIPT)
+    batched = os.environ.get("BENCH_REDIS_BATCHED") == "1"
+    script = _script_call(redis_url, batched) if redis_url else None
 
     async def endpoint(ws: WebSocket) -> None:
         await ws.accept()
@@ -66,9 +88,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--redis-url", default=None, help="do one EVALSHA per frame")
+    parser.add_argument("--batched", action="store_true", help="coalesce EVALSHAs per tick")
     args = parser.parse_args()
     if args.redis_url:
         os.environ["BENCH_REDIS_URL"] = args.redis_url
+    if args.batched:
+        os.environ["BENCH_REDIS_BATCHED"] = "1"
     uvicorn.run(
         "asgi_baseline:create_app",
         factory=True,

@@ -116,7 +116,7 @@ class Summary:
         if self.stalls:
             cpu += f"  Redis stalls: {', '.join(self.stalls)}"
         return (
-            f"{self.target:9s} {self.acked:7d} acks in {self.seconds:6.2f} s = "
+            f"{self.target:18s} {self.acked:7d} acks in {self.seconds:6.2f} s = "
             f"{self.rate:8.0f} msg/s  p50 {self.p50_ms:6.2f} ms  p99 {self.p99_ms:7.2f} ms  "
             f"max {self.max_ms:7.2f} ms  errors {self.errors}{lag}{cpu}"
         )
@@ -497,7 +497,7 @@ def _flush(redis_url: str) -> None:
         client.close()
 
 
-TARGETS = ("chatlead", "echo", "asgi", "asgi-redis")
+TARGETS = ("chatlead", "echo", "asgi", "asgi-redis", "asgi-redis-batched")
 
 
 @dataclass(frozen=True)
@@ -540,10 +540,12 @@ def target(name: str, args: argparse.Namespace) -> Target:
         argv = [sys.executable, str(HERE / "echo_server.py"), "--port", str(port), *workers]
         return Target(name, f"ws://127.0.0.1:{port}/", argv, env, port, None, False)
     argv = [sys.executable, str(HERE / "asgi_baseline.py"), "--port", str(port), *workers]
-    if name == "asgi-redis":
+    if name.startswith("asgi-redis"):
         argv += ["--redis-url", args.redis_url]
+    if name == "asgi-redis-batched":
+        argv.append("--batched")
     url = f"ws://127.0.0.1:{port}/ws"
-    return Target(name, url, argv, env, port, None, name == "asgi-redis")
+    return Target(name, url, argv, env, port, None, name.startswith("asgi-redis"))
 
 
 # --- reporting ---------------------------------------------------------------
@@ -607,7 +609,7 @@ def _parser() -> argparse.ArgumentParser:
         "--target",
         type=_targets,
         default="both",
-        help="comma list of chatlead, echo, asgi, asgi-redis; 'both' = chatlead,echo",
+        help=f"comma list of {', '.join(TARGETS)}; 'both' = chatlead,echo",
     )
     parser.add_argument("--url", default=None, help="a running chatlead /ws URL (not started)")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS, help="flushed before each run")

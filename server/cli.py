@@ -12,6 +12,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import uvloop
+
 from server import logs
 from server.config import Settings, load_settings, load_sites
 from server.errors import ChatleadError
@@ -110,7 +112,7 @@ def _worker(args: argparse.Namespace) -> int:
     logs.configure(settings.log_format)
     load_sites(settings)
     with _redis_for(settings) as ready:
-        asyncio.run(_work(ready))
+        uvloop.run(_work(ready))  # the same loop uvicorn picks for `serve`
     return 0
 
 

@@ -27,7 +27,7 @@ from server.api import SESSION_ID, Reader, replay, send_test_event
 from server.erase import erase_session
 from server.errors import StoreError
 from server.outbox import Outbox
-from server.reports import QueryError
+from server.reports import DeliveryAttempt, QueryError
 from server.runtime import Runtime
 
 __all__ = ["routes"]
@@ -64,6 +64,18 @@ def _when(iso: str | None) -> str:
         return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M UTC")
     except ValueError:
         return iso
+
+
+def _outcome(attempt: DeliveryAttempt) -> str:
+    """One attempt in a few words: ``HTTP 503 · 1,204 ms`` or ``timeout · 15,000 ms``."""
+    parts = [f"HTTP {attempt.status_code}"] if attempt.status_code is not None else []
+    if attempt.error and attempt.error not in parts:
+        parts.append(attempt.error)
+    if not parts:
+        parts.append("ok")
+    if attempt.latency_ms is not None:
+        parts.append(f"{attempt.latency_ms:,.0f} ms")
+    return " · ".join(parts)
 
 
 def _percent(rate: float) -> str:
@@ -179,6 +191,7 @@ async def dashboard(request: Request) -> Response:
         csv_url="/api/reports/abandoned?" + csv_query,
         older_url=older,
         first_page=not query.get("cursor"),
+        show_site=site_id is None and len(runtime.sites) > 1,
     )
 
 
@@ -334,8 +347,8 @@ background:var(--bg)}
 a{color:var(--accent)}
 .skip{position:absolute;left:-9999px}.skip:focus{left:8px;top:8px;background:#fff;padding:6px 10px;
 z-index:10}
-.sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);
-white-space:nowrap}
+.sr-only{position:absolute;width:1px;height:1px;margin:-1px;padding:0;border:0;overflow:hidden;
+clip:rect(0 0 0 0);clip-path:inset(50%);white-space:nowrap}
 header.top{background:#111827;color:#fff}
 .top .inner{max-width:1240px;margin:0 auto;padding:10px 20px;display:flex;align-items:center;
 gap:20px;flex-wrap:wrap}
@@ -349,7 +362,7 @@ main{max-width:1240px;margin:0 auto;padding:20px}
 h1{font-size:26px;margin:4px 0}h2{font-size:18px;margin:0 0 12px}
 .muted{color:var(--muted)}
 .card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:16px 20px;
-margin-bottom:20px;overflow-x:auto}
+margin-bottom:20px;overflow-x:auto;position:relative}
 .notice{background:#dbeafe;border:1px solid #93c5fd;color:#1e3a8a;padding:10px 14px;
 border-radius:8px;margin-bottom:16px}
 .error{background:#fee2e2;border:1px solid #fca5a5;color:#7f1d1d;padding:10px 14px;
@@ -374,7 +387,11 @@ thead th{font-size:13px;color:var(--muted);text-transform:uppercase;letter-spaci
 white-space:nowrap}
 tbody tr:nth-child(even){background:#f9fafb}
 .num{text-align:right;font-variant-numeric:tabular-nums}
-td.wrap{overflow-wrap:anywhere;max-width:260px}
+td.wrap{overflow-wrap:break-word;max-width:240px}
+td.email{min-width:13em}
+table.leads{font-size:14px}
+table.leads th,table.leads td{padding:7px 6px}
+table.leads thead th{text-transform:none;letter-spacing:0;font-size:13px}
 .nowrap{white-space:nowrap}
 .badge{display:inline-block;padding:1px 9px;border-radius:999px;font-size:13px;font-weight:600;
 white-space:nowrap}
@@ -453,11 +470,10 @@ _DASHBOARD = """{% extends "base.html" %}
 <h2 id="h-totals">Totals</h2>
 <div class="kpis">
 {% for label, value in [("Sessions started", s.started), ("Completed", s.completed),
-                        ("Abandoned", s.abandoned), ("Recovered", s.recovered)] %}
+                        ("Abandoned", s.abandoned), ("Recovered", s.recovered),
+                        ("Abandonment rate", s.abandonment_rate|percent)] %}
 <div class="kpi"><div class="label">{{ label }}</div><div class="value">{{ value }}</div></div>
 {% endfor %}
-<div class="kpi"><div class="label">Abandonment rate</div>
-<div class="value">{{ s.abandonment_rate|percent }}</div></div>
 </div>
 </section>
 
@@ -514,22 +530,23 @@ _DASHBOARD = """{% extends "base.html" %}
 <a class="button" href="{{ csv_url }}">Download CSV<span class="sr-only"> of all abandoned leads in
  this period</span></a></div>
 {% if report.items %}
-<table><caption class="sr-only">Abandoned sessions, newest first</caption>
-<thead><tr><th scope="col">Abandoned</th><th scope="col">Site</th><th scope="col">Name</th>
-<th scope="col">Email</th><th scope="col">Phone</th><th scope="col">Company</th>
-<th scope="col">Stopped at</th><th scope="col">Contactable</th><th scope="col">Recovered</th>
-<th scope="col">Delivery</th><th scope="col"><span class="sr-only">Details</span></th></tr></thead>
+<table class="leads"><caption class="sr-only">Abandoned sessions, newest first</caption>
+<thead><tr><th scope="col">Abandoned</th>{% if show_site %}<th scope="col">Site</th>{% endif %}
+<th scope="col">Name</th><th scope="col">Email</th><th scope="col">Phone</th>
+<th scope="col">Company</th><th scope="col">Stopped at</th><th scope="col">Contactable</th>
+<th scope="col">Recovered</th>
+<th scope="col">Delivery</th></tr></thead>
 <tbody>
 {% for r in report.items %}
-<tr><td class="nowrap">{{ r.abandoned_at|when }}</td><td>{{ r.site }}</td>
-<td class="wrap">{{ r.name or "—" }}</td><td class="wrap">{{ r.email or "—" }}</td>
+<tr><td class="nowrap"><a href="/admin/sessions/{{ r.session_id }}">{{ r.abandoned_at|when }}
+<span class="sr-only">, session {{ r.session_id }}</span></a></td>
+{% if show_site %}<td>{{ r.site }}</td>{% endif %}
+<td class="wrap">{{ r.name or "—" }}</td><td class="wrap email">{{ r.email or "—" }}</td>
 <td class="nowrap">{{ r.phone or "—" }}</td><td class="wrap">{{ r.company or "—" }}</td>
 <td>{{ r.step }}</td>
 {% for flag in (r.contactable, r.recovered) %}{% set yes = "yes" if flag else "no" %}
 <td><span class="badge {{ yes }}">{{ yes }}</span></td>{% endfor %}
-<td><span class="badge {{ r.delivery }}">{{ r.delivery }}</span></td>
-<td><a href="/admin/sessions/{{ r.session_id }}">View<span class="sr-only"> session
- {{ r.session_id }}</span></a></td></tr>
+<td><span class="badge {{ r.delivery }}">{{ r.delivery }}</span></td></tr>
 {% endfor %}
 </tbody></table>
 {% else %}
@@ -551,9 +568,7 @@ _DELIVERY_ROWS = """<table><caption class="sr-only">Delivery log, newest first</
 {{ d.session_id[:8] }}…</a>{% endif %}</td>
 <td><span class="badge {{ d.status }}">{{ d.status }}</span></td>
 <td class="num">{{ d.attempts|length }}</td>
-<td class="wrap">{% if d.attempts %}{% set a = d.attempts[-1] %}{{ a.status_code or "" }}
-{{ a.error or ("ok" if a.status_code is none or a.status_code < 300 else "") }}
- <span class="muted">({{ a.latency_ms|round|int }} ms)</span>{% else %}—{% endif %}</td>
+<td class="wrap">{% if d.attempts %}{{ d.attempts[-1]|outcome }}{% else %}—{% endif %}</td>
 <td class="nowrap">{{ d.next_attempt_at|when }}</td>
 <td>{% if d.status != "pending" %}<form class="inline" method="post"
  action="/admin/deliveries/{{ d.id }}/replay">{{ csrf_input }}
@@ -693,3 +708,4 @@ _env = Environment(
 )
 _env.filters["when"] = _when
 _env.filters["percent"] = _percent
+_env.filters["outcome"] = _outcome

@@ -8,6 +8,7 @@ table on the page, for screen readers and for anyone who wants exact values.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import pygal
@@ -35,19 +36,28 @@ _STYLE_ARGS = dict(
     opacity_hover="1",
     transition="none",
     font_family="system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
-    label_font_size=13,
-    major_label_font_size=13,
-    value_font_size=12,
-    legend_font_size=14,
+    label_font_size=15,
+    major_label_font_size=15,
+    value_font_size=15,
+    legend_font_size=16,
     title_font_size=16,
-    tooltip_font_size=13,
+    tooltip_font_size=15,
+    guide_stroke_color="#e5e7eb",
+    guide_stroke_dasharray="0",
+    major_guide_stroke_color="#e5e7eb",
+    major_guide_stroke_dasharray="0",
+    stroke_width=3,
 )
 
 _COMMON = {
     "js": [],  # no script, no CDN
     "disable_xml_declaration": True,
     "legend_at_bottom": True,
-    "legend_box_size": 14,
+    "legend_box_size": 16,
+    "truncate_label": -1,
+    "truncate_legend": -1,
+    "include_x_axis": True,  # counts start at zero
+    "max_scale": 6,
     "margin": 12,
     "print_zeroes": True,
     "no_data_text": "No data for this period",
@@ -60,11 +70,17 @@ def _style(*series: str) -> Style:
     return Style(colors=tuple(COLORS[name] for name in series), **_STYLE_ARGS)
 
 
+_SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.DOTALL)
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+
+
 def _svg(chart: pygal.graph.graph.Graph) -> str:
-    return str(chart.render(is_unicode=True))
+    """The chart's SVG without pygal's inline config script and banner comments."""
+    svg = str(chart.render(is_unicode=True))
+    return _COMMENT.sub("", _SCRIPT.sub("", svg))
 
 
-def drop_off_chart(steps: Sequence[StepDropOff], *, width: int = 720, height: int = 340) -> str:
+def drop_off_chart(steps: Sequence[StepDropOff], *, width: int = 600, height: int = 340) -> str:
     """Grouped bars per flow step: sessions that reached it, and stopped at it."""
     chart = pygal.Bar(
         style=_style("reached", "stopped"),
@@ -72,6 +88,7 @@ def drop_off_chart(steps: Sequence[StepDropOff], *, width: int = 720, height: in
         height=height,
         print_values=True,
         print_values_position="top",
+        legend_at_bottom_columns=2,
         y_title="Sessions",
         **_COMMON,
     )
@@ -82,16 +99,15 @@ def drop_off_chart(steps: Sequence[StepDropOff], *, width: int = 720, height: in
     return _svg(chart)
 
 
-def daily_chart(days: Sequence[DayCount], *, width: int = 720, height: int = 340) -> str:
+def daily_chart(days: Sequence[DayCount], *, width: int = 600, height: int = 340) -> str:
     """Sessions started, completed and abandoned per UTC day."""
-    every = max(1, len(days) // 8)
+    every = max(1, -(-len(days) // 6))  # at most about six date labels
     chart = pygal.Line(
         style=_style("started", "completed", "abandoned"),
         width=width,
         height=height,
-        dots_size=2.5,
-        stroke_style={"width": 2.5},
-        x_label_rotation=0,
+        dots_size=3,
+        legend_at_bottom_columns=3,
         show_minor_x_labels=False,
         y_title="Sessions",
         **_COMMON,

@@ -139,8 +139,8 @@ async def _erase_shard(runtime: Runtime, session_id: str) -> EraseResult:
             except WatchError:
                 continue
         deleted = int(results[0])
-        found = deleted > 0 or any(s is not None for s in statuses)
-        return EraseResult(session_id, found, deleted, dead, scrubbed)
+        # found: something of the person was still stored (a repeat finds nothing)
+        return EraseResult(session_id, bool(deleted or dead or scrubbed), deleted, dead, scrubbed)
     raise StoreError(f"session {session_id} kept changing while being erased; try again")
 
 

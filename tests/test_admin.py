@@ -1,0 +1,227 @@
+"""The admin pages against the real server: numbers, escaping, login cookie and CSRF,
+forms, and a look through headless Chromium (screenshots under ``tests/artifacts/``)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import test_api
+from markupsafe import escape
+from test_api import TOKEN, Served, eventually, seed_module, visit, wait_delivery, wait_status
+
+shared_server = test_api.shared_server
+served = test_api.served
+sync_redis = test_api.sync_redis
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+def _kpis(page: str) -> dict[str, str]:
+    pairs = re.findall(r'<div class="label">([^<]+)</div><div class="value">([^<]+)</div>', page)
+    return {label: value for label, value in pairs}
+
+
+def _csrf(page: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match, "the page has a CSRF field"
+    return match.group(1)
+
+
+async def test_dashboard_shows_the_api_numbers(served: Served, sync_redis: redis.Redis) -> None:
+    seed_module().seed(sync_redis, abandoned=120, completed=60, sites=["default"])
+    report = (await served.http.get("/api/reports/abandoned", params={"since": "7d"})).json()
+    summary = report["summary"]
+    page = await served.http.get("/admin", params={"since": "7d"})
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    kpis = _kpis(page.text)
+    assert kpis["Sessions started"] == str(summary["started"])
+    assert kpis["Completed"] == str(summary["completed"])
+    assert kpis["Abandoned"] == str(summary["abandoned"])
+    assert kpis["Abandonment rate"] == f"{summary['abandonment_rate'] * 100:.1f} %"
+    flat = re.sub(r">\s+<", "><", page.text)
+    for step in summary["drop_off"]:
+        row = (
+            f'<th scope="row">{step["step"]}</th><td>{escape(step["question"])}</td>'
+            f'<td class="num">{step["reached"]}</td><td class="num">{step["stopped"]}</td>'
+        )
+        assert row in flat
+    # the first rows of the table are the API's first rows
+    for row in report["items"][:5]:
+        assert f'/admin/sessions/{row["session_id"]}"' in page.text
+    assert page.text.count("<svg") == 2 and "<script" not in page.text
+    assert 'href="/api/reports/abandoned?since=7d&amp;format=csv"' in page.text
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src" not in csp
+    assert page.headers["x-frame-options"] == "DENY"
+
+
+async def test_visitor_text_is_escaped_everywhere(served: Served) -> None:
+    sid = await visit(served, [("name", HOSTILE), ("email", "mallory@example.com")])
+    await wait_status(served, sid, "abandoned")
+    await wait_delivery(served, f"evt_{sid}_abandoned_1", "delivered")
+    for path in ("/admin", f"/admin/sessions/{sid}", "/admin/inbox"):
+        page = (await served.http.get(path)).text
+        assert "<script>alert" not in page and "<img src=x" not in page, path
+        assert str(escape(HOSTILE)) in page, path
+    session = (await served.http.get(f"/admin/sessions/{sid}")).text
+    assert "mallory@example.com" in session and "Erase session" in session
+
+
+async def test_pages_for_unknown_things_are_clear(served: Served) -> None:
+    missing = await served.http.get("/admin/sessions/0123456789abcdef01234567")
+    assert missing.status_code == 404 and "No such session" in missing.text
+    bad = await served.http.get("/admin", params={"since": "whenever"})
+    assert bad.status_code == 400 and "ISO-8601" in bad.text
+    unknown = await served.http.get("/admin", params={"site": "<b>nope</b>"})
+    assert unknown.status_code == 404 and "<b>nope</b>" not in unknown.text
+    assert (await served.http.get("/admin/deliveries?status=x")).status_code == 400
+
+
+async def test_login_cookie_and_csrf(served: Served) -> None:
+    sid = await visit(served, [("name", "Hal"), ("email", "hal@example.com")])
+    async with httpx.AsyncClient(base_url=served.url) as browser:
+        first = await browser.get("/admin")
+        assert first.status_code == 401 and 'name="token"' in first.text
+        csrf = _csrf(first.text)
+        assert browser.cookies.get("chatlead_csrf") == csrf
+
+        wrong = await browser.post("/admin/login", data={"token": "nope", "csrf": csrf})
+        assert wrong.status_code == 401 and "chatlead_admin" not in browser.cookies
+        forged = await browser.post("/admin/login", data={"token": TOKEN, "csrf": "forged"})
+        assert forged.status_code == 403
+
+        login = await browser.post("/admin/login", data={"token": TOKEN, "csrf": csrf})
+        assert login.status_code == 303 and login.headers["location"] == "/admin"
+        cookie = next(h for h in login.headers.get_list("set-cookie") if "chatlead_admin=" in h)
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and TOKEN not in cookie
+        page = await browser.get("/admin")
+        assert page.status_code == 200 and "Sign out" in page.text
+        # the CSV link works with the cookie, as a browser download would
+        download = await browser.get("/api/reports/abandoned?format=csv")
+        assert download.status_code == 200
+
+        # cookie-authenticated changes need the CSRF token and our own origin
+        test_event = "/admin/sites/default/test-event"
+        assert (await browser.post(test_event)).status_code == 403
+        cross = await browser.post(
+            test_event, data={"csrf": csrf}, headers={"origin": "https://evil.example"}
+        )
+        assert cross.status_code == 403
+        assert (await browser.delete(f"/api/sessions/{sid}")).status_code == 403
+        sent = await browser.post(test_event, data={"csrf": csrf}, headers={"origin": served.url})
+        assert sent.status_code == 303
+        assert sent.headers["location"] == "/admin/deliveries?notice=test_sent"
+        notice = await browser.get(sent.headers["location"])
+        assert "A test event was queued" in notice.text
+
+        logout = await browser.post("/admin/logout", data={"csrf": csrf})
+        assert logout.status_code == 303
+        assert (await browser.get("/admin")).status_code == 401
+
+
+async def test_replay_and_erase_forms(served: Served) -> None:
+    sid = await visit(served, [("name", "Ivy"), ("email", "ivy@example.com")])
+    await wait_status(served, sid, "abandoned")
+    event_id = f"evt_{sid}_abandoned_1"
+    await wait_delivery(served, event_id, "delivered")
+    page = await served.http.get(f"/admin/sessions/{sid}")
+    csrf = _csrf(page.text)
+    cookies = {"chatlead_csrf": served.http.cookies.get("chatlead_csrf") or csrf}
+    assert f'action="/admin/deliveries/{event_id}/replay"' in page.text
+
+    replay = await served.http.post(
+        f"/admin/deliveries/{event_id}/replay",
+        data={"csrf": cookies["chatlead_csrf"], "back": f"/admin/sessions/{sid}"},
+    )
+    assert replay.status_code == 303
+    assert replay.headers["location"] == f"/admin/sessions/{sid}?notice=replayed"
+
+    async def replayed() -> bool:
+        item: dict[str, Any] = (await served.http.get(f"/api/deliveries/{event_id}")).json()
+        return item["status"] == "delivered" and len(item["attempts"]) == 2
+
+    await eventually(replayed, what="the replay")
+    # a `back` that leaves the admin is ignored
+    away = await served.http.post(
+        f"/admin/deliveries/{event_id}/replay",
+        data={"csrf": cookies["chatlead_csrf"], "back": "//evil.example/x"},
+    )
+    assert away.headers["location"].startswith("/admin/deliveries?notice=")
+
+    unconfirmed = await served.http.post(
+        f"/admin/sessions/{sid}/erase", data={"csrf": cookies["chatlead_csrf"]}
+    )
+    assert unconfirmed.status_code == 400
+    erased = await served.http.post(
+        f"/admin/sessions/{sid}/erase", data={"csrf": cookies["chatlead_csrf"], "confirm": "yes"}
+    )
+    assert erased.status_code == 303 and erased.headers["location"] == "/admin?notice=erased"
+    assert (await served.http.get(f"/api/sessions/{sid}")).status_code == 404
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="no chromium at /usr/bin/chromium")
+async def test_dashboard_in_chromium(served: Served, sync_redis: redis.Redis) -> None:
+    from axe_playwright_python.async_playwright import Axe
+    from playwright.async_api import async_playwright
+
+    seed_module().seed(sync_redis, abandoned=1500, completed=900, sites=["default"])
+    sid = await visit(served, [("name", HOSTILE), ("email", "zed@example.com")])
+    await wait_status(served, sid, "abandoned")
+    await wait_delivery(served, f"evt_{sid}_abandoned_1", "delivered")
+    summary = (await served.http.get("/api/reports/abandoned")).json()["summary"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            context = await browser.new_context(
+                viewport={"width": 1360, "height": 900},
+                extra_http_headers={"authorization": f"Bearer {TOKEN}"},
+                java_script_enabled=False,  # the admin must work without it
+            )
+            page = await context.new_page()
+            dialogs: list[str] = []
+            page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+            pages = {
+                "dashboard": "/admin",
+                "session": f"/admin/sessions/{sid}",
+                "deliveries": "/admin/deliveries",
+                "inbox": "/admin/inbox",
+            }
+            for name, path in pages.items():
+                await page.goto(served.url + path)
+                await page.screenshot(path=str(ARTIFACTS / f"admin-{name}.png"), full_page=True)
+            await page.goto(served.url + "/admin")
+            started = await page.locator(".kpi .value").first.inner_text()
+            assert started == str(summary["started"])
+            assert await page.locator("figure svg").count() == 2
+            await page.get_by_label("Period").select_option("7d")
+            await page.get_by_role("button", name="Apply").click()
+            assert "since=7d" in page.url
+            assert not dialogs, "visitor text must never run"
+
+            axe_page = await browser.new_page(
+                extra_http_headers={"authorization": f"Bearer {TOKEN}"}
+            )
+            await axe_page.goto(served.url + "/admin")
+            results = await Axe().run(axe_page)
+            serious = [
+                v["id"]
+                for v in results.response["violations"]
+                if v["impact"] in ("serious", "critical")
+            ]
+            assert serious == [], results.generate_report()
+        finally:
+            await browser.close()

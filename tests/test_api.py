@@ -12,6 +12,7 @@ import csv
 import importlib.util
 import io
 import json
+import os
 import socket
 import sys
 import time
@@ -516,3 +517,39 @@ async def test_without_token_only_loopback_is_served() -> None:
             "/api/sites/default/test-event", headers={"origin": "https://evil.example"}
         )
         assert cross.status_code == 403
+
+
+# --- the CLI mirrors the API --------------------------------------------------------
+
+
+async def _cli(*args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "CHATLEAD_REDIS_URL": REDIS_URL, "CHATLEAD_IDLE_TIMEOUT": "1s"}
+    env.pop("CHATLEAD_CONFIG", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", *args,
+        env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_cli_report_and_deliveries(served: Served, sync_redis: redis.Redis) -> None:
+    seed_module().seed(sync_redis, abandoned=60, completed=10, sites=["default"])
+    api_rows = (await served.http.get("/api/reports/abandoned", params={"limit": 1000})).json()
+    code, out, _ = await _cli("report", "abandoned", "--since", "30d", "--format", "csv")
+    assert code == 0
+    assert [row["session_id"] for row in csv_rows(out)] == [
+        row["session_id"] for row in api_rows["items"]
+    ]
+    code, out, _ = await _cli("report", "abandoned", "--format", "json", "--limit", "3")
+    assert code == 0
+    body = json.loads(out)
+    assert body["summary"] == api_rows["summary"] and len(body["items"]) == 3
+    code, out, _ = await _cli("deliveries", "list", "--status", "dead")
+    dead = (await served.http.get("/api/deliveries?status=dead")).json()["items"]
+    assert code == 0 and all(item["id"] in out for item in dead)
+    code, out, _ = await _cli("test-event", "default")
+    assert code == 0 and out.startswith("evt_")
+    await wait_delivery(served, out.split(":")[0], "delivered")
+    code, _, err = await _cli("report", "abandoned", "--since", "last week")
+    assert code == 2 and "since:" in err

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import datetime
 import json
@@ -33,6 +34,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -40,6 +42,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +78,7 @@ class ClientResult:
     latencies: list[float] = field(default_factory=list)
     sent_at: list[float] = field(default_factory=list)
     send_lags: list[float] = field(default_factory=list)
-    errors: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
     started: float = 0.0
     finished: float = 0.0
     cpu: float = 0.0
@@ -86,7 +89,7 @@ class ClientResult:
 class Summary:
     target: str
     acked: int
-    errors: int
+    errors: Counter[str]
     seconds: float
     p50_ms: float
     p99_ms: float
@@ -118,7 +121,7 @@ class Summary:
         return (
             f"{self.target:18s} {self.acked:7d} acks in {self.seconds:6.2f} s = "
             f"{self.rate:8.0f} msg/s  p50 {self.p50_ms:6.2f} ms  p99 {self.p99_ms:7.2f} ms  "
-            f"max {self.max_ms:7.2f} ms  errors {self.errors}{lag}{cpu}"
+            f"max {self.max_ms:7.2f} ms  errors {dict(self.errors) or 0}{lag}{cpu}"
         )
 
 
@@ -163,7 +166,7 @@ async def _closed_loop(
             if frame.get("id") == frame_id and kind in ("ack", "error"):
                 break  # bot `message` frames and other ids are ignored
         if kind == "error":
-            result.errors += 1
+            result.errors[frame.get("code", "?")] += 1
         if record:
             result.latencies.append(clock() - sent)
             result.sent_at.append(sent)
@@ -192,7 +195,8 @@ async def _open_loop(
                 continue
             result.latencies.append(clock() - scheduled)
             result.sent_at.append(scheduled)
-            result.errors += frame["type"] == "error"
+            if frame["type"] == "error":
+                result.errors[frame.get("code", "?")] += 1
             remaining -= 1
 
     reader = asyncio.create_task(read())
@@ -407,7 +411,7 @@ def run_load(
     return Summary(
         target=target,
         acked=len(latencies),
-        errors=sum(r.errors for r in results),
+        errors=sum((r.errors for r in results), Counter()),
         seconds=elapsed,
         p50_ms=_percentile(latencies, 0.50) * 1000,
         p99_ms=_percentile(latencies, 0.99) * 1000,
@@ -523,9 +527,11 @@ def target(name: str, args: argparse.Namespace) -> Target:
     port = free_port()
     workers = ["--workers", str(args.workers)]
     env = dict(os.environ)
-    if name == "chatlead":
+    if name.startswith("chatlead"):
         if args.url:
             return Target(name, args.url, [], env, 0, None, True)
+        if "@" in name:  # chatlead@REV: the server package as of git revision REV
+            env["PYTHONPATH"] = source_tree(name.split("@", 1)[1])
         env |= {
             "CHATLEAD_REDIS_URL": args.redis_url,
             "CHATLEAD_MSG_RATE": "100000",
@@ -555,11 +561,45 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def _git(*argv: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(HERE.parent), *argv], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def code_version() -> str:
+    """The commit the server package runs from, ``+dirty`` with local changes."""
+    try:
+        commit = _git("rev-parse", "--short", "HEAD")
+        dirty = _git("status", "--porcelain", "--", "server")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+_SOURCES: dict[str, str] = {}
+
+
+def source_tree(revision: str) -> str:
+    """A directory holding the repository as of ``revision`` (extracted once)."""
+    if revision not in _SOURCES:
+        root = tempfile.mkdtemp(prefix=f"chatlead-{revision}.")
+        atexit.register(shutil.rmtree, root, True)
+        archive = subprocess.run(
+            ["git", "-C", str(HERE.parent), "archive", revision],
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", root], input=archive, check=True)
+        _SOURCES[revision] = root
+    return _SOURCES[revision]
+
+
 def table_header() -> str:
     return (
-        "| date | machine | mode | sessions × msgs | clients | pinning | workers "
+        "| date | code | machine | mode | sessions × msgs | clients | pinning | workers "
         "| chatlead msg/s | chatlead p50 / p99 / max ms | echo msg/s | echo p50 / p99 / max ms "
-        "| ratio |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| ratio |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
 
 
@@ -572,6 +612,7 @@ def table_row(args: argparse.Namespace, runs: dict[str, Summary]) -> str:
     )
     cells = [
         datetime.date.today().isoformat(),
+        code_version(),
         machine(),
         mode,
         f"{args.sessions} × {args.messages}",
@@ -609,7 +650,8 @@ def _parser() -> argparse.ArgumentParser:
         "--target",
         type=_targets,
         default="both",
-        help=f"comma list of {', '.join(TARGETS)}; 'both' = chatlead,echo",
+        help=f"comma list of {', '.join(TARGETS)}, chatlead@REV (the server package "
+        "at git revision REV, to compare commits); 'both' = chatlead,echo",
     )
     parser.add_argument("--url", default=None, help="a running chatlead /ws URL (not started)")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS, help="flushed before each run")
@@ -657,7 +699,7 @@ def _run_target(name: str, args: argparse.Namespace) -> Summary:
 
 def _targets(value: str) -> list[str]:
     names = ["chatlead", "echo"] if value == "both" else value.split(",")
-    unknown = set(names) - set(TARGETS)
+    unknown = {n for n in names if not n.startswith("chatlead@")} - set(TARGETS)
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown target(s) {sorted(unknown)}; use {TARGETS}")
     return names
@@ -670,7 +712,8 @@ def main(argv: list[str] | None = None) -> int:
     mode = f"open loop, {args.rate:g} msg/s offered" if args.rate else "closed loop"
     print(
         f"# {machine()}; {mode}; {args.sessions} sessions × {args.messages} messages "
-        f"(+{args.warmup} warm-up); {args.clients} client process(es); workers {args.workers}"
+        f"(+{args.warmup} warm-up); {args.clients} client process(es); workers {args.workers}; "
+        f"code {code_version()}"
     )
     rows = []
     for _ in range(args.repeat):

@@ -445,6 +445,10 @@ def _healthy(port: int, path: str | None) -> bool:
         return False
 
 
+class RunFailed(RuntimeError):
+    """A load run broke off (a client failed or timed out); the server log is attached."""
+
+
 @contextlib.contextmanager
 def server_process(
     argv: list[str], env: dict[str, str], port: int, cpu: int | None, health: str | None
@@ -463,7 +467,11 @@ def server_process(
                     tail = log_path.read_text(errors="replace")[-2000:]
                     raise RuntimeError(f"{argv} did not start:\n{tail}")
                 time.sleep(0.05)
-            yield proc.pid  # taskset execs the server: same pid
+            try:
+                yield proc.pid  # taskset execs the server: same pid
+            except Exception as exc:
+                tail = log_path.read_text(errors="replace").splitlines()[-15:]
+                raise RunFailed(f"{exc}\n  server log:\n    " + "\n    ".join(tail)) from exc
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -719,7 +727,11 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.repeat):
         runs = {}
         for name in args.target:
-            runs[name] = _run_target(name, args)
+            try:
+                runs[name] = _run_target(name, args)
+            except RunFailed as exc:
+                print(f"{name:18s} FAILED: {exc}", flush=True)
+                continue
             print(runs[name].line(), flush=True)
         if "echo" in runs and not args.rate:
             for name in [n for n in runs if n != "echo"]:

@@ -7,6 +7,10 @@ directly and pipelined, spread over the last ``--days`` days:
     python benchmarks/seed_abandoned.py --redis-url redis://127.0.0.1:6379/14 \\
         --abandoned 100000 --completed 50000 --sites acme,globex
 
+With ``--measure URL`` it then times, against a running server on that data, the
+full CSV export and the first JSON page of ``/api/reports/abandoned`` (``--runs``
+times each, reporting the median and the best; ``--token`` for the admin token).
+
 Each abandoned session stopped at some flow step with the fields answered before
 it; the ones with an email or phone have a ``lead.abandoned`` event, mostly
 delivered, some dead, some still pending (not due for a day, so a running
@@ -260,6 +264,35 @@ def seed(
     return Seeded(abandoned, completed, events, time.perf_counter() - started)
 
 
+def measure(url: str, token: str | None, runs: int) -> dict[str, Any]:
+    """Median and best wall time of the CSV export and of the first JSON page."""
+    import statistics
+
+    import httpx
+
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    csv_times: list[float] = []
+    page_times: list[float] = []
+    rows = 0
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+        for _ in range(runs):
+            started = time.perf_counter()
+            with client.stream("GET", "/api/reports/abandoned", params={"format": "csv"}) as answer:
+                answer.raise_for_status()
+                rows = sum(chunk.count(b"\n") for chunk in answer.iter_bytes()) - 1
+            csv_times.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            client.get("/api/reports/abandoned").raise_for_status()
+            page_times.append(time.perf_counter() - started)
+    return {
+        "csv_rows": rows,
+        "csv_s_median": round(statistics.median(csv_times), 3),
+        "csv_s_best": round(min(csv_times), 3),
+        "first_page_ms_median": round(statistics.median(page_times) * 1000, 1),
+        "first_page_ms_best": round(min(page_times) * 1000, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
@@ -269,7 +302,18 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--shards", type=int, default=16)
     parser.add_argument("--flush", action="store_true", help="FLUSHDB first")
+    parser.add_argument("--no-seed", action="store_true", help="only --measure")
+    parser.add_argument("--measure", metavar="URL", help="time the report on a running server")
+    parser.add_argument("--token", default=None, help="admin token for --measure")
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    if not args.no_seed:
+        _seed_from(args)
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.token, args.runs)))
+
+
+def _seed_from(args: argparse.Namespace) -> None:
     client = redis.Redis.from_url(args.redis_url, decode_responses=True)
     if args.flush:
         client.flushdb()

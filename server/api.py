@@ -17,9 +17,10 @@ import json
 import logging
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import repeat
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
 from redis.exceptions import RedisError
@@ -41,6 +42,7 @@ from server.reports import (
     DeliveryPage,
     Period,
     QueryError,
+    RowValues,
     SessionDetail,
     Summary,
 )
@@ -55,6 +57,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("chatlead.api")
+
+Row = TypeVar("Row", AbandonedRow, RowValues)
 
 SESSION_ID = re.compile(r"^[0-9a-f]{24}$")
 EVENT_ID = re.compile(r"^evt_[0-9a-f]{24}_(completed|abandoned_\d{1,6}|test)$")
@@ -139,7 +143,7 @@ class _Source:
     label: str
     high: float
     skip: int = 0
-    buffer: list[tuple[float, str, str]] = field(default_factory=list)  # ascending
+    buffer: list[tuple[int, str, str]] = field(default_factory=list)  # ascending
     done: bool = False
 
 
@@ -162,7 +166,8 @@ class IndexMerge:
         self.page = page
         self._sources = [_Source(key, label, high) for key, label in sources]
         self._page_script = redis.register_script(PAGE_SCRIPT)
-        self._ready: deque[tuple[int, str, str]] = deque()
+        self._ready: list[tuple[int, str, str]] = []
+        self._taken = 0  # entries of _ready already handed out
 
     async def start_after(self, score: int, member: str) -> None:
         """Continue after ``(score, member)`` (a cursor)."""
@@ -178,7 +183,9 @@ class IndexMerge:
 
     @property
     def exhausted(self) -> bool:
-        return not self._ready and all(s.done and not s.buffer for s in self._sources)
+        return self._taken == len(self._ready) and all(
+            s.done and not s.buffer for s in self._sources
+        )
 
     async def _refill(self) -> None:
         hungry = [s for s in self._sources if not s.buffer and not s.done]
@@ -197,42 +204,41 @@ class IndexMerge:
             source.done = len(flat) < 2 * self.page
             if not flat:
                 continue
-            scores = list(map(float, flat[1::2]))
+            scores = list(map(int, map(float, flat[1::2])))
             last = scores[-1]
             # descending, so the entries that share the last score close the page
             trailing = len(scores) - scores.index(last)
             source.skip = source.skip + trailing if last == source.high else trailing
             source.high = last
-            label = source.label
-            source.buffer = [(s, m, label) for s, m in zip(scores, flat[0::2], strict=True)]
+            source.buffer = list(zip(scores, flat[0::2], repeat(source.label)))
             source.buffer.reverse()
 
     def _release(self) -> None:
         """Move every entry that nothing unread can outrank to the ready queue."""
         heads = [s.buffer[0][:2] for s in self._sources if not s.done and s.buffer]
         bound = max(heads) if heads else None
-        batch: list[tuple[float, str, str]] = []
+        batch: list[tuple[int, str, str]] = []
         for source in self._sources:
             cut = 0 if bound is None else bisect.bisect_left(source.buffer, bound)
             batch += source.buffer[cut:]
             del source.buffer[cut:]
         batch.sort(reverse=True)
-        self._ready.extend((int(score), member, label) for score, member, label in batch)
+        self._ready, self._taken = batch, 0
 
     async def take(self, count: int) -> list[tuple[int, str, str]]:
         """The next ``count`` entries (fewer at the end)."""
         out: list[tuple[int, str, str]] = []
         while len(out) < count:
-            if not self._ready:
+            if self._taken == len(self._ready):
                 await self._refill()
                 if any(not s.buffer and not s.done for s in self._sources):
                     continue  # a set ran dry mid-way: read on before releasing anything
                 self._release()
                 if not self._ready:
                     break
-            ready = self._ready
-            while ready and len(out) < count:
-                out.append(ready.popleft())
+            end = min(len(self._ready), self._taken + count - len(out))
+            out += self._ready[self._taken : end]
+            self._taken = end
         return out
 
 
@@ -290,8 +296,13 @@ class Reader:
         ]
         return IndexMerge(self.redis, sources, period.since_ms, period.until_ms - 1, page)
 
-    async def _rows(self, entries: Sequence[tuple[int, str, str]]) -> list[AbandonedRow]:
-        """Report rows for index entries: one ``ROWS_SCRIPT`` call per shard, pipelined."""
+    async def _rows(
+        self, entries: Sequence[tuple[int, str, str]], build: Callable[..., Row | None]
+    ) -> list[Row]:
+        """Report rows for index entries: one ``ROWS_SCRIPT`` call per shard, pipelined.
+
+        ``build`` is :func:`reports.abandoned_row` or :func:`reports.row_values`.
+        """
         by_shard: dict[int, list[int]] = {}
         for position, (_, sid, _) in enumerate(entries):
             by_shard.setdefault(self.store.shard(sid), []).append(position)
@@ -304,18 +315,14 @@ class Reader:
                         client=pipe,
                     )
                 replies = await pipe.execute()
-        flat: list[list[str]] = [[]] * len(entries)
-        offset: list[int] = [0] * len(entries)
+        rows: list[Row | None] = [None] * len(entries)
+        row = build
         for positions, reply in zip(by_shard.values(), replies, strict=True):
             values = json.loads(reply) if reply != "{}" else []  # cjson: empty table is {}
             for n, position in enumerate(positions):
-                flat[position], offset[position] = values, n * _ROW_WIDTH
-        rows = []
-        for (score, sid, site), values, at in zip(entries, flat, offset, strict=True):
-            row = reports.abandoned_row(sid, site, score, values, at)
-            if row is not None:
-                rows.append(row)
-        return rows
+                score, sid, site = entries[position]
+                rows[position] = row(sid, site, score, values, n * _ROW_WIDTH)
+        return [r for r in rows if r is not None]
 
     async def abandoned_page(
         self, sites: Sequence[Site], period: Period, cursor: str | None, limit: int
@@ -331,25 +338,27 @@ class Reader:
             entries = await merge.take(limit - len(rows))
             if not entries:
                 break
-            rows += await self._rows(entries)
+            rows += await self._rows(entries, reports.abandoned_row)
             last = entries[-1]
         more = last is not None and not merge.exhausted
         return rows, reports.encode_cursor(last[0], last[1]) if more and last else None
 
     async def abandoned_chunks(
         self, sites: Sequence[Site], period: Period, chunk: int = CSV_CHUNK
-    ) -> AsyncIterator[list[AbandonedRow]]:
-        """Every abandoned session of the period, newest first, ``chunk`` at a time.
+    ) -> AsyncIterator[list[RowValues]]:
+        """Every abandoned session of the period, newest first, ``chunk`` at a time,
+        as plain column tuples (:data:`reports.RowValues`) for exports.
 
         The next chunks are read while the caller formats the current one, so
         Redis and Python work side by side.
         """
         merge = self._abandoned_index(sites, period, chunk)
-        ahead: deque[asyncio.Task[list[AbandonedRow]]] = deque()
+        ahead: deque[asyncio.Task[list[RowValues]]] = deque()
         try:
             while True:
                 while len(ahead) < PREFETCH and (entries := await merge.take(chunk)):
-                    ahead.append(asyncio.ensure_future(self._rows(entries)))
+                    task = asyncio.ensure_future(self._rows(entries, reports.row_values))
+                    ahead.append(task)
                 if not ahead:
                     return
                 yield await ahead.popleft()

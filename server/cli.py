@@ -231,7 +231,8 @@ async def _report(runtime: Any, args: Any) -> int:
     out.write(f'"summary": {summary.decode()}, "items": [')
     row_json, separator = TypeAdapter(reports.AbandonedRow), ""
     async for chunk in rows:
-        for row in chunk:
+        for values in chunk:
+            row = reports.AbandonedRow(*values)
             out.write(separator + row_json.dump_json(row).decode())
             separator = ","
     out.write("]}\n")

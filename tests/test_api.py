@@ -553,3 +553,45 @@ async def test_cli_report_and_deliveries(served: Served, sync_redis: redis.Redis
     await wait_delivery(served, out.split(":")[0], "delivered")
     code, _, err = await _cli("report", "abandoned", "--since", "last week")
     assert code == 2 and "since:" in err
+
+
+# --- the newest-first merge behind every page ---------------------------------------
+
+
+async def test_index_merge_orders_ties_and_resumes_exactly() -> None:
+    from server.api import IndexMerge
+
+    client = redis.asyncio.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        await client.flushdb()
+        expected: list[tuple[int, str, str]] = []
+        for n in range(5):
+            key = f"chatlead:{{{n}}}:idx:test"
+            # few distinct scores, so most entries tie with others in and across sets
+            members = {f"{n}{i:03d}": 1000 + (i * 7 + n) % 6 for i in range(137)}
+            await client.zadd(key, members)
+            expected += [(score, member, key) for member, score in members.items()]
+        expected.sort(reverse=True)
+        sources = [(f"chatlead:{{{n}}}:idx:test", f"chatlead:{{{n}}}:idx:test") for n in range(5)]
+
+        merge = IndexMerge(client, sources, float("-inf"), float("inf"), page=10)
+        got: list[tuple[int, str, str]] = []
+        while batch := await merge.take(33):
+            got += batch
+        assert got == expected and merge.exhausted
+
+        resumed: list[tuple[int, str, str]] = []
+        cursor: tuple[int, str] | None = None
+        while True:
+            merge = IndexMerge(client, sources, 1001, 1004, page=7)
+            if cursor:
+                await merge.start_after(*cursor)
+            batch = await merge.take(25)
+            resumed += batch
+            if not batch or merge.exhausted:
+                break
+            cursor = batch[-1][:2]
+        assert resumed == [entry for entry in expected if 1001 <= entry[0] <= 1004]
+    finally:
+        await client.flushdb()
+        await client.aclose()

@@ -20,12 +20,14 @@ from server.reports import (
     QueryError,
     abandoned_row,
     csv_lines,
+    csv_record,
     decode_cursor,
     delivery_item,
     encode_cursor,
     iso_ms,
     parse_limit,
     parse_period,
+    row_values,
     safe_cell,
     summarize,
 )
@@ -196,7 +198,7 @@ def _parse(text: str) -> list[list[str]]:
 
 def test_csv_is_rfc4180_with_bom_and_formula_safe() -> None:
     tricky = 'Zoë "Z", =1+1\nline two'
-    row = abandoned_row(SID, "acme", NOW, _values(name=tricky, company="=cmd|' /C calc'!A0"))
+    row = row_values(SID, "acme", NOW, _values(name=tricky, company="=cmd|' /C calc'!A0"))
     assert row is not None
     text = "".join(csv_lines([[row]], bom=True))
     assert text.startswith("\ufeffsession_id,site,")
@@ -210,14 +212,16 @@ def test_csv_is_rfc4180_with_bom_and_formula_safe() -> None:
     assert record["delivery"] == "delivered"
 
 
-@given(st.text(max_size=40))
-def test_any_captured_text_survives_a_csv_round_trip(text: str) -> None:
-    row = abandoned_row(SID, "acme", NOW, _values(name=text))
+@given(st.text(max_size=40), st.text(alphabet=' ,"\r\n=+-@\tab', max_size=12))
+def test_any_captured_text_survives_a_csv_round_trip(text: str, tricky: str) -> None:
+    row = row_values(SID, "acme", NOW, _values(name=text, company=tricky, step=tricky))
     assert row is not None
-    _, values = _parse("".join(csv_lines([[row]])))
-    cell = values[CSV_HEADER.index("name")]
-    assert cell == safe_cell(text)
-    assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+    _, values = _parse("".join(csv_lines([[row], [row]]))[: -len(csv_record(row))])
+    assert len(values) == len(CSV_HEADER)
+    record = dict(zip(CSV_HEADER, values, strict=True))
+    assert record["name"] == safe_cell(text)
+    assert record["company"] == safe_cell(tricky) and record["step"] == safe_cell(tricky)
+    assert not record["name"].startswith(("=", "+", "-", "@", "\t", "\r"))
 
 
 # --- summary ------------------------------------------------------------------

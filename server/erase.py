@@ -35,7 +35,6 @@ __all__ = ["EraseResult", "erase_session", "rewrite_aof", "scrub_attempt"]
 
 log = logging.getLogger("chatlead.erase")
 
-INDEX_KINDS = ("started", "completed", "abandoned", "recovered")
 ERASED = "erased"
 WATCH_RETRIES = 5
 AOF_WAIT_S = 120.0
@@ -112,7 +111,7 @@ async def _erase_shard(runtime: Runtime, session_id: str) -> EraseResult:
                 pipe.zrem(keys.deadlines(shard), session_id)
                 sites = [meta["site"]] if meta.get("site") else list(runtime.sites)
                 for site in sites:
-                    for kind in INDEX_KINDS:
+                    for kind in keys.INDEX_KINDS:
                         pipe.zrem(keys.site_index(shard, site, kind), session_id)
                 dead = 0
                 for eid, key, status in zip(event_ids, event_keys, statuses, strict=True):

@@ -122,3 +122,9 @@ def stats_prefix(shard: int) -> str:
 def index_prefix(shard: int) -> str:
     """Prefix the Lua scripts append ``<site>:<kind>`` to."""
     return f"{tag(shard)}idx:"
+
+
+# --- report indexes (read by the admin API and erase) -------------------------
+
+INDEX_KINDS = ("started", "completed", "abandoned", "recovered")
+"""Every ``kind`` of :func:`site_index` the session scripts write."""

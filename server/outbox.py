@@ -13,12 +13,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from server import keys
 from server.errors import StoreError
 from server.session import SessionRecord
-from server.store import Store
+from server.store import HASH, REDIS_ERRORS, Store, run_each
 
 __all__ = ["Claim", "EventRecord", "Outbox", "event_session", "is_event_id"]
 
@@ -81,17 +79,13 @@ class Outbox:
 
     async def claim(self, limit: int = 32) -> list[Claim]:
         """Claim due events in every shard (one round trip)."""
-        script = self.store.script("claim")
+        calls = [
+            ([keys.outbox_due(shard)], [limit, LEASE_MS, keys.tag(shard)])
+            for shard in range(self.store.shards)
+        ]
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for shard in range(self.store.shards):
-                    await script(
-                        keys=[keys.outbox_due(shard)],
-                        args=[limit, LEASE_MS, keys.tag(shard)],
-                        client=pipe,
-                    )
-                results = await pipe.execute()
-        except RedisError as exc:
+            results = await run_each(self.redis, self.store.script("claim"), calls)
+        except REDIS_ERRORS as exc:
             raise StoreError(f"Redis error claiming events: {exc}") from exc
         return [Claim(flat[i], flat[i + 1]) for flat in results for i in range(0, len(flat), 2)]
 
@@ -106,14 +100,16 @@ class Outbox:
     async def load_with_session(
         self, event_id: str
     ) -> tuple[EventRecord | None, SessionRecord | None]:
-        """The event and its session in one round trip (same shard)."""
+        """The event and its session in one atomic read (same shard)."""
         session_id = event_session(event_id)
         shard = self.store.shard(session_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hgetall(keys.event(shard, event_id))
-            pipe.lrange(keys.event_attempts(shard, event_id), 0, -1)
-            self.store.queue_session_reads(pipe, session_id)
-            raw, attempts, *session = await pipe.execute()
+        raw, attempts, *session = await self.store.read(
+            [
+                (keys.event(shard, event_id), HASH),
+                (keys.event_attempts(shard, event_id), 0),
+                *self.store.session_reads(session_id),
+            ]
+        )
         if not raw:
             return None, None
         return _record(event_id, raw, attempts), self.store.session_from(session_id, session)
@@ -152,7 +148,7 @@ class Outbox:
                     ],
                 )
             )
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreError(f"Redis error settling {event_id}: {exc}") from exc
 
     async def replay(self, event_id: str) -> str:

@@ -3,30 +3,52 @@
 Every state change is one Lua script (``server/lua/*.lua``, each prefixed with
 ``_prelude.lua``), called by EVALSHA: one round trip per visitor event. Scripts
 are idempotent, because redis-py may retry a command that already ran.
+
+The same code runs on one Redis (or Valkey) and on Redis Cluster: each script and
+each multi-key read stays in one shard, i.e. one hash slot (CONTRACT §8), and
+:func:`connect_redis` returns a cluster client when the server is a cluster node.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
+import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT
 
 from server import keys
 from server.errors import StoreError, StoreMisconfigured
 from server.session import SessionRecord, parse_session
 
-__all__ = ["Store", "SweepResult", "VisitorResult", "connect_redis"]
+__all__ = [
+    "HASH",
+    "REDIS_ERRORS",
+    "Store",
+    "SweepResult",
+    "VisitorResult",
+    "connect_redis",
+    "run_each",
+]
 
 POOL_SIZE = 50
+HASH = "hash"
+"""A read of a whole hash in :meth:`Store.read` (else a list start index)."""
+REDIS_ERRORS = (RedisError, RedisClusterException)
+"""What the Redis client raises: the cluster client also raises errors outside
+``RedisError`` (e.g. a slot no node serves); translate both at the boundary."""
 
 
 def _script_source(name: str) -> str:
@@ -34,9 +56,21 @@ def _script_source(name: str) -> str:
     return (lua / "_prelude.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
 
 
-def connect_redis(url: str) -> aioredis.Redis:
-    """A client with a blocking pool (the default pool raises past its limit)
-    and a short retry policy so an outage surfaces fast."""
+def connect_redis(url: str) -> aioredis.Redis | RedisCluster:
+    """A client for ``url``: a cluster client when the server is a Redis Cluster node.
+
+    Both have a short retry policy so an outage surfaces fast, and callers wait for a
+    free connection (the default pools raise past their limit). Asking the server
+    whether it is a cluster is one blocking call, made at start before anything is
+    served; ``unix://`` servers are never asked.
+
+    Raises:
+        StoreError: the server could not be asked (a cluster node also refuses a
+            database other than 0).
+        StoreMisconfigured: a cluster this redis-py cannot serve.
+    """
+    if _is_cluster(url):
+        return _cluster_client(url)
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=POOL_SIZE,
@@ -49,6 +83,90 @@ def connect_redis(url: str) -> aioredis.Redis:
         health_check_interval=30,
     )
     return aioredis.Redis.from_pool(pool)
+
+
+def _is_cluster(url: str) -> bool:
+    if url.startswith("unix://"):
+        return False
+    probe = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        return str(probe.info("cluster").get("cluster_enabled")) == "1"
+    except RedisError as exc:
+        raise StoreError(f"Redis unreachable: {exc}") from exc
+    finally:
+        probe.close()
+
+
+class QueuedRedisCluster(RedisCluster):
+    """A cluster client whose callers wait for a free connection.
+
+    redis-py's cluster client has no blocking pool: past ``max_connections`` to one
+    node a command raises ``MaxConnectionsError`` (300 concurrent script calls lost
+    250 of them). A semaphore of ``POOL_SIZE`` in front of every command queues
+    callers instead, as ``BlockingConnectionPool`` does on one Redis; pipelines and
+    pub/sub (a few at a time) use the per-node headroom above it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._free = asyncio.Semaphore(POOL_SIZE)
+
+    async def execute_command(self, *args: EncodableT, **kwargs: Any) -> Any:
+        async with self._free:
+            # Without a slot map (first use, or dropped after a node error) redis-py
+            # sends a keyed command to a random node; a burst of MOVED replies then
+            # makes it close every connection, in-flight commands included. Load the
+            # map first (a no-op once loaded).
+            await self.initialize()
+            return await super().execute_command(*args, **kwargs)
+
+
+def _cluster_client(url: str) -> RedisCluster:
+    # cross-process notifications subscribe through the cluster client (redis-py 8)
+    if not hasattr(RedisCluster, "pubsub"):
+        raise StoreMisconfigured(
+            f"Redis Cluster needs redis-py 8 or newer (this is {redis.__version__})"
+        )
+    try:
+        return QueuedRedisCluster.from_url(
+            url,
+            decode_responses=True,
+            max_connections=2 * POOL_SIZE,  # per node
+            socket_timeout=5,
+            socket_connect_timeout=3,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+            health_check_interval=30,
+        )
+    except RedisClusterException as exc:
+        raise StoreMisconfigured(f"cannot use this Redis Cluster: {exc}") from exc
+
+
+async def run_each(
+    client: aioredis.Redis | RedisCluster,
+    script: AsyncScript,
+    calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
+) -> list[Any]:
+    """Run ``script`` once per ``(keys, args)`` in one pipeline; the replies in order.
+
+    Each call goes in as a plain EVALSHA: a cluster pipeline refuses ``evalsha()``,
+    so ``script(..., client=pipe)`` fails there; it sends each node its share in
+    parallel. A call answered NOSCRIPT (restart, failover, SCRIPT FLUSH) never ran;
+    it is run again alone, which loads the script.
+
+    Raises:
+        RedisError: the first other error a call got.
+    """
+    async with client.pipeline(transaction=False) as pipe:
+        for keys_, args in calls:
+            pipe.execute_command("EVALSHA", script.sha, len(keys_), *keys_, *args)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+    for i, reply in enumerate(replies):
+        if isinstance(reply, NoScriptError):
+            keys_, args = calls[i]
+            replies[i] = await script(keys=keys_, args=args)
+        elif isinstance(reply, Exception):
+            raise reply
+    return replies
 
 
 @dataclass(frozen=True)
@@ -74,13 +192,18 @@ class SweepResult:
 class Store:
     """Session storage on one Redis (or Valkey, or Cluster) connection."""
 
-    def __init__(self, redis: aioredis.Redis, shards: int, retention_s: float) -> None:
-        self.redis = redis
+    def __init__(
+        self, client: aioredis.Redis | RedisCluster, shards: int, retention_s: float
+    ) -> None:
+        # Both clients offer the same commands (the cluster one routes each by key
+        # slot), and the rest of chatlead is written against that shared surface.
+        self.redis = cast(aioredis.Redis, client)
+        self.cluster = client if isinstance(client, RedisCluster) else None
         self.shards = shards
         self.retention_ms = int(retention_s * 1000)
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(_script_source(name))
-            for name in ("create", "visitor", "sweep", "claim", "settle", "replay")
+            name: client.register_script(_script_source(name))
+            for name in ("create", "visitor", "sweep", "claim", "settle", "replay", "read")
         }
 
     def script(self, name: str) -> AsyncScript:
@@ -97,32 +220,46 @@ class Store:
             StoreMisconfigured: eviction is on, or ``SHARDS`` differs from the stored one.
         """
         try:
-            memory = await self.redis.info("memory")
-            policy = memory.get("maxmemory_policy", "noeviction")
+            policies = await self._eviction_policies()
             await self.redis.hsetnx(keys.META, "shards", self.shards)
             stored = int(await self.redis.hget(keys.META, "shards") or self.shards)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreError(f"Redis unreachable: {exc}") from exc
-        if policy != "noeviction":
-            raise StoreMisconfigured(
-                f"Redis maxmemory-policy is {policy!r}; chatlead needs 'noeviction' "
-                "so that sessions and undelivered leads are never evicted"
-            )
+        for where, policy in policies.items():
+            if policy != "noeviction":
+                raise StoreMisconfigured(
+                    f"Redis maxmemory-policy is {policy!r}{where}; chatlead needs "
+                    "'noeviction' so that sessions and undelivered leads are never evicted"
+                )
         if stored != self.shards:
             raise StoreMisconfigured(
                 f"CHATLEAD_SHARDS={self.shards} but this Redis was set up with {stored} shards"
             )
 
+    async def _eviction_policies(self) -> dict[str, str]:
+        """``maxmemory-policy`` of the server, or of every primary of a cluster."""
+        if self.cluster is None:
+            return {"": (await self.redis.info("memory")).get("maxmemory_policy", "noeviction")}
+        await self.cluster.initialize()
+        primaries = self.cluster.get_primaries()
+        infos = await asyncio.gather(
+            *(self.cluster.info("memory", target_nodes=node) for node in primaries)
+        )
+        return {
+            f" on {node.name}": info.get("maxmemory_policy", "noeviction")
+            for node, info in zip(primaries, infos, strict=True)
+        }
+
     async def ping(self) -> bool:
         try:
             return bool(await self.redis.ping())
-        except RedisError:
+        except REDIS_ERRORS:
             return False
 
     async def _call(self, name: str, keys_: list[str], args: list[Any]) -> Any:
         try:
             return await self._scripts[name](keys=keys_, args=args)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreError(f"Redis error in {name}: {exc}") from exc
 
     async def create_session(
@@ -141,13 +278,33 @@ class Store:
         )
         return int(result[0]), int(result[1])
 
-    def queue_session_reads(self, pipe: Any, session_id: str, after_seq: int = 0) -> None:
-        """Add the three reads of a session to ``pipe`` (see :meth:`session_from`)."""
+    async def read(self, reads: Sequence[tuple[str, int | str]]) -> list[Any]:
+        """Read keys of one shard in one atomic step (``read.lua``).
+
+        Args:
+            reads: ``(key, HASH)`` for a whole hash, ``(key, start)`` for the items of
+                a list from index ``start``; all keys in one shard.
+
+        Returns:
+            One reply per read: a dict for a hash, a list of strings for a list.
+        """
+        replies = await self._scripts["read"](
+            keys=[key for key, _ in reads], args=[how for _, how in reads]
+        )
+        return [
+            dict(zip(reply[::2], reply[1::2], strict=True)) if how == HASH else reply
+            for (_, how), reply in zip(reads, replies, strict=True)
+        ]
+
+    def session_reads(self, session_id: str, after_seq: int = 0) -> list[tuple[str, int | str]]:
+        """The three reads of a session for :meth:`read` (see :meth:`session_from`)."""
         shard = self.shard(session_id)
-        pipe.hgetall(keys.session(shard, session_id))
-        pipe.hgetall(keys.fields(shard, session_id))
-        # seq n is at index n-1: the transcript has no gaps (§3)
-        pipe.lrange(keys.transcript(shard, session_id), after_seq, -1)
+        return [
+            (keys.session(shard, session_id), HASH),
+            (keys.fields(shard, session_id), HASH),
+            # seq n is at index n-1: the transcript has no gaps (§3)
+            (keys.transcript(shard, session_id), after_seq),
+        ]
 
     @staticmethod
     def session_from(session_id: str, replies: list[Any]) -> SessionRecord | None:
@@ -159,10 +316,8 @@ class Store:
     async def load_session(self, session_id: str, after_seq: int = 0) -> SessionRecord | None:
         """The session with transcript entries after ``after_seq``, or None."""
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                self.queue_session_reads(pipe, session_id, after_seq)
-                replies = await pipe.execute()
-        except RedisError as exc:
+            replies = await self.read(self.session_reads(session_id, after_seq))
+        except REDIS_ERRORS as exc:
             raise StoreError(f"Redis error loading a session: {exc}") from exc
         return self.session_from(session_id, replies)
 
@@ -206,16 +361,13 @@ class Store:
 
     async def sweep(self, limit: int = 500) -> SweepResult:
         """Flag expired sessions in every shard (one round trip for all shards)."""
+        calls = [
+            ([keys.deadlines(shard)], [limit, self.retention_ms, keys.tag(shard)])
+            for shard in range(self.shards)
+        ]
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for shard in range(self.shards):
-                    await self._scripts["sweep"](
-                        keys=[keys.deadlines(shard)],
-                        args=[limit, self.retention_ms, keys.tag(shard)],
-                        client=pipe,
-                    )
-                results = await pipe.execute()
-        except RedisError as exc:
+            results = await run_each(self.redis, self._scripts["sweep"], calls)
+        except REDIS_ERRORS as exc:
             raise StoreError(f"Redis error in sweep: {exc}") from exc
         flagged: list[str] = []
         deadlines: list[int] = []

@@ -168,7 +168,8 @@ async def dashboard(request: Request) -> Response:
     since = query.get("since") or "30d"
     period = reports.parse_period(since, query.get("until"), await reader.now_ms())
     report = await reader.report(site_id, period, query.get("cursor"), PAGE_ROWS)
-    overall = await reader.summary(list(runtime.sites.values()), period)
+    everywhere = list(runtime.sites.values())
+    overall = report.summary if site_id is None else await reader.summary(everywhere, period)
     filters = {k: v for k, v in (("site", site_id), ("since", since)) if v}
     csv_query = urlencode({**filters, "format": "csv", **dict(_until(query))})
     older = (
@@ -225,7 +226,7 @@ async def inbox_page(request: Request) -> Response:
     items = await Outbox(_runtime(request).store).inbox()
     wants_json = "application/json" in request.headers.get("accept", "")
     if wants_json or request.query_params.get("format") == "json":
-        return JSONResponse({"items": items})
+        return JSONResponse({"items": items}, headers={"cache-control": "no-store"})
     return _render(request, "inbox.html", items=[_inbox_row(item) for item in items])
 
 

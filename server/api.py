@@ -464,10 +464,16 @@ def _refuse(request: Request, status: int, reason: str) -> Response:
     return response
 
 
+NO_STORE = {"cache-control": "no-store"}
+"""Answers carry personal data: no cache may keep a copy."""
+
+
 def _json(value: Any, status: int = 200) -> Response:
     if isinstance(value, dict):
-        return JSONResponse(value, status_code=status)
-    return Response(dump(value), status_code=status, media_type="application/json")
+        return JSONResponse(value, status_code=status, headers=NO_STORE)
+    return Response(
+        dump(value), status_code=status, media_type="application/json", headers=NO_STORE
+    )
 
 
 def endpoint(fn: auth.Endpoint) -> auth.Endpoint:
@@ -520,7 +526,10 @@ def csv_response(reader: Reader, site_id: str | None, period: Period) -> Respons
     return StreamingResponse(
         body(),
         media_type="text/csv; charset=utf-8",
-        headers={"content-disposition": f'attachment; filename="{_filename(site_id, period)}"'},
+        headers={
+            "content-disposition": f'attachment; filename="{_filename(site_id, period)}"',
+            **NO_STORE,
+        },
     )
 
 

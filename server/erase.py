@@ -162,41 +162,52 @@ async def _erase_inbox(runtime: Runtime, session_id: str) -> int:
     return removed
 
 
-async def _aof_state(redis: Any) -> dict[str, Any]:
-    info: dict[str, Any] = await redis.info("persistence")
+async def _aof_state(redis: Any, node: dict[str, Any]) -> dict[str, Any]:
+    info: dict[str, Any] = await redis.info("persistence", **node)
     return info
 
 
-async def rewrite_aof(redis: Any) -> str:
-    """Ask the server to rewrite its append-only file.
+async def rewrite_aof(store: Any) -> str:
+    """Ask the server (every primary of a cluster) to rewrite its append-only file.
 
     Returns:
         ``off`` (no AOF), ``started``, ``scheduled`` (after a running save), or
         ``queued`` (a rewrite that began before the erase is running; another
         one is started when it ends, in the background).
     """
-    if int((await _aof_state(redis)).get("aof_enabled", 0)) != 1:
+    cluster = getattr(store, "cluster", None)
+    if cluster is None:
+        return await _rewrite(store.redis, {})
+    outcomes = [await _rewrite(cluster, {"target_nodes": node}) for node in cluster.get_primaries()]
+    for outcome in ("queued", "scheduled", "started"):
+        if outcome in outcomes:
+            return outcome
+    return "off"
+
+
+async def _rewrite(redis: Any, node: dict[str, Any]) -> str:
+    if int((await _aof_state(redis, node)).get("aof_enabled", 0)) != 1:
         return "off"
     try:
-        answer = str(await redis.bgrewriteaof())
+        answer = str(await redis.bgrewriteaof(**node))
     except ResponseError as exc:
         if "in progress" not in str(exc):
             raise
         # that rewrite forked before the erase and would keep the data: go again after it
-        task = asyncio.create_task(_rewrite_after_current(redis))
+        task = asyncio.create_task(_rewrite_after_current(redis, node))
         _background.add(task)
         task.add_done_callback(_background.discard)
         return "queued"
     return "scheduled" if "scheduled" in answer.lower() else "started"
 
 
-async def _rewrite_after_current(redis: Any) -> None:
+async def _rewrite_after_current(redis: Any, node: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + AOF_WAIT_S
     try:
         while loop.time() < deadline:
-            if int((await _aof_state(redis)).get("aof_rewrite_in_progress", 0)) == 0:
-                await redis.bgrewriteaof()
+            if int((await _aof_state(redis, node)).get("aof_rewrite_in_progress", 0)) == 0:
+                await redis.bgrewriteaof(**node)
                 return
             await asyncio.sleep(0.1)
         log.warning("aof_rewrite_not_started reason=previous rewrite still running")
@@ -214,7 +225,7 @@ async def erase_session(runtime: Runtime, session_id: str) -> EraseResult:
         shard_result = await _erase_shard(runtime, session_id)
         inbox = await _erase_inbox(runtime, session_id)
         found = shard_result.found or inbox > 0
-        aof = await rewrite_aof(runtime.store.redis) if found else "off"
+        aof = await rewrite_aof(runtime.store) if found else "off"
     except RedisError as exc:
         raise StoreError(f"Redis error while erasing: {exc}") from exc
     log.info(

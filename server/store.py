@@ -34,6 +34,7 @@ from server.errors import StoreError, StoreMisconfigured
 from server.session import SessionRecord, parse_session
 
 __all__ = [
+    "Coalescer",
     "HASH",
     "REDIS_ERRORS",
     "Store",
@@ -141,20 +142,17 @@ def _cluster_client(url: str) -> RedisCluster:
         raise StoreMisconfigured(f"cannot use this Redis Cluster: {exc}") from exc
 
 
-async def run_each(
+async def _run_all(
     client: aioredis.Redis | RedisCluster,
     script: AsyncScript,
     calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
 ) -> list[Any]:
-    """Run ``script`` once per ``(keys, args)`` in one pipeline; the replies in order.
+    """Run ``script`` once per ``(keys, args)`` in one pipeline; each reply or error.
 
     Each call goes in as a plain EVALSHA: a cluster pipeline refuses ``evalsha()``,
     so ``script(..., client=pipe)`` fails there; it sends each node its share in
     parallel. A call answered NOSCRIPT (restart, failover, SCRIPT FLUSH) never ran;
     it is run again alone, which loads the script.
-
-    Raises:
-        RedisError: the first other error a call got.
     """
     async with client.pipeline(transaction=False) as pipe:
         for keys_, args in calls:
@@ -163,10 +161,67 @@ async def run_each(
     for i, reply in enumerate(replies):
         if isinstance(reply, NoScriptError):
             keys_, args = calls[i]
-            replies[i] = await script(keys=keys_, args=args)
-        elif isinstance(reply, Exception):
+            try:
+                replies[i] = await script(keys=keys_, args=args)
+            except REDIS_ERRORS as exc:
+                replies[i] = exc
+    return replies
+
+
+async def run_each(
+    client: aioredis.Redis | RedisCluster,
+    script: AsyncScript,
+    calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
+) -> list[Any]:
+    """Like :func:`_run_all`, but raise the first error a call got."""
+    replies = await _run_all(client, script, calls)
+    for reply in replies:
+        if isinstance(reply, Exception):
             raise reply
     return replies
+
+
+class Coalescer:
+    """Script calls made during one event-loop tick go to Redis in one pipeline.
+
+    Under load, hundreds of sockets each waiting for their own EVALSHA pay
+    redis-py's per-command overhead (pool checkout, timeouts, parsing) once per
+    message; sent together they pay it once per tick. Each caller still waits for
+    exactly its own reply, so an ack still follows its own stored event.
+    """
+
+    def __init__(self, client: aioredis.Redis | RedisCluster, script: AsyncScript) -> None:
+        self.client = client
+        self.script = script
+        self._pending: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def call(self, keys_: list[str], args: list[Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((keys_, args, future))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            replies = await _run_all(self.client, self.script, [(k, a) for k, a, _ in batch])
+        except REDIS_ERRORS as exc:
+            replies = [exc] * len(batch)
+        for (_, _, future), reply in zip(batch, replies, strict=True):
+            if future.done():  # the caller went away; the script ran or not, both fine
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
 
 
 @dataclass(frozen=True)
@@ -205,6 +260,7 @@ class Store:
             name: client.register_script(_script_source(name))
             for name in ("create", "visitor", "sweep", "claim", "settle", "replay", "read")
         }
+        self._visitor = Coalescer(client, self._scripts["visitor"])
 
     def script(self, name: str) -> AsyncScript:
         return self._scripts[name]
@@ -334,8 +390,7 @@ class Store:
     ) -> VisitorResult:
         """Apply one visitor event atomically (dedupe, append, fields, deadline, outbox)."""
         shard = self.shard(session_id)
-        result = await self._call(
-            "visitor",
+        call = self._visitor.call(
             [*keys.session_keys(shard, session_id), keys.deadlines(shard)],
             [
                 session_id,
@@ -350,6 +405,10 @@ class Store:
                 keys.tag(shard),
             ],
         )
+        try:
+            result = await call
+        except REDIS_ERRORS as exc:
+            raise StoreError(f"Redis error in visitor: {exc}") from exc
         kind = result[0]
         if kind == "ok":
             return VisitorResult(

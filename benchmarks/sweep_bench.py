@@ -16,6 +16,7 @@ Redis spent in the scripts (EVALSHA usec, which includes the script's own comman
 
     python benchmarks/sweep_bench.py                      # 99k+1k, 10k+1k, 100k+1k
     python benchmarks/sweep_bench.py --configs 100000:10000 --rounds 2
+    python benchmarks/sweep_bench.py --source 7142864     # the store code of a commit
 """
 
 from __future__ import annotations
@@ -27,16 +28,20 @@ import os
 import platform
 import secrets
 import statistics
+import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 
-from server import keys
-from server.store import Store, connect_redis
-from server.sweeper import BATCH, Sweeper
+if TYPE_CHECKING:
+    from server.store import Store
+
+# The server package is imported inside the functions, so that ``--source`` can run
+# this file again with another revision of it first on the path.
 
 __all__ = ["PassResult", "main"]
 
@@ -79,6 +84,8 @@ async def seed(store: Store, count: int, idle_ms: int) -> float:
 
 
 async def _due(redis: aioredis.Redis) -> int:
+    from server import keys
+
     seconds, micros = await redis.time()
     now_ms = seconds * 1000 + micros // 1000
     async with redis.pipeline(transaction=False) as pipe:
@@ -104,6 +111,8 @@ async def script_usec(redis: aioredis.Redis) -> int:
 
 async def sweep_pass(store: Store) -> tuple[int, int]:
     """``sweep_once`` until no shard had a full batch; returns (calls, flagged)."""
+    from server.sweeper import Sweeper
+
     sweeper = Sweeper(store)
     calls, flagged = 0, 0
     while True:
@@ -189,11 +198,15 @@ def _ms(values: list[float]) -> str:
 
 
 def report(results: list[ConfigResult], rounds: int) -> None:
+    import server
+    from server.sweeper import BATCH
+
     print()
     print(
         f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {SHARDS} shards, batch {BATCH}, "
-        f"{rounds} round(s) per configuration"
+        f"{rounds} round(s) per configuration, code {os.environ.get('SWEEP_BENCH_CODE', '')}"
+        f"({os.path.dirname(server.__file__)})"
     )
     print()
     print(
@@ -225,6 +238,8 @@ def report(results: list[ConfigResult], rounds: int) -> None:
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    from server.store import Store, connect_redis
+
     store = Store(connect_redis(args.redis_url), shards=SHARDS, retention_s=86400)
     results = []
     try:
@@ -253,7 +268,15 @@ def main() -> None:
         help="comma list of open:expired session counts",
     )
     parser.add_argument("--rounds", type=int, default=3, help="timed passes per configuration")
+    parser.add_argument("--source", default=None, help="git revision of the server package")
     args = parser.parse_args()
+    if args.source:
+        from ws_load import source_tree
+
+        env = {**os.environ, "PYTHONPATH": source_tree(args.source)}
+        env["SWEEP_BENCH_CODE"] = args.source + " "
+        argv = [a for a in sys.argv[1:] if a not in ("--source", args.source)]
+        sys.exit(subprocess.run([sys.executable, __file__, *argv], env=env).returncode)
     try:
         import uvloop
     except ImportError:

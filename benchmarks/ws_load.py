@@ -420,7 +420,8 @@ def run_load(
         server_cpu_s=server_cpu,
         redis_cpu_s=_delta(cpu_after[1], cpu_before[1]),
         client_cpu_s=client_cpu,
-        others_cores=max(0.0, others / elapsed) if others is not None else None,
+        # /proc counts in 10 ms ticks: too coarse to say anything about a sub-second run
+        others_cores=max(0.0, others / elapsed) if others is not None and elapsed >= 1 else None,
         stalls=tuple(stalls),
     )
 
@@ -605,22 +606,22 @@ def source_tree(revision: str) -> str:
 
 def table_header() -> str:
     return (
-        "| date | code | machine | mode | sessions × msgs | clients | pinning | workers "
-        "| chatlead msg/s | chatlead p50 / p99 / max ms | echo msg/s | echo p50 / p99 / max ms "
-        "| ratio |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| date | machine | mode | sessions × msgs | clients | pinning | workers | target "
+        "| code | msg/s | p50 / p99 / max ms | server CPU µs/msg | other load (cores) "
+        "| ÷ echo |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
 
 
-def table_row(args: argparse.Namespace, runs: dict[str, Summary]) -> str:
+def table_rows(args: argparse.Namespace, runs: dict[str, Summary]) -> list[str]:
+    """One markdown row per target of one repetition."""
     mode = f"open {args.rate:g} msg/s" if args.rate else "closed"
     pinning = (
         f"server cpu {args.server_cpu}, client cpu {args.client_cpu}"
         if args.server_cpu is not None or args.client_cpu is not None
         else "none"
     )
-    cells = [
+    common = [
         datetime.date.today().isoformat(),
-        code_version(),
         machine(),
         mode,
         f"{args.sessions} × {args.messages}",
@@ -628,20 +629,29 @@ def table_row(args: argparse.Namespace, runs: dict[str, Summary]) -> str:
         pinning,
         str(args.workers),
     ]
-    for name in ("chatlead", "echo"):
-        run = runs.get(name)
-        if run is None:
-            cells += ["—", "—"]
-        else:
-            cells += [
-                f"{run.rate:,.0f}",
-                f"{run.p50_ms:.2f} / {run.p99_ms:.2f} / {run.max_ms:.2f}",
-            ]
-    if "chatlead" in runs and "echo" in runs and not args.rate:
-        cells.append(f"{runs['chatlead'].rate / runs['echo'].rate:.2f}")
-    else:
-        cells.append("—")
-    return "| " + " | ".join(cells) + " |"
+    echo = runs.get("echo")
+    rows = []
+    for name, run in runs.items():
+        code = "—"
+        if name.startswith("chatlead"):
+            code = name.split("@", 1)[1] if "@" in name else code_version()
+        cpu = "—" if run.server_cpu_s is None else f"{run.server_cpu_s / run.acked * 1e6:.0f}"
+        other = "—" if run.others_cores is None else f"{run.others_cores:.2f}"
+        ratio = (
+            "—" if echo is None or args.rate or name == "echo" else f"{run.rate / echo.rate:.2f}"
+        )
+        cells = [
+            *common,
+            name.split("@", 1)[0],
+            code,
+            f"{run.rate:,.0f}",
+            f"{run.p50_ms:.2f} / {run.p99_ms:.2f} / {run.max_ms:.2f}",
+            cpu,
+            other,
+            ratio,
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
 
 
 # --- command line ------------------------------------------------------------
@@ -736,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
         if "echo" in runs and not args.rate:
             for name in [n for n in runs if n != "echo"]:
                 print(f"ratio {name}/echo = {runs[name].rate / runs['echo'].rate:.2f}")
-        rows.append(table_row(args, runs))
+        rows += table_rows(args, runs)
     print()
     print(table_header())
     print("\n".join(rows))

@@ -42,6 +42,7 @@ _EXTRA_KINDS = {
     "company": FieldKind.COMPANY,
     "message": FieldKind.TEXT,
 }
+_MIN_PHONE_DIGITS = 5
 _LIMITS = {FieldKind.NAME: 100, FieldKind.COMPANY: 200, FieldKind.TEXT: 1000}
 
 
@@ -146,12 +147,14 @@ def validate(site: Site, name: str, value: str) -> str:
 def extract_contacts(text: str, region: str) -> dict[str, str]:
     """Email and phone numbers found in free text, normalised (first of each)."""
     found: dict[str, str] = {}
-    for candidate in _EMAIL_IN_TEXT.findall(text):
+    for candidate in _EMAIL_IN_TEXT.findall(text) if "@" in text else ():
         try:
             found["email"] = _email(candidate.strip(".'"))
             break
         except FieldInvalid:
             continue
+    if sum(ch.isdigit() for ch in text) < _MIN_PHONE_DIGITS:
+        return found  # the matcher is slow; no number has fewer digits than this
     for match in phonenumbers.PhoneNumberMatcher(text, region):
         found["phone"] = phonenumbers.format_number(
             match.number, phonenumbers.PhoneNumberFormat.E164

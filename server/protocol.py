@@ -7,12 +7,13 @@ open). Server frames are built by the ``*_frame`` functions as JSON text.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
+
+import orjson
 
 from server.errors import FrameError
 
@@ -195,8 +196,8 @@ def parse_client_frame(text: str) -> ClientFrame:
             ``id`` could be read, so the error can name it.
     """
     try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError):
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError:
         raise FrameError("frame is not valid JSON") from None
     if not isinstance(obj, dict):
         raise FrameError("frame must be a JSON object")
@@ -221,7 +222,7 @@ def iso_ms(ms: int) -> str:
 
 
 def _dump(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps(obj).decode()
 
 
 def message_body(entry: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
 
+import orjson
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 POOL_SIZE = 50
+MAX_TRANSCRIPT = 2000
+"""Transcript entries per session; beyond it visitor events are refused (abuse cap)."""
 HASH = "hash"
 """A read of a whole hash in :meth:`Store.read` (else a list start index)."""
 REDIS_ERRORS = (RedisError, RedisClusterException)
@@ -390,20 +393,19 @@ class Store:
     ) -> VisitorResult:
         """Apply one visitor event atomically (dedupe, append, fields, deadline, outbox)."""
         shard = self.shard(session_id)
+        event = {
+            "id": client_id,
+            "seq": expected_seq,
+            "visitor": visitor_entry,
+            "bots": bot_entries,
+            "updates": updates,
+            "step": step,
+            "completes": completes,
+            "max": MAX_TRANSCRIPT,
+        }
         call = self._visitor.call(
             [*keys.session_keys(shard, session_id), keys.deadlines(shard)],
-            [
-                session_id,
-                client_id,
-                expected_seq,
-                json.dumps(visitor_entry) if visitor_entry else "",
-                json.dumps(bot_entries),
-                json.dumps(updates) if updates else "{}",
-                step,
-                "1" if completes else "0",
-                self.retention_ms,
-                keys.tag(shard),
-            ],
+            [session_id, self.retention_ms, keys.tag(shard), orjson.dumps(event)],
         )
         try:
             result = await call

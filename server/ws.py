@@ -380,8 +380,12 @@ class Connection:
         elif result.kind in ("closed", "gone"):
             view.status = SessionStatus.COMPLETED
             self.send(
-                protocol.error_frame("session_closed", "this conversation is closed", frame.id)
+                protocol.error_frame("session_closed", "This conversation is closed", frame.id)
             )
+        elif result.kind == "full":
+            too_long = "This conversation is too long; please call us instead"
+            self.send(protocol.error_frame("rate_limited", too_long, frame.id))
+            self.close(CloseCode.TOO_MANY)
         else:
             self._accepted(frame, result, bots, outcome)
         return True

@@ -309,3 +309,16 @@ async def test_a_client_that_never_reads_is_closed(app_factory: Any) -> None:
         await ws.close()
     runtime = running.server.config.app.state.runtime  # type: ignore[union-attr]
     await wait_for(lambda: len(runtime.hub) == 0, 10)
+
+
+async def test_overlong_conversation_is_capped(app: RunningApp, monkeypatch: Any) -> None:
+    from server import store
+
+    monkeypatch.setattr(store, "MAX_TRANSCRIPT", 6)
+    async with Visitor.connect(app.ws_url) as v:
+        answers = [await v.message(f"note {n}") for n in range(5)]
+        assert [a["type"] for a in answers] == ["ack"] * 4 + ["error"]
+        assert answers[-1]["code"] == "rate_limited"
+        with pytest.raises(ConnectionClosed) as info:
+            await v.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == protocol.CloseCode.TOO_MANY

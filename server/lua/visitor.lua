@@ -1,16 +1,19 @@
 -- One visitor event (message, field or submit): the whole state change in one step.
 -- KEYS: 1 session, 2 fields, 3 transcript, 4 client ids, 5 events, 6 shard deadlines
--- ARGV: 1 session id, 2 client frame id, 3 seq the caller's view was built on,
---       4 visitor entry JSON or "", 5 bot entries JSON array, 6 field updates JSON object,
---       7 flow step after, 8 "1" if the session completes, 9 retention ms, 10 shard tag
+-- ARGV: 1 session id, 2 retention ms, 3 shard tag, 4 the event as JSON:
+--       {"id": client frame id, "seq": seq the caller's view was built on,
+--        "visitor": entry or null, "bots": [entries], "updates": {field: value},
+--        "step": flow step after, "completes": bool, "max": longest transcript}
 -- Returns one of
 --   {"dup", seq}         frame id already accepted: ack again with its seq
 --   {"gone"}             no such session (expired or erased)
 --   {"closed"}           session completed: read-only
+--   {"full"}             the transcript reached its length cap
 --   {"stale", seq}       the caller's view is out of date: reload and retry
 --   {"ok", ack seq, first bot seq, now ms, recovered 0|1}
-local sid, cid, tag, ttl = ARGV[1], ARGV[2], ARGV[10], tonumber(ARGV[9])
-local seen = redis.call('HGET', KEYS[4], cid)
+local sid, ttl, tag = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local ev = cjson.decode(ARGV[4])
+local seen = redis.call('HGET', KEYS[4], ev.id)
 if seen then
   return {'dup', tonumber(seen)}
 end
@@ -22,8 +25,11 @@ end
 if status == 'completed' then
   return {'closed'}
 end
-if seq ~= tonumber(ARGV[3]) then
+if seq ~= ev.seq then
   return {'stale', seq}
+end
+if seq >= ev.max then
+  return {'full'}
 end
 local now = now_ms()
 local recovered = 0
@@ -33,26 +39,27 @@ if status == 'abandoned' then
   index(tag, site, 'recovered', now, sid, ttl)
   recovered = 1
 end
-if ARGV[4] ~= '' then
-  seq = append(KEYS[3], {cjson.decode(ARGV[4])}, seq, now)
+local has_visitor = ev.visitor ~= cjson.null
+if has_visitor then
+  seq = append(KEYS[3], {ev.visitor}, seq, now)
 end
 local ack = seq
 local first = seq + 1
-seq = append(KEYS[3], cjson.decode(ARGV[5]), seq, now)
-if ARGV[4] == '' then
+seq = append(KEYS[3], ev.bots, seq, now)
+if not has_visitor then
   ack = seq
 end
 local updates = {}
-for k, v in pairs(cjson.decode(ARGV[6])) do
+for k, v in pairs(ev.updates) do
   updates[#updates + 1] = k
   updates[#updates + 1] = v
 end
 if #updates > 0 then
   redis.call('HSET', KEYS[2], unpack(updates))
 end
-redis.call('HSET', KEYS[4], cid, ack)
-redis.call('HSET', KEYS[1], 'seq', seq, 'active', now, 'step', ARGV[7])
-if ARGV[8] == '1' then
+redis.call('HSET', KEYS[4], ev.id, ack)
+redis.call('HSET', KEYS[1], 'seq', seq, 'active', now, 'step', ev.step)
+if ev.completes then
   redis.call('HSET', KEYS[1], 'status', 'completed', 'completed_at', now)
   redis.call('HDEL', KEYS[1], 'deadline')
   redis.call('ZREM', KEYS[6], sid)

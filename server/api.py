@@ -16,11 +16,9 @@ import contextlib
 import json
 import logging
 import re
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import TypeAdapter
 from redis.exceptions import RedisError
@@ -58,28 +56,25 @@ __all__ = [
 
 log = logging.getLogger("chatlead.api")
 
-Row = TypeVar("Row", AbandonedRow, RowValues)
 
 SESSION_ID = re.compile(r"^[0-9a-f]{24}$")
 EVENT_ID = re.compile(r"^evt_[0-9a-f]{24}_(completed|abandoned_\d{1,6}|test)$")
 CSV_CHUNK = 1000
 PREFETCH = 3
+ROW_PAGE = 1000
+"""Entries (with rows) per sorted set and script call in an export (smaller pages
+start the output sooner but cost more calls: 250 and 500 were slower overall)."""
 """Chunks of an export read ahead, so Redis always has the next one to work on."""
 DELIVERY_SCAN = 5000
 """Most log entries one ``/api/deliveries`` page looks at (a filtered page may be short)."""
 MAX_EVENTS_PER_SESSION = 50
 
-ROWS_SCRIPT = """
--- Report rows of abandoned sessions in one shard (reads only).
--- KEYS: 1 any key of the shard (routes the call to its slot)
--- ARGV: 1 shard tag, 2 the session ids, comma-separated
--- Returns one JSON array, 12 strings per session: the SESSION_COLUMNS of its
--- hash, the LEAD_COLUMNS of its fields hash, and the status of the
--- lead.abandoned event of its latest abandonment ('' when absent). One JSON
--- string and one argument cost far less client-side than 12 replies and 2
--- arguments per row. Every key read carries the shard tag, as in sweep.lua.
-local tag, out, n = ARGV[1], {}, 0
-for sid in string.gmatch(ARGV[2], '[^,]+') do
+_ROW_LUA = """
+-- Appends the 12 report strings of session `sid` to `out` after index `n`: the
+-- SESSION_COLUMNS of its hash, the LEAD_COLUMNS of its fields hash, and the status
+-- of the lead.abandoned event of its latest abandonment ('' when absent). Every
+-- key read carries the shard tag, as in sweep.lua.
+local function row(tag, sid, out, n)
   local key = tag .. 's:' .. sid
   local m = redis.call('HMGET', key, 'status', 'created', 'active', 'abandoned_at', 'step',
     'recovered', 'abandons')
@@ -95,20 +90,50 @@ for sid in string.gmatch(ARGV[2], '[^,]+') do
     out[n + 7 + j] = f[j] or ''
   end
   out[n + 12] = delivery or ''
-  n = n + 12
+  return n + 12
+end
+"""
+
+ROWS_SCRIPT = (
+    _ROW_LUA
+    + """
+-- Report rows of the given sessions of one shard (reads only).
+-- KEYS: 1 any key of the shard (routes the call to its slot)
+-- ARGV: 1 shard tag, 2 the session ids, comma-separated
+-- Returns one JSON array of 12 strings per session: one JSON string and one
+-- argument cost far less client-side than 12 replies and 2 arguments per row.
+local tag, out, n = ARGV[1], {}, 0
+for sid in string.gmatch(ARGV[2], '[^,]+') do
+  n = row(tag, sid, out, n)
 end
 return cjson.encode(out)
 """
-_ROW_WIDTH = 12
+)
 
-PAGE_SCRIPT = """
--- One page of a sorted set, highest score first (reads only).
--- KEYS: 1 the sorted set; ARGV: 1 max score, 2 min score, 3 offset, 4 count
--- Returns {member, score, ...} as plain strings: redis-py would otherwise turn
--- every pair into a list and every score into a float on its own, per entry.
-return redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'BYSCORE', 'REV', 'LIMIT', ARGV[3],
-  ARGV[4], 'WITHSCORES')
+PAGE_SCRIPT = (
+    _ROW_LUA
+    + """
+-- One page of a sorted set, highest score first, with the report row of each
+-- member when a shard tag is given (reads only).
+-- KEYS: 1 the sorted set; ARGV: 1 max score, 2 min score, 3 offset, 4 count,
+--       5 shard tag of the members' keys, or '' for the page alone
+-- Returns one JSON array: per entry its member, its score and, with a tag, the
+-- 12 row strings (redis-py would otherwise build a list and a float per entry).
+local page = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'BYSCORE', 'REV', 'LIMIT',
+  ARGV[3], ARGV[4], 'WITHSCORES')
+if ARGV[5] == '' then
+  return cjson.encode(page)
+end
+local out, n = {}, 0
+for i = 1, #page, 2 do
+  out[n + 1] = page[i]
+  out[n + 2] = page[i + 1]
+  n = row(ARGV[5], page[i], out, n + 2)
+end
+return cjson.encode(out)
 """
+)
+_ROW_WIDTH = 12
 
 _ADAPTERS: dict[type, TypeAdapter[Any]] = {
     t: TypeAdapter(t) for t in (AbandonedReport, DeliveryItem, DeliveryPage, SessionDetail)
@@ -137,13 +162,19 @@ def _bound(score: float) -> str:
     return str(int(score))
 
 
+Entry = tuple[int, str, str, list[str], int]
+"""A merged entry: score, member, its source's label, and (with rows) the decoded
+page holding its 12 row strings from the given offset."""
+
+
 @dataclass
 class _Source:
     key: str
     label: str
     high: float
+    tag: str = ""
     skip: int = 0
-    buffer: list[tuple[int, str, str]] = field(default_factory=list)  # ascending
+    buffer: list[Entry] = field(default_factory=list)  # ascending
     done: bool = False
 
 
@@ -154,19 +185,30 @@ class IndexMerge:
     set is read a page at a time, continuing from its last score and skipping
     the members of that score already taken. After each fetch, every buffered
     entry at or above the highest "last fetched" entry of the sets not yet
-    exhausted is safe to hand out: nothing unread can outrank it. Entries are
-    ``(score, member, label)``; ``low``/``high`` bound the scores (inclusive).
+    exhausted is safe to hand out: nothing unread can outrank it. ``low``/``high``
+    bound the scores (inclusive). Members are unique across the sets.
+
+    With ``tags`` (the shard tag of each set's members), every page comes with
+    the report row of each member, read in the same script call.
     """
 
     def __init__(
-        self, redis: Any, sources: Sequence[tuple[str, str]], low: float, high: float, page: int
+        self,
+        redis: Any,
+        sources: Sequence[tuple[str, str]],
+        low: float,
+        high: float,
+        page: int,
+        tags: Sequence[str] | None = None,
     ) -> None:
         self.redis = redis
         self.low = low
         self.page = page
         self._sources = [_Source(key, label, high) for key, label in sources]
+        for source, tag in zip(self._sources, tags or (), strict=False):
+            source.tag = tag
         self._page_script = redis.register_script(PAGE_SCRIPT)
-        self._ready: list[tuple[int, str, str]] = []
+        self._ready: list[Entry] = []
         self._taken = 0  # entries of _ready already handed out
 
     async def start_after(self, score: int, member: str) -> None:
@@ -196,38 +238,50 @@ class IndexMerge:
                 for source in hungry:
                     await self._page_script(
                         keys=[source.key],
-                        args=[_bound(source.high), _bound(self.low), source.skip, self.page],
+                        args=[
+                            _bound(source.high),
+                            _bound(self.low),
+                            source.skip,
+                            self.page,
+                            source.tag,
+                        ],
                         client=pipe,
                     )
                 pages = await pipe.execute()
-        for source, flat in zip(hungry, pages, strict=True):
-            source.done = len(flat) < 2 * self.page
-            if not flat:
+        for source, reply in zip(hungry, pages, strict=True):
+            flat: list[str] = json.loads(reply) if reply != "{}" else []  # cjson: {} is empty
+            width = 2 + _ROW_WIDTH if source.tag else 2
+            label = source.label
+            entries = [
+                (int(float(flat[i + 1])), flat[i], label, flat, i + 2)
+                for i in range(0, len(flat), width)
+            ]
+            source.done = len(entries) < self.page
+            if not entries:
                 continue
-            scores = list(map(int, map(float, flat[1::2])))
-            last = scores[-1]
+            last = entries[-1][0]
             # descending, so the entries that share the last score close the page
-            trailing = len(scores) - scores.index(last)
+            trailing = sum(1 for entry in entries if entry[0] == last)
             source.skip = source.skip + trailing if last == source.high else trailing
             source.high = last
-            source.buffer = list(zip(scores, flat[0::2], repeat(source.label)))
-            source.buffer.reverse()
+            entries.reverse()
+            source.buffer = entries
 
     def _release(self) -> None:
         """Move every entry that nothing unread can outrank to the ready queue."""
         heads = [s.buffer[0][:2] for s in self._sources if not s.done and s.buffer]
         bound = max(heads) if heads else None
-        batch: list[tuple[int, str, str]] = []
+        batch: list[Entry] = []
         for source in self._sources:
             cut = 0 if bound is None else bisect.bisect_left(source.buffer, bound)
             batch += source.buffer[cut:]
             del source.buffer[cut:]
-        batch.sort(reverse=True)
+        batch.sort(reverse=True)  # (score, member) decide: members are unique
         self._ready, self._taken = batch, 0
 
-    async def take(self, count: int) -> list[tuple[int, str, str]]:
+    async def take(self, count: int) -> list[Entry]:
         """The next ``count`` entries (fewer at the end)."""
-        out: list[tuple[int, str, str]] = []
+        out: list[Entry] = []
         while len(out) < count:
             if self._taken == len(self._ready):
                 await self._refill()
@@ -288,24 +342,19 @@ class Reader:
         counters = ((site, day, raw) for (site, day, _), raw in zip(order, hashes, strict=True))
         return reports.summarize(sites, period, counters)
 
-    def _abandoned_index(self, sites: Sequence[Site], period: Period, page: int) -> IndexMerge:
-        sources = [
-            (keys.site_index(shard, site.id, "abandoned"), site.id)
-            for site in sites
-            for shard in range(self.store.shards)
-        ]
-        return IndexMerge(self.redis, sources, period.since_ms, period.until_ms - 1, page)
+    def _abandoned_index(
+        self, sites: Sequence[Site], period: Period, page: int, *, rows: bool
+    ) -> IndexMerge:
+        pairs = [(site, shard) for site in sites for shard in range(self.store.shards)]
+        sources = [(keys.site_index(shard, site.id, "abandoned"), site.id) for site, shard in pairs]
+        tags = [keys.tag(shard) for _, shard in pairs] if rows else None
+        return IndexMerge(self.redis, sources, period.since_ms, period.until_ms - 1, page, tags)
 
-    async def _rows(
-        self, entries: Sequence[tuple[int, str, str]], build: Callable[..., Row | None]
-    ) -> list[Row]:
-        """Report rows for index entries: one ``ROWS_SCRIPT`` call per shard, pipelined.
-
-        ``build`` is :func:`reports.abandoned_row` or :func:`reports.row_values`.
-        """
+    async def _rows(self, entries: Sequence[Entry]) -> list[AbandonedRow]:
+        """Report rows for index entries: one ``ROWS_SCRIPT`` call per shard, pipelined."""
         by_shard: dict[int, list[int]] = {}
-        for position, (_, sid, _) in enumerate(entries):
-            by_shard.setdefault(self.store.shard(sid), []).append(position)
+        for position, entry in enumerate(entries):
+            by_shard.setdefault(self.store.shard(entry[1]), []).append(position)
         with _redis_errors():
             async with self.redis.pipeline(transaction=False) as pipe:
                 for shard, positions in by_shard.items():
@@ -315,30 +364,32 @@ class Reader:
                         client=pipe,
                     )
                 replies = await pipe.execute()
-        rows: list[Row | None] = [None] * len(entries)
-        row = build
+        rows: list[AbandonedRow | None] = [None] * len(entries)
         for positions, reply in zip(by_shard.values(), replies, strict=True):
             values = json.loads(reply) if reply != "{}" else []  # cjson: empty table is {}
             for n, position in enumerate(positions):
-                score, sid, site = entries[position]
-                rows[position] = row(sid, site, score, values, n * _ROW_WIDTH)
+                score, sid, site = entries[position][:3]
+                rows[position] = reports.abandoned_row(sid, site, score, values, n * _ROW_WIDTH)
         return [r for r in rows if r is not None]
 
     async def abandoned_page(
         self, sites: Sequence[Site], period: Period, cursor: str | None, limit: int
     ) -> tuple[list[AbandonedRow], str | None]:
-        """One page of abandoned sessions, newest first, and the next cursor."""
+        """One page of abandoned sessions, newest first, and the next cursor.
+
+        The index is merged first and only the page's rows are read.
+        """
         after = reports.decode_cursor(cursor, SESSION_ID)
-        merge = self._abandoned_index(sites, period, max(limit, 50))
+        merge = self._abandoned_index(sites, period, max(limit, 50), rows=False)
         if after:
             await merge.start_after(*after)
         rows: list[AbandonedRow] = []
-        last: tuple[int, str, str] | None = None
+        last: Entry | None = None
         while len(rows) < limit:
             entries = await merge.take(limit - len(rows))
             if not entries:
                 break
-            rows += await self._rows(entries, reports.abandoned_row)
+            rows += await self._rows(entries)
             last = entries[-1]
         more = last is not None and not merge.exhausted
         return rows, reports.encode_cursor(last[0], last[1]) if more and last else None
@@ -349,22 +400,29 @@ class Reader:
         """Every abandoned session of the period, newest first, ``chunk`` at a time,
         as plain column tuples (:data:`reports.RowValues`) for exports.
 
-        The next chunks are read while the caller formats the current one, so
-        Redis and Python work side by side.
+        Index pages come with their rows (one script call per set and page), and a
+        producer task reads ahead while the caller formats, so Redis and Python
+        work side by side.
         """
-        merge = self._abandoned_index(sites, period, chunk)
-        ahead: deque[asyncio.Task[list[RowValues]]] = deque()
+        merge = self._abandoned_index(sites, period, ROW_PAGE, rows=True)
+        ready: asyncio.Queue[list[RowValues] | None] = asyncio.Queue(PREFETCH)
+        build = reports.row_values
+
+        async def produce() -> None:
+            while entries := await merge.take(chunk):
+                built = (
+                    build(sid, site, score, page, at) for score, sid, site, page, at in entries
+                )
+                await ready.put([row for row in built if row is not None])
+            await ready.put(None)
+
+        producer = asyncio.ensure_future(produce())
         try:
-            while True:
-                while len(ahead) < PREFETCH and (entries := await merge.take(chunk)):
-                    task = asyncio.ensure_future(self._rows(entries, reports.row_values))
-                    ahead.append(task)
-                if not ahead:
-                    return
-                yield await ahead.popleft()
+            while (rows := await ready.get()) is not None:
+                yield rows
+            await producer  # surfaces its error, if any
         finally:
-            for task in ahead:
-                task.cancel()
+            producer.cancel()
 
     async def report(
         self, site_id: str | None, period: Period, cursor: str | None, limit: int
@@ -410,14 +468,14 @@ class Reader:
         if after:
             await merge.start_after(*after)
         items: list[DeliveryItem] = []
-        last: tuple[int, str, str] | None = None
+        last: Entry | None = None
         scanned, cut_short = 0, False
         while len(items) < limit and scanned < DELIVERY_SCAN:
             entries = await merge.take(limit - len(items) if status is None else limit)
             if not entries:
                 break
             scanned += len(entries)
-            loaded = await self._events([eid for _, eid, _ in entries])
+            loaded = await self._events([entry[1] for entry in entries])
             for position, (entry, item) in enumerate(zip(entries, loaded, strict=True)):
                 last = entry
                 if item is not None and (status is None or item.status == status):

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter
-from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -45,6 +44,7 @@ from server.reports import (
     Summary,
 )
 from server.runtime import Runtime
+from server.store import REDIS_ERRORS, run_each
 
 __all__ = [
     "SESSION_ID",
@@ -149,7 +149,7 @@ def dump(value: Any) -> bytes:
 def _redis_errors() -> Iterator[None]:
     try:
         yield
-    except RedisError as exc:
+    except REDIS_ERRORS as exc:
         raise StoreError(f"Redis error: {exc}") from exc
 
 
@@ -233,21 +233,15 @@ class IndexMerge:
         hungry = [s for s in self._sources if not s.buffer and not s.done]
         if not hungry:
             return
+        calls = [
+            (
+                [source.key],
+                [_bound(source.high), _bound(self.low), source.skip, self.page, source.tag],
+            )
+            for source in hungry
+        ]
         with _redis_errors():
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for source in hungry:
-                    await self._page_script(
-                        keys=[source.key],
-                        args=[
-                            _bound(source.high),
-                            _bound(self.low),
-                            source.skip,
-                            self.page,
-                            source.tag,
-                        ],
-                        client=pipe,
-                    )
-                pages = await pipe.execute()
+            pages = await run_each(self.redis, self._page_script, calls)
         for source, reply in zip(hungry, pages, strict=True):
             flat: list[str] = json.loads(reply) if reply != "{}" else []  # cjson: {} is empty
             width = 2 + _ROW_WIDTH if source.tag else 2
@@ -355,15 +349,12 @@ class Reader:
         by_shard: dict[int, list[int]] = {}
         for position, entry in enumerate(entries):
             by_shard.setdefault(self.store.shard(entry[1]), []).append(position)
+        calls = [
+            ([keys.deadlines(shard)], [keys.tag(shard), ",".join(entries[p][1] for p in positions)])
+            for shard, positions in by_shard.items()
+        ]
         with _redis_errors():
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for shard, positions in by_shard.items():
-                    await self._rows_script(
-                        keys=[keys.deadlines(shard)],
-                        args=[keys.tag(shard), ",".join(entries[p][1] for p in positions)],
-                        client=pipe,
-                    )
-                replies = await pipe.execute()
+            replies = await run_each(self.redis, self._rows_script, calls)
         rows: list[AbandonedRow | None] = [None] * len(entries)
         for positions, reply in zip(by_shard.values(), replies, strict=True):
             values = json.loads(reply) if reply != "{}" else []  # cjson: empty table is {}

@@ -25,11 +25,12 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError, WatchError
+from redis.exceptions import ResponseError, WatchError
 
 from server import keys
 from server.errors import StoreError
 from server.runtime import Runtime
+from server.store import REDIS_ERRORS
 
 __all__ = ["EraseResult", "erase_session", "rewrite_aof", "scrub_attempt"]
 
@@ -91,6 +92,8 @@ async def _erase_shard(runtime: Runtime, session_id: str) -> EraseResult:
     session_keys = keys.session_keys(shard, session_id)
     redis = store.redis
     for _ in range(WATCH_RETRIES):
+        now_s, now_us = await redis.time()  # outside the transaction: TIME names no key
+        now = int(now_s) * 1000 + int(now_us) // 1000
         abandons = await redis.hget(keys.session(shard, session_id), "abandons")
         event_ids = await _event_ids(runtime, shard, session_id, int(abandons or 0))
         event_keys = [keys.event(shard, eid) for eid in event_ids]
@@ -103,8 +106,6 @@ async def _erase_shard(runtime: Runtime, session_id: str) -> EraseResult:
                 fields: dict[str, str] = await pipe.hgetall(session_keys[1])
                 statuses: list[str | None] = [await pipe.hget(k, "status") for k in event_keys]
                 attempts: list[list[str]] = [await pipe.lrange(k, 0, -1) for k in attempt_keys]
-                now_s, now_us = await pipe.time()
-                now = int(now_s) * 1000 + int(now_us) // 1000
                 personal = sorted({v for v in fields.values() if len(v) >= 3}, key=len)[::-1]
                 pipe.multi()
                 pipe.delete(*session_keys)
@@ -211,7 +212,7 @@ async def _rewrite_after_current(redis: Any, node: dict[str, Any]) -> None:
                 return
             await asyncio.sleep(0.1)
         log.warning("aof_rewrite_not_started reason=previous rewrite still running")
-    except RedisError as exc:
+    except REDIS_ERRORS as exc:
         log.warning("aof_rewrite_failed error=%s", exc)
 
 
@@ -226,7 +227,7 @@ async def erase_session(runtime: Runtime, session_id: str) -> EraseResult:
         inbox = await _erase_inbox(runtime, session_id)
         found = shard_result.found or inbox > 0
         aof = await rewrite_aof(runtime.store) if found else "off"
-    except RedisError as exc:
+    except REDIS_ERRORS as exc:
         raise StoreError(f"Redis error while erasing: {exc}") from exc
     log.info(
         "session_erased session=%s keys=%d events_dead=%d inbox=%d aof=%s",

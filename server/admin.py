@@ -239,14 +239,15 @@ def _inbox_row(item: dict[str, Any]) -> dict[str, Any]:
     }
     session_id = lead.get("sessionId")
     real = item.get("type") != "lead.test" and isinstance(session_id, str)
+    transcript = [m for m in lead.get("transcript") or [] if isinstance(m, dict)]
     return {
         "type": str(item.get("type", "")),
         "site": str(item.get("site", "")),
-        "abandoned": bool(lead.get("isAbandoned")),
         "name": fields.get("name"),
         "email": fields.get("email"),
         "phone": fields.get("phone"),
-        "messages": len(lead.get("transcript") or []),
+        "messages": len(transcript),
+        "last": str(transcript[-1].get("createdTime", "")) if transcript else None,
         "session_id": session_id if real and SESSION_ID.match(str(session_id)) else None,
     }
 
@@ -390,6 +391,7 @@ tbody tr:nth-child(even){background:#f9fafb}
 .num{text-align:right;font-variant-numeric:tabular-nums}
 td.wrap{overflow-wrap:break-word;max-width:240px}
 td.email{min-width:13em}
+td.result{min-width:12em}
 table.leads{font-size:14px}
 table.leads th,table.leads td{padding:7px 6px}
 table.leads thead th{text-transform:none;letter-spacing:0;font-size:13px}
@@ -569,7 +571,7 @@ _DELIVERY_ROWS = """<table><caption class="sr-only">Delivery log, newest first</
 {{ d.session_id[:8] }}…</a>{% endif %}</td>
 <td><span class="badge {{ d.status }}">{{ d.status }}</span></td>
 <td class="num">{{ d.attempts|length }}</td>
-<td class="wrap">{% if d.attempts %}{{ d.attempts[-1]|outcome }}{% else %}—{% endif %}</td>
+<td class="wrap result">{% if d.attempts %}{{ d.attempts[-1]|outcome }}{% else %}—{% endif %}</td>
 <td class="nowrap">{{ d.next_attempt_at|when }}</td>
 <td>{% if d.status != "pending" %}<form class="inline" method="post"
  action="/admin/deliveries/{{ d.id }}/replay">{{ csrf_input }}
@@ -650,12 +652,13 @@ _INBOX = """{% extends "base.html" %}
 <p class="muted">Leads of sites without a webhook land here, newest first.</p>
 <section class="card" aria-labelledby="h-inbox"><h2 id="h-inbox" class="sr-only">Inbox leads</h2>
 {% if items %}
-<table><thead><tr><th scope="col">Event</th><th scope="col">Site</th><th scope="col">Name</th>
+<table><caption class="sr-only">Leads in the inbox, newest first</caption>
+<thead><tr><th scope="col">Last message</th><th scope="col">Event</th><th scope="col">Site</th>
+<th scope="col">Name</th>
 <th scope="col">Email</th><th scope="col">Phone</th><th scope="col">Messages</th>
 <th scope="col">Session</th></tr></thead><tbody>
 {% for item in items %}
-<tr><td>{{ item.type }}{% if item.abandoned %} <span class="badge abandoned">abandoned</span>
-{% endif %}</td><td>{{ item.site }}</td>
+<tr><td class="nowrap">{{ item.last|when }}</td><td>{{ item.type }}</td><td>{{ item.site }}</td>
 <td class="wrap">{{ item.name or "—" }}</td><td class="wrap">{{ item.email or "—" }}</td>
 <td class="nowrap">{{ item.phone or "—" }}</td><td class="num">{{ item.messages }}</td>
 <td>{% if item.session_id %}<a href="/admin/sessions/{{ item.session_id }}">

@@ -18,6 +18,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -245,11 +246,9 @@ class IndexMerge:
         for source, reply in zip(hungry, pages, strict=True):
             flat: list[str] = json.loads(reply) if reply != "{}" else []  # cjson: {} is empty
             width = 2 + _ROW_WIDTH if source.tag else 2
-            label = source.label
-            entries = [
-                (int(float(flat[i + 1])), flat[i], label, flat, i + 2)
-                for i in range(0, len(flat), width)
-            ]
+            scores = map(int, map(float, flat[1::width]))
+            offsets = range(2, len(flat), width)
+            entries = list(zip(scores, flat[0::width], repeat(source.label), repeat(flat), offsets))
             source.done = len(entries) < self.page
             if not entries:
                 continue

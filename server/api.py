@@ -247,7 +247,7 @@ class IndexMerge:
             flat: list[str] = json.loads(reply) if reply != "{}" else []  # cjson: {} is empty
             width = 2 + _ROW_WIDTH if source.tag else 2
             scores = map(int, map(float, flat[1::width]))
-            offsets = range(2, len(flat), width)
+            offsets = range(2, len(flat) + 2, width)  # one per entry (the last may be empty)
             entries = list(zip(scores, flat[0::width], repeat(source.label), repeat(flat), offsets))
             source.done = len(entries) < self.page
             if not entries:

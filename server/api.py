@@ -177,6 +177,7 @@ class _Source:
     skip: int = 0
     buffer: list[Entry] = field(default_factory=list)  # ascending
     done: bool = False
+    ahead: asyncio.Task[Any] | None = None  # the next page, already asked for
 
 
 class IndexMerge:
@@ -190,7 +191,9 @@ class IndexMerge:
     bound the scores (inclusive). Members are unique across the sets.
 
     With ``tags`` (the shard tag of each set's members), every page comes with
-    the report row of each member, read in the same script call.
+    the report row of each member, read in the same script call. With
+    ``read_ahead``, each set's next page is asked for as soon as the previous one
+    arrives, so Redis keeps working while Python formats (call :meth:`close`).
     """
 
     def __init__(
@@ -201,10 +204,13 @@ class IndexMerge:
         high: float,
         page: int,
         tags: Sequence[str] | None = None,
+        *,
+        read_ahead: bool = False,
     ) -> None:
         self.redis = redis
         self.low = low
         self.page = page
+        self.read_ahead = read_ahead
         self._sources = [_Source(key, label, high) for key, label in sources]
         for source, tag in zip(self._sources, tags or (), strict=False):
             source.tag = tag
@@ -230,35 +236,51 @@ class IndexMerge:
             s.done and not s.buffer for s in self._sources
         )
 
+    def close(self) -> None:
+        """Drop the pages asked for ahead (the reader stopped early)."""
+        for source in self._sources:
+            if source.ahead is not None:
+                source.ahead.cancel()
+                source.ahead = None
+
+    async def _fetch(self, source: _Source) -> Any:
+        call = (
+            [source.key],
+            [_bound(source.high), _bound(self.low), source.skip, self.page, source.tag],
+        )
+        with _redis_errors():
+            return (await run_each(self.redis, self._page_script, [call]))[0]
+
     async def _refill(self) -> None:
         hungry = [s for s in self._sources if not s.buffer and not s.done]
         if not hungry:
             return
-        calls = [
-            (
-                [source.key],
-                [_bound(source.high), _bound(self.low), source.skip, self.page, source.tag],
-            )
-            for source in hungry
-        ]
-        with _redis_errors():
-            pages = await run_each(self.redis, self._page_script, calls)
+        for source in hungry:
+            if source.ahead is None:
+                source.ahead = asyncio.ensure_future(self._fetch(source))
+        pages = await asyncio.gather(*(source.ahead for source in hungry if source.ahead))
         for source, reply in zip(hungry, pages, strict=True):
-            flat: list[str] = json.loads(reply) if reply != "{}" else []  # cjson: {} is empty
-            width = 2 + _ROW_WIDTH if source.tag else 2
-            scores = map(int, map(float, flat[1::width]))
-            offsets = range(2, len(flat) + 2, width)  # one per entry (the last may be empty)
-            entries = list(zip(scores, flat[0::width], repeat(source.label), repeat(flat), offsets))
-            source.done = len(entries) < self.page
-            if not entries:
-                continue
-            last = entries[-1][0]
-            # descending, so the entries that share the last score close the page
-            trailing = sum(1 for entry in entries if entry[0] == last)
-            source.skip = source.skip + trailing if last == source.high else trailing
-            source.high = last
-            entries.reverse()
-            source.buffer = entries
+            source.ahead = None
+            self._take_page(source, reply)
+            if self.read_ahead and not source.done:
+                source.ahead = asyncio.ensure_future(self._fetch(source))
+
+    def _take_page(self, source: _Source, reply: str) -> None:
+        flat: list[str] = json.loads(reply) if reply != "{}" else []  # cjson: {} is empty
+        width = 2 + _ROW_WIDTH if source.tag else 2
+        scores = map(int, map(float, flat[1::width]))
+        offsets = range(2, len(flat) + 2, width)  # one per entry (the last may be empty)
+        entries = list(zip(scores, flat[0::width], repeat(source.label), repeat(flat), offsets))
+        source.done = len(entries) < self.page
+        if not entries:
+            return
+        last = entries[-1][0]
+        # descending, so the entries that share the last score close the page
+        trailing = sum(1 for entry in entries if entry[0] == last)
+        source.skip = source.skip + trailing if last == source.high else trailing
+        source.high = last
+        entries.reverse()
+        source.buffer = entries
 
     def _release(self) -> None:
         """Move every entry that nothing unread can outrank to the ready queue."""
@@ -336,12 +358,19 @@ class Reader:
         return reports.summarize(sites, period, counters)
 
     def _abandoned_index(
-        self, sites: Sequence[Site], period: Period, page: int, *, rows: bool
+        self,
+        sites: Sequence[Site],
+        period: Period,
+        page: int,
+        *,
+        rows: bool,
+        read_ahead: bool = False,
     ) -> IndexMerge:
         pairs = [(site, shard) for site in sites for shard in range(self.store.shards)]
         sources = [(keys.site_index(shard, site.id, "abandoned"), site.id) for site, shard in pairs]
         tags = [keys.tag(shard) for _, shard in pairs] if rows else None
-        return IndexMerge(self.redis, sources, period.since_ms, period.until_ms - 1, page, tags)
+        low, high = period.since_ms, period.until_ms - 1
+        return IndexMerge(self.redis, sources, low, high, page, tags, read_ahead=read_ahead)
 
     async def _rows(self, entries: Sequence[Entry]) -> list[AbandonedRow]:
         """Report rows for index entries: one ``ROWS_SCRIPT`` call per shard, pipelined."""
@@ -394,7 +423,7 @@ class Reader:
         producer task reads ahead while the caller formats, so Redis and Python
         work side by side.
         """
-        merge = self._abandoned_index(sites, period, ROW_PAGE, rows=True)
+        merge = self._abandoned_index(sites, period, ROW_PAGE, rows=True, read_ahead=True)
         ready: asyncio.Queue[list[RowValues] | None] = asyncio.Queue(PREFETCH)
         build = reports.row_values
 
@@ -413,6 +442,7 @@ class Reader:
             await producer  # surfaces its error, if any
         finally:
             producer.cancel()
+            merge.close()
 
     async def report(
         self, site_id: str | None, period: Period, cursor: str | None, limit: int

@@ -26,6 +26,7 @@ __all__ = [
     "DELIVERIES",
     "DELIVERY_SECONDS",
     "FRAMES",
+    "FRAME_COUNTERS",
     "SESSIONS",
     "SWEEP_LAG",
     "SWEEP_SECONDS",
@@ -44,6 +45,11 @@ ACK_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
     registry=REGISTRY,
 )
+FRAME_COUNTERS = {
+    name: FRAMES.labels(name)
+    for name in ("Hello", "VisitorMessage", "FieldAnswer", "Submit", "Ping")
+}
+"""Bound once: ``labels()`` on every frame showed up in profiles."""
 SESSIONS = Counter(
     "chatlead_sessions_total",
     "Session lifecycle events seen by this process",

@@ -309,7 +309,7 @@ class Connection:
         if isinstance(frame, FrameError):
             self.send(protocol.error_frame("bad_frame", str(frame), frame.frame_id))
             return
-        metrics.FRAMES.labels(type(frame).__name__).inc()
+        metrics.FRAME_COUNTERS[type(frame).__name__].inc()
         if isinstance(frame, Ping):
             self.send(protocol.pong_frame())
         elif isinstance(frame, Hello):

@@ -62,9 +62,9 @@ SESSION_ID = re.compile(r"^[0-9a-f]{24}$")
 EVENT_ID = re.compile(r"^evt_[0-9a-f]{24}_(completed|abandoned_\d{1,6}|test)$")
 CSV_CHUNK = 1000
 PREFETCH = 3
-ROW_PAGE = 1000
-"""Entries (with rows) per sorted set and script call in an export (smaller pages
-start the output sooner but cost more calls: 250 and 500 were slower overall)."""
+EXPORT_BUFFER = 32_000
+"""Rows an export holds in memory across all its sorted sets (pages read ahead included):
+each set's page is this divided by the number of sets, within ``[100, 1000]``."""
 """Chunks of an export read ahead, so Redis always has the next one to work on."""
 DELIVERY_SCAN = 5000
 """Most log entries one ``/api/deliveries`` page looks at (a filtered page may be short)."""
@@ -423,7 +423,9 @@ class Reader:
         producer task reads ahead while the caller formats, so Redis and Python
         work side by side.
         """
-        merge = self._abandoned_index(sites, period, ROW_PAGE, rows=True, read_ahead=True)
+        sets = len(sites) * self.store.shards
+        page = max(100, min(1000, EXPORT_BUFFER // (2 * sets)))  # a page in hand, one ahead
+        merge = self._abandoned_index(sites, period, page, rows=True, read_ahead=True)
         ready: asyncio.Queue[list[RowValues] | None] = asyncio.Queue(PREFETCH)
         build = reports.row_values
 

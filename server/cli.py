@@ -99,6 +99,9 @@ def _serve(args: argparse.Namespace) -> int:
             workers=args.workers if args.workers > 1 else None,
             ws_max_size=settings.max_frame,
             ws_per_message_deflate=False,
+            # a client that stops reading (and so never answers pings) is dropped
+            ws_ping_interval=20,
+            ws_ping_timeout=20,
             lifespan="on",
             log_level="info",
             log_config=None,  # keep our handler: one format, secrets redacted

@@ -1,9 +1,10 @@
 """The ``/ws`` endpoint: moves frames between a widget socket and the pure core.
 
-Each connection has one reader (this coroutine) and at most one writer task, fed
-by a bounded queue, so nothing else ever awaits a client's socket: a client that
-stops reading fills its queue and is closed instead of growing memory. The writer
-runs only while there is something to send: an idle socket costs no task.
+Frames to a client go through a bounded queue. The connection's own reader (this
+coroutine) drains it after each frame it handles; anything else (a notification from
+another process's sweeper) only queues and starts a short-lived writer task. No shared
+loop ever awaits a client's socket, a client that stops reading fills its queue and is
+closed instead of growing memory, and an idle socket costs no task.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def _frame_id(frame: protocol.ClientFrame | FrameError) -> str | None:
 
 class Connection:
     # slots: thousands of idle sockets per process (docs/BENCHMARKS.md)
-    __slots__ = ("bucket", "out", "rt", "state", "strikes", "view", "writer", "ws")
+    __slots__ = ("bucket", "flushing", "out", "rt", "state", "strikes", "view", "writer", "ws")
 
     def __init__(self, ws: WebSocket, runtime: Runtime) -> None:
         self.ws = ws
@@ -113,6 +114,7 @@ class Connection:
         self.view: SessionView | None = None
         self.out: deque[str | CloseCode] = deque()
         self.writer: asyncio.Task[None] | None = None
+        self.flushing = False
         self.bucket = TokenBucket(runtime.settings.msg_rate, runtime.settings.msg_burst)
         self.strikes = 0
 
@@ -136,17 +138,27 @@ class Connection:
 
     def _enqueue(self, item: str | CloseCode) -> None:
         self.out.append(item)
-        if self.writer is None or self.writer.done():
-            self.writer = asyncio.create_task(self._write())
 
-    async def _write(self) -> None:
-        """Send until the queue is empty, then end (a send() starts the next one)."""
-        while self.out:
-            item = self.out.popleft()
-            if isinstance(item, CloseCode):
-                await self.ws.close(int(item))
-                return
-            await self.ws.send_text(item)
+    def _kick(self) -> None:
+        """Flush from a task of our own: for frames queued outside the reader."""
+        if not self.flushing:
+            self.writer = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        """Send what is queued; one flusher at a time keeps frames in order."""
+        if self.flushing:
+            return
+        self.flushing = True
+        try:
+            while self.out:
+                item = self.out.popleft()
+                if isinstance(item, CloseCode):
+                    self.out.clear()
+                    await self.ws.close(int(item))
+                    return
+                await self.ws.send_text(item)
+        finally:
+            self.flushing = False
 
     # --- reading ------------------------------------------------------------
 
@@ -158,18 +170,17 @@ class Connection:
         finally:
             if self.view is not None:
                 self.rt.hub.leave(self.view.id, self)
-            await self._stop_writer()
+            await self._finish_writing()
 
-    async def _stop_writer(self) -> None:
-        writer = self.writer
-        if writer is None:
-            return
-        if self.state is ConnState.CLOSING:  # let the close frame go out
+    async def _finish_writing(self) -> None:
+        """Let queued frames (a close frame above all) go out, but not wait forever."""
+        if self.writer is not None and not self.writer.done():
+            self.writer.cancel()
+            with contextlib.suppress(BaseException):
+                await self.writer
+        if self.out and self.state is ConnState.CLOSING:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(writer), 2)
-        writer.cancel()
-        with contextlib.suppress(BaseException):
-            await writer
+                await asyncio.wait_for(self._flush(), 2)
 
     async def _receive_text(self) -> str | None:
         message = await self.ws.receive()
@@ -190,10 +201,12 @@ class Connection:
         if hello is None or not await self._start(hello):
             return
         self.state = ConnState.READY
+        await self._flush()
         while self.state is ConnState.READY:
             text = await self._receive_text()
             if text is not None:
                 await self._on_text(text)
+            await self._flush()
 
     def _parse_hello(self, text: str | None) -> Hello | None:
         try:
@@ -420,6 +433,7 @@ class Connection:
         if self.view is not None and self.view.status is SessionStatus.OPEN:
             self.view.status = SessionStatus.ABANDONED
             self.send(protocol.lead_frame(SessionStatus.ABANDONED.value, self.view.id))
+            self._kick()
 
 
 async def websocket_endpoint(ws: WebSocket) -> None:

@@ -192,7 +192,7 @@ class RunningApp:
             await asyncio.wait_for(self.task, 10)
 
 
-async def start_app(settings: Settings) -> RunningApp:
+async def start_app(settings: Settings, **uvicorn_options: Any) -> RunningApp:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -202,6 +202,7 @@ async def start_app(settings: Settings) -> RunningApp:
         ws_per_message_deflate=False,
         log_level="warning",
         lifespan="on",
+        **uvicorn_options,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -214,8 +215,10 @@ async def app_factory(rds: aioredis.Redis, redis_url: str) -> AsyncIterator[Any]
     """``await app_factory(**settings)`` runs the real app on a free port."""
     running: list[RunningApp] = []
 
-    async def factory(**overrides: Any) -> RunningApp:
-        app = await start_app(settings_for(redis_url, **overrides))
+    async def factory(
+        uvicorn_options: dict[str, Any] | None = None, **overrides: Any
+    ) -> RunningApp:
+        app = await start_app(settings_for(redis_url, **overrides), **(uvicorn_options or {}))
         running.append(app)
         return app
 

@@ -293,7 +293,12 @@ async def test_ack_means_stored(app: RunningApp, rds: aioredis.Redis) -> None:
 
 
 async def test_a_client_that_never_reads_is_closed(app_factory: Any) -> None:
-    running = await app_factory(msg_rate=1_000_000, msg_burst=1_000_000)
+    """Its queue stops growing and its socket goes when it misses the keepalive."""
+    running = await app_factory(
+        uvicorn_options={"ws_ping_interval": 0.5, "ws_ping_timeout": 0.5},
+        msg_rate=1_000_000,
+        msg_burst=1_000_000,
+    )
     ws = await websockets.connect(running.ws_url + "?site=default", max_queue=4)
     try:
         await ws.send('{"type":"hello","site":"default"}')
@@ -304,7 +309,7 @@ async def test_a_client_that_never_reads_is_closed(app_factory: Any) -> None:
                 await ws.send(ping)
 
         with pytest.raises(ConnectionClosed):
-            await asyncio.wait_for(flood(), 60)
+            await asyncio.wait_for(flood(), 30)
     finally:
         await ws.close()
     runtime = running.server.config.app.state.runtime  # type: ignore[union-attr]

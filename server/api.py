@@ -62,10 +62,10 @@ SESSION_ID = re.compile(r"^[0-9a-f]{24}$")
 EVENT_ID = re.compile(r"^evt_[0-9a-f]{24}_(completed|abandoned_\d{1,6}|test)$")
 CSV_CHUNK = 1000
 PREFETCH = 3
+"""Chunks of an export built ahead of the one being sent."""
 EXPORT_BUFFER = 32_000
 """Rows an export holds in memory across all its sorted sets (pages read ahead included):
 each set's page is this divided by the number of sets, within ``[100, 1000]``."""
-"""Chunks of an export read ahead, so Redis always has the next one to work on."""
 DELIVERY_SCAN = 5000
 """Most log entries one ``/api/deliveries`` page looks at (a filtered page may be short)."""
 MAX_EVENTS_PER_SESSION = 50

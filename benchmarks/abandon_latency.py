@@ -31,6 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 arrivals: dict[str, float] = {}
 
 
+class BurstServer(ThreadingHTTPServer):
+    # a real endpoint's listen backlog, not http.server's 5: 32 delivery
+    # connections opening at once would otherwise wait on SYN retransmits
+    request_queue_size = 128
+
+
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
@@ -67,7 +73,7 @@ async def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/15")
     args = parser.parse_args()
 
-    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver = BurstServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     port = 18000 + os.getpid() % 1000
     env = {

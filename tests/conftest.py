@@ -92,6 +92,13 @@ async def wait_for(
 # --- webhook receiver ---------------------------------------------------------
 
 
+class _Server(ThreadingHTTPServer):
+    # http.server's backlog of 5 drops connection attempts when the delivery loop
+    # opens many at once; the retransmitted SYNs then cost seconds
+    request_queue_size = 128
+    daemon_threads = True
+
+
 @dataclass
 class Receiver:
     """A real HTTP endpoint that verifies Standard Webhooks signatures."""
@@ -105,7 +112,7 @@ class Receiver:
     requests: list[dict[str, Any]] = field(default_factory=list)
     rejected: int = 0
     url: str = ""
-    _server: ThreadingHTTPServer | None = None
+    _server: _Server | None = None
 
     def start(self, port: int = 0) -> Receiver:
         receiver = self
@@ -142,7 +149,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = _Server(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

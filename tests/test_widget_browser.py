@@ -89,6 +89,12 @@ if not Path(CHROMIUM).exists():
 # --- real parts -------------------------------------------------------------
 
 
+class _BurstServer(ThreadingHTTPServer):
+    # http.server listens with a backlog of 5; a burst of new connections (the
+    # delivery loop opens many at once) would wait seconds on SYN retransmits
+    request_queue_size = 128
+
+
 class LeadReceiver:
     """A site owner's server on its own origin (127.0.0.1, another port).
 
@@ -125,7 +131,7 @@ class LeadReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http = _BurstServer(("127.0.0.1", 0), Handler)
         self.origin = f"http://127.0.0.1:{self.http.server_port}"
         self.url = self.origin + "/hook"
         self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)

@@ -17,6 +17,12 @@ from urllib.parse import parse_qs, urlsplit
 __all__ = ["Answer", "FakeServer", "Seen"]
 
 
+class _BurstServer(ThreadingHTTPServer):
+    # http.server listens with a backlog of 5; a burst of new connections (the
+    # delivery loop opens many at once) would wait seconds on SYN retransmits
+    request_queue_size = 128
+
+
 @dataclass(frozen=True)
 class Seen:
     """One request as the fake received it (header names lower-cased)."""
@@ -81,7 +87,7 @@ class FakeServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _BurstServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.httpd.block_on_close = False  # type: ignore[attr-defined]
         self.thread = threading.Thread(

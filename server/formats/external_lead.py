@@ -7,10 +7,10 @@ id), ``webhook-timestamp`` and, with secrets, ``webhook-signature`` carrying one
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 import httpx
+import orjson
 from standardwebhooks.webhooks import Webhook as Signer
 
 from server.formats import LeadEvent, SendResult
@@ -26,15 +26,13 @@ def sign(secrets: tuple[str, ...], event_id: str, at: datetime, body: str) -> st
 def build_request(event: LeadEvent, now: datetime) -> tuple[dict[str, str], str]:
     """Headers and body for one attempt; re-signed with a fresh timestamp each time."""
     now = now.astimezone(UTC).replace(microsecond=0)
-    body = json.dumps(
+    body = orjson.dumps(
         {
             "type": event.type,
             "timestamp": event.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "data": event.lead,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+        }
+    ).decode()
     headers = {
         "content-type": "application/json",
         "webhook-id": event.id,

@@ -31,7 +31,7 @@ from server.config import Site
 from server.erase import erase_session
 from server.errors import StoreError
 from server.openapi import openapi_json
-from server.outbox import Outbox
+from server.outbox import EVENT_ID, Outbox
 from server.protocol import iso_ms
 from server.reports import (
     AbandonedReport,
@@ -59,7 +59,6 @@ log = logging.getLogger("chatlead.api")
 
 
 SESSION_ID = re.compile(r"^[0-9a-f]{24}$")
-EVENT_ID = re.compile(r"^evt_[0-9a-f]{24}_(completed|abandoned_\d{1,6}|test)$")
 CSV_CHUNK = 1000
 PREFETCH = 3
 """Chunks of an export built ahead of the one being sent."""

@@ -24,7 +24,6 @@ NOTIFY_CHANNEL = PREFIX + "notify"
 """Pub/sub: JSON ``{"abandoned": [session ids]}`` so servers can tell live sockets."""
 INBOX = PREFIX + "inbox"
 """List of delivered inbox payloads (JSON), newest first, capped."""
-VISITORS = PREFIX + "visitors"
 
 
 def shard_of(session_id: str, shards: int) -> int:
@@ -112,16 +111,6 @@ def site_index(shard: int, site: str, kind: str) -> str:
 def site_stats(shard: int, site: str, day: int) -> str:
     """Hash of counters for one site and UTC day (days since epoch)."""
     return f"{tag(shard)}stats:{site}:{day}"
-
-
-def stats_prefix(shard: int) -> str:
-    """Prefix the Lua scripts append ``<site>:<day>`` to."""
-    return f"{tag(shard)}stats:"
-
-
-def index_prefix(shard: int) -> str:
-    """Prefix the Lua scripts append ``<site>:<kind>`` to."""
-    return f"{tag(shard)}idx:"
 
 
 # --- report indexes (read by the admin API and erase) -------------------------

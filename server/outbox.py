@@ -18,21 +18,17 @@ from server.errors import StoreError
 from server.session import SessionRecord
 from server.store import HASH, REDIS_ERRORS, Store, run_each
 
-__all__ = ["Claim", "EventRecord", "Outbox", "event_session", "is_event_id"]
+__all__ = ["EVENT_ID", "Claim", "EventRecord", "Outbox", "event_session"]
 
-_EVENT_ID = re.compile(r"^evt_([0-9a-f]{24})_(completed|abandoned_\d{1,6}|test)$")
+EVENT_ID = re.compile(r"^evt_([0-9a-f]{24})_(completed|abandoned_\d{1,6}|test)$")
 # Longer than one attempt can take (15 s request timeout), so a live worker keeps
 # its claim; a killed worker's events are due again this long after the claim.
 LEASE_MS = 20_000
 INBOX_KEEP = 1000
 
 
-def is_event_id(event_id: str) -> bool:
-    return _EVENT_ID.match(event_id) is not None
-
-
 def event_session(event_id: str) -> str:
-    match = _EVENT_ID.match(event_id)
+    match = EVENT_ID.match(event_id)
     if match is None:
         raise ValueError(f"not an event id: {event_id!r}")
     return match.group(1)
@@ -194,32 +190,6 @@ class Outbox:
     async def _now_ms(self) -> int:
         sec, usec = await self.redis.time()
         return int(sec) * 1000 + int(usec) // 1000
-
-    async def page(
-        self, status: str | None = None, limit: int = 50, before_ms: int | None = None
-    ) -> tuple[list[EventRecord], int | None]:
-        """Newest first across shards; ``before_ms`` is the cursor from the last page."""
-        high = f"({before_ms}" if before_ms is not None else "+inf"
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for shard in range(self.store.shards):
-                pipe.zrevrangebyscore(
-                    keys.deliveries(shard), high, "-inf", start=0, num=limit, withscores=True
-                )
-            pages = await pipe.execute()
-        newest = sorted(((score, eid) for page in pages for eid, score in page), reverse=True)
-        records: list[EventRecord] = []
-        cursor: int | None = None
-        for score, event_id in newest:
-            record = await self.load(event_id)
-            cursor = int(score)
-            if record is None or (status and record.status != status):
-                continue
-            records.append(record)
-            if len(records) >= limit:
-                break
-        else:
-            cursor = None
-        return records, cursor
 
     async def push_inbox(self, payload: dict[str, Any]) -> None:
         """The built-in inbox: where leads go when a site has no webhook."""

@@ -25,8 +25,11 @@ async def _abandon_then_complete(app: RunningApp) -> str:
 async def test_copper_gets_one_lead_created_then_updated(app_factory: Any) -> None:
     with FakeCopper("copper-key", "owner@acme.example") as copper:
         app = await app_factory(
-            idle_timeout="1s", webhook_format="copper", webhook_url=copper.base,
-            webhook_allow_private=True, copper_api_key="copper-key",
+            idle_timeout="1s",
+            webhook_format="copper",
+            webhook_url=copper.base,
+            webhook_allow_private=True,
+            copper_api_key="copper-key",
             copper_user_email="owner@acme.example",
         )
         await _abandon_then_complete(app)
@@ -44,9 +47,13 @@ async def test_copper_gets_one_lead_created_then_updated(app_factory: Any) -> No
 async def test_pulse_gets_one_lead_created_then_updated(app_factory: Any) -> None:
     with FakePulse("pulse-key", "pulse-secret", list_shape="data") as pulse:
         app = await app_factory(
-            idle_timeout="1s", webhook_format="pulse", webhook_url=pulse.url,
-            webhook_allow_private=True, pulse_api_key="pulse-key",
-            pulse_api_secret="pulse-secret", pulse_team_id=7,
+            idle_timeout="1s",
+            webhook_format="pulse",
+            webhook_url=pulse.url,
+            webhook_allow_private=True,
+            pulse_api_key="pulse-key",
+            pulse_api_secret="pulse-secret",
+            pulse_team_id=7,
         )
         await _abandon_then_complete(app)
         await wait_for(lambda: pulse.requests("PATCH"), 10)

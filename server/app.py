@@ -32,7 +32,13 @@ async def open_store(settings: Settings) -> Store:
     """Connect and check Redis (eviction policy, shard count)."""
     if settings.redis_url is None:
         raise ConfigError("CHATLEAD_REDIS_URL is not set (the CLI starts the embedded server)")
-    store = Store(connect_redis(settings.redis_url), settings.shards, settings.retention)
+    store = Store(
+        connect_redis(settings.redis_url),
+        settings.shards,
+        settings.retention,
+        msg_rate=settings.msg_rate,
+        msg_burst=settings.msg_burst,
+    )
     await store.check()
     return store
 

@@ -251,7 +251,13 @@ class Store:
     """Session storage on one Redis (or Valkey, or Cluster) connection."""
 
     def __init__(
-        self, client: aioredis.Redis | RedisCluster, shards: int, retention_s: float
+        self,
+        client: aioredis.Redis | RedisCluster,
+        shards: int,
+        retention_s: float,
+        *,
+        msg_rate: float = 10.0,
+        msg_burst: int = 30,
     ) -> None:
         # Both clients offer the same commands (the cluster one routes each by key
         # slot), and the rest of chatlead is written against that shared surface.
@@ -259,6 +265,7 @@ class Store:
         self.cluster = client if isinstance(client, RedisCluster) else None
         self.shards = shards
         self.retention_ms = int(retention_s * 1000)
+        self.msg_rate, self.msg_burst = msg_rate, msg_burst
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(_script_source(name))
             for name in ("create", "visitor", "sweep", "claim", "settle", "replay", "read")
@@ -402,6 +409,8 @@ class Store:
             "step": step,
             "completes": completes,
             "max": MAX_TRANSCRIPT,
+            "rate": self.msg_rate,
+            "burst": self.msg_burst,
         }
         call = self._visitor.call(
             [*keys.session_keys(shard, session_id), keys.deadlines(shard)],

@@ -313,10 +313,7 @@ class Connection:
             frame = exc
         # every frame counts against the bucket, pings and garbage included
         if not self.bucket.take():
-            self.strikes += 1
-            self.send(protocol.error_frame("rate_limited", "Slow down", _frame_id(frame)))
-            if self.strikes > self.rt.settings.msg_burst:
-                self.close(CloseCode.TOO_MANY)
+            self._rate_limited(_frame_id(frame))
             return
         self.strikes = 0
         if isinstance(frame, FrameError):
@@ -329,6 +326,13 @@ class Connection:
             self.send(protocol.error_frame("bad_frame", "hello was already received"))
         else:
             await self._visitor_event(frame)
+
+    def _rate_limited(self, frame_id: str | None) -> None:
+        """Refuse one frame (no ack: the widget resends it later); close a flood."""
+        self.strikes += 1
+        self.send(protocol.error_frame("rate_limited", "Slow down", frame_id))
+        if self.strikes > self.rt.settings.msg_burst:
+            self.close(CloseCode.TOO_MANY)
 
     async def _visitor_event(self, frame: VisitorMessage | FieldAnswer | Submit) -> None:
         started = time.perf_counter()
@@ -395,6 +399,8 @@ class Connection:
             self.send(
                 protocol.error_frame("session_closed", "This conversation is closed", frame.id)
             )
+        elif result.kind == "limited":
+            self._rate_limited(frame.id)
         elif result.kind == "full":
             too_long = "This conversation is too long; please call us instead"
             self.send(protocol.error_frame("rate_limited", too_long, frame.id))

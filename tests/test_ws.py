@@ -327,3 +327,20 @@ async def test_overlong_conversation_is_capped(app: RunningApp, monkeypatch: Any
         with pytest.raises(ConnectionClosed) as info:
             await v.recv()
         assert info.value.rcvd is not None and info.value.rcvd.code == protocol.CloseCode.TOO_MANY
+
+
+async def test_the_message_bucket_is_per_session_across_sockets(app_factory: Any) -> None:
+    """A second tab (or a second server process) does not get a second bucket."""
+    running = await app_factory(msg_rate=0.5, msg_burst=3)
+    async with Visitor.connect(running.ws_url) as first:
+        resume = {
+            "session_id": first.welcome["session_id"],
+            "resume_token": first.welcome["resume_token"],
+        }
+        for n in range(3):
+            assert (await first.message(f"one {n}"))["type"] == "ack"
+        async with Visitor.connect(running.ws_url, **resume) as second:
+            refused = await second.message("from the other tab", frame_id="tab2")
+            assert refused["type"] == "error" and refused["code"] == "rate_limited"
+    async with Visitor.connect(running.ws_url, **resume) as back:
+        assert "from the other tab" not in [m["text"] for m in back.welcome["transcript"]]

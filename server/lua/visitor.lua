@@ -3,12 +3,16 @@
 -- ARGV: 1 session id, 2 retention ms, 3 shard tag, 4 the event as JSON:
 --       {"id": client frame id, "seq": seq the caller's view was built on,
 --        "visitor": entry or null, "bots": [entries], "updates": {field: value},
---        "step": flow step after, "completes": bool, "max": longest transcript}
+--        "step": flow step after, "completes": bool, "max": longest transcript,
+--        "rate": visitor events per second, "burst": bucket size}
+--       The token bucket lives in the session hash, so it holds across every
+--       socket and every server process of the session.
 -- Returns one of
 --   {"dup", seq}         frame id already accepted: ack again with its seq
 --   {"gone"}             no such session (expired or erased)
 --   {"closed"}           session completed: read-only
 --   {"full"}             the transcript reached its length cap
+--   {"limited"}          the session's token bucket is empty (nothing stored)
 --   {"stale", seq}       the caller's view is out of date: reload and retry
 --   {"ok", ack seq, first bot seq, now ms, recovered 0|1}
 local sid, ttl, tag = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -17,7 +21,7 @@ local seen = redis.call('HGET', KEYS[4], ev.id)
 if seen then
   return {'dup', tonumber(seen)}
 end
-local m = redis.call('HMGET', KEYS[1], 'status', 'seq', 'site', 'idle')
+local m = redis.call('HMGET', KEYS[1], 'status', 'seq', 'site', 'idle', 'tokens', 'tstamp')
 local status, seq, site = m[1], tonumber(m[2]), m[3]
 if not status then
   return {'gone'}
@@ -32,6 +36,12 @@ if seq >= ev.max then
   return {'full'}
 end
 local now = now_ms()
+local tokens = tonumber(m[5]) or ev.burst
+tokens = math.min(ev.burst, tokens + (now - (tonumber(m[6]) or now)) * ev.rate / 1000)
+if tokens < 1 then
+  return {'limited'}
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'tstamp', now)
 local recovered = 0
 if status == 'abandoned' then
   redis.call('HSET', KEYS[1], 'status', 'open', 'recovered', '1')

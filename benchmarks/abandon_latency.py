@@ -14,20 +14,16 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-import httpx
 import websockets
+from _chatlead import start_server
 
 from server.config import parse_duration
 
-ROOT = Path(__file__).resolve().parent.parent
 arrivals: dict[str, float] = {}
 
 
@@ -76,28 +72,10 @@ async def main() -> None:
     receiver = BurstServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     port = 18000 + os.getpid() % 1000
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("CHATLEAD_")},
-        "CHATLEAD_REDIS_URL": args.redis,
-        "CHATLEAD_IDLE_TIMEOUT": args.idle,
-        "CHATLEAD_WEBHOOK_URL": f"http://127.0.0.1:{receiver.server_address[1]}/hook",
-        "CHATLEAD_WEBHOOK_ALLOW_PRIVATE": "true",
-    }
-    subprocess.run(["redis-cli", "-u", args.redis, "flushdb"], check=True, capture_output=True)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    settings = {"idle_timeout": args.idle, "webhook_url": hook, "webhook_allow_private": "true"}
+    server = start_server(args.redis, port, settings)
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
         results = await asyncio.gather(
             *(quiet_visitor(f"ws://127.0.0.1:{port}/ws") for _ in range(args.sessions))
         )

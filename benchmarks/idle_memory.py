@@ -14,15 +14,10 @@ import asyncio
 import json
 import os
 import resource
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import websockets
-
-ROOT = Path(__file__).resolve().parent.parent
+from _chatlead import start_server
 
 
 def rss_kib(pid: int) -> int:
@@ -56,28 +51,11 @@ async def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     port = 19000 + os.getpid() % 1000
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("CHATLEAD_")},
-        "CHATLEAD_REDIS_URL": args.redis,
-        "CHATLEAD_IDLE_TIMEOUT": "1h",
-        "CHATLEAD_MAX_CONN_PER_IP": str(args.connections * 2),
-    }
-    subprocess.run(["redis-cli", "-u", args.redis, "flushdb"], check=True, capture_output=True)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard)),
+    settings = {"idle_timeout": "1h", "max_conn_per_ip": str(args.connections * 2)}
+    server = start_server(
+        args.redis, port, settings, lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     )
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
         # warm up code paths so the baseline includes them
         warm = await open_idle(f"ws://127.0.0.1:{port}/ws?site=default", 50)
         for ws in warm:

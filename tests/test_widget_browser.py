@@ -13,13 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,6 +26,8 @@ sync_api = pytest.importorskip("playwright.sync_api")
 axe_module = pytest.importorskip("axe_playwright_python.sync_playwright")
 
 import redis  # noqa: E402
+
+from tests.conftest import ServerProcess, free_port  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -147,54 +144,6 @@ class LeadReceiver:
         self.thread.join(5)
 
 
-class ChatServer:
-    """``python -m server serve`` as a child process that can be killed and restarted."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "server", "serve", "--port", str(self.port)],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        poll(self._healthy, 20, f"server on :{self.port} (log: {self.log_path})")
-
-    def _healthy(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"server exited: {self.log_path.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(self.base + "/healthz", timeout=1) as resp:
-                return bool(resp.status == 200)
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        """SIGKILL: no graceful close frames, sockets just drop."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 def poll(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -216,7 +165,7 @@ def lead_receiver() -> Iterator[LeadReceiver]:
 @pytest.fixture(scope="module")
 def chat_server(
     lead_receiver: LeadReceiver, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ChatServer]:
+) -> Iterator[ServerProcess]:
     # the local Redis when there is one (db 11), else the run's embedded server
     url = f"{LOCAL_REDIS}{WIDGET_DB}" if redis_url.startswith(LOCAL_REDIS) else redis_url
     client = redis.Redis.from_url(url)
@@ -234,10 +183,9 @@ def chat_server(
         "CHATLEAD_RETRY_SCHEDULE": "0,1s,1s",
         "PYTHONUNBUFFERED": "1",
     }
-    server = ChatServer(env, tmp / "server.log")
-    server.start()
+    server = ServerProcess(env, free_port()).start()
     yield server
-    server.stop()
+    server.terminate()
 
 
 @pytest.fixture(scope="module")
@@ -339,7 +287,7 @@ def lead_fields(lead: dict[str, Any]) -> dict[str, str]:
 
 
 def host_page(
-    page: Any, server: ChatServer, owner: LeadReceiver, name: str, body: str, **data: str
+    page: Any, server: ServerProcess, owner: LeadReceiver, name: str, body: str, **data: str
 ) -> None:
     """Open ``body`` on the site owner's origin with the widget embedded."""
     attrs = " ".join(f'data-{k}="{v}"' for k, v in data.items())
@@ -366,7 +314,7 @@ def focused(page: Any) -> str:
 
 
 def test_conversation_by_clicks_and_typing_delivers_the_lead(
-    chat_server: ChatServer, lead_receiver: LeadReceiver, new_page: Callable[..., Any]
+    chat_server: ServerProcess, lead_receiver: LeadReceiver, new_page: Callable[..., Any]
 ) -> None:
     page = new_page()
     page.goto(f"{chat_server.base}/demo?site={SITE}")
@@ -439,7 +387,7 @@ def test_conversation_by_clicks_and_typing_delivers_the_lead(
 
 
 def test_reload_and_navigation_restore_the_conversation(
-    chat_server: ChatServer, new_page: Callable[..., Any]
+    chat_server: ServerProcess, new_page: Callable[..., Any]
 ) -> None:
     page = new_page()
     page.goto(f"{chat_server.base}/demo?site={SITE}")
@@ -472,7 +420,7 @@ def test_reload_and_navigation_restore_the_conversation(
 
 
 def test_server_killed_mid_conversation_loses_and_duplicates_nothing(
-    chat_server: ChatServer, lead_receiver: LeadReceiver, new_page: Callable[..., Any]
+    chat_server: ServerProcess, lead_receiver: LeadReceiver, new_page: Callable[..., Any]
 ) -> None:
     page = new_page()
     page.goto(f"{chat_server.base}/demo?site={SITE}")
@@ -523,7 +471,7 @@ p { margin: 80px !important; border: 9px dashed red !important; }
 
 
 def test_hostile_host_css_cannot_break_the_widget(
-    chat_server: ChatServer, lead_receiver: LeadReceiver, new_page: Callable[..., Any]
+    chat_server: ServerProcess, lead_receiver: LeadReceiver, new_page: Callable[..., Any]
 ) -> None:
     page = new_page()
     body = f"<style>{HOSTILE_CSS}</style><h1>Host</h1><p>Page text</p>"
@@ -561,7 +509,7 @@ def test_hostile_host_css_cannot_break_the_widget(
 
 
 def test_keyboard_only(
-    chat_server: ChatServer, lead_receiver: LeadReceiver, new_page: Callable[..., Any]
+    chat_server: ServerProcess, lead_receiver: LeadReceiver, new_page: Callable[..., Any]
 ) -> None:
     page = new_page()
     body = '<main><h1>Keyboard</h1><a href="#x">A link</a></main>'
@@ -614,7 +562,7 @@ def test_keyboard_only(
 
 
 def test_mobile_viewport_is_full_screen(
-    chat_server: ChatServer, new_page: Callable[..., Any]
+    chat_server: ServerProcess, new_page: Callable[..., Any]
 ) -> None:
     page = new_page(375, 667)
     page.goto(f"{chat_server.base}/demo?site={SITE}")
@@ -633,7 +581,7 @@ def test_mobile_viewport_is_full_screen(
 
 
 def test_unknown_site_stops_and_says_so(
-    chat_server: ChatServer, lead_receiver: LeadReceiver, new_page: Callable[..., Any]
+    chat_server: ServerProcess, lead_receiver: LeadReceiver, new_page: Callable[..., Any]
 ) -> None:
     page = new_page()
     body = "<main><h1>Other</h1></main>"
@@ -648,7 +596,7 @@ def test_unknown_site_stops_and_says_so(
 
 
 def test_a_second_tab_follows_the_conversation(
-    chat_server: ChatServer, new_page: Callable[..., Any]
+    chat_server: ServerProcess, new_page: Callable[..., Any]
 ) -> None:
     first = new_page()
     first.goto(f"{chat_server.base}/demo?site={SITE}")

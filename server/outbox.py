@@ -125,8 +125,8 @@ class Outbox:
         shard = self.store.shard(session_id)
         try:
             return str(
-                await self.store.script("settle")(
-                    keys=[
+                await self.store.settle_calls.call(
+                    [
                         keys.outbox_due(shard),
                         keys.event(shard, event_id),
                         keys.event_attempts(shard, event_id),

@@ -270,7 +270,10 @@ class Store:
             name: client.register_script(_script_source(name))
             for name in ("create", "visitor", "sweep", "claim", "settle", "replay", "read")
         }
+        # the calls many sockets (or deliveries) make at once share a pipeline
         self._visitor = Coalescer(client, self._scripts["visitor"])
+        self._read = Coalescer(client, self._scripts["read"])
+        self.settle_calls = Coalescer(client, self._scripts["settle"])
 
     def script(self, name: str) -> AsyncScript:
         return self._scripts[name]
@@ -354,9 +357,7 @@ class Store:
         Returns:
             One reply per read: a dict for a hash, a list of strings for a list.
         """
-        replies = await self._scripts["read"](
-            keys=[key for key, _ in reads], args=[how for _, how in reads]
-        )
+        replies = await self._read.call([key for key, _ in reads], [how for _, how in reads])
         return [
             dict(zip(reply[::2], reply[1::2], strict=True)) if how == HASH else reply
             for (_, how), reply in zip(reads, replies, strict=True)

@@ -67,6 +67,13 @@ async def rds(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client as the delivery loop configures it (no redirects followed)."""
+    async with httpx.AsyncClient(timeout=15, follow_redirects=False) as client:
+        yield client
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -6,7 +6,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 
-import httpx
 import pytest
 import redis.asyncio as aioredis
 from fakes.copper import FakeCopper
@@ -28,7 +27,6 @@ from server.formats.transcript_text import TRUNCATED_MARKER
 
 API_KEY = "cu_test_0123456789abcdef"
 USER = "ops@acme.example"
-REDIS_URL = "redis://127.0.0.1:6379/12"
 
 
 def copper_site(url: str | None = None):
@@ -133,18 +131,9 @@ def copper() -> Iterator[FakeCopper]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=15, follow_redirects=False) as client:
-        yield client
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except OSError:  # pragma: no cover - the environment has Redis
-        pytest.skip("no Redis at " + REDIS_URL)
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """The suite's Redis (local, or the embedded server when there is none)."""
+    client = aioredis.from_url(redis_url)
     await client.flushdb()
     yield client
     await client.flushdb()
@@ -263,8 +252,8 @@ async def _budget_stops_the_181st(http, redis, copper):
     assert len(copper.seen) == BUDGET_LIMIT  # the 181st never reached Copper
 
 
-async def test_budget_is_shared_by_workers(redis):
-    other_worker = aioredis.from_url(REDIS_URL)
+async def test_budget_is_shared_by_workers(redis, redis_url):
+    other_worker = aioredis.from_url(redis_url)
     key = budget_key(API_KEY)
     try:
         granted = await asyncio.gather(

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
-import httpx
 import pytest
 from fakes.leads import event_for, lead, site_with
 from fakes.pulse import FakePulse
@@ -106,12 +105,6 @@ def test_parse_token_and_expiry():
 def pulse() -> Iterator[FakePulse]:
     with FakePulse(KEY, SECRET) as fake:
         yield fake
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=15, follow_redirects=False) as client:
-        yield client
 
 
 @pytest.fixture

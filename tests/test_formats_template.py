@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 from fakes.leads import event_for, lead, site_with
 from fakes.receiver import FakeReceiver
@@ -132,12 +130,6 @@ def test_validate_template():
 
 
 # --- delivery to a real receiver ----------------------------------------------------
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=15, follow_redirects=False) as client:
-        yield client
 
 
 async def test_delivery_posts_signed_rendered_json(http):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import defaultdict
@@ -121,4 +122,6 @@ class Runtime:
                     continue
                 self.hub.abandoned(ids)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            # closing a cancelled subscriber can wait on its socket; never hold shutdown
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pubsub.aclose(), 2)  # type: ignore[no-untyped-call]

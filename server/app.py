@@ -58,7 +58,11 @@ class Background:
         self.tasks: list[asyncio.Task[None]] = []
 
     def start(self, *, notifications: bool) -> None:
-        loops: list[Callable[[], Awaitable[None]]] = [self.deliverer.run, self.sweeper.run]
+        loops: list[Callable[[], Awaitable[None]]] = [
+            self.deliverer.run,
+            self.sweeper.run,
+            self.runtime.slots.run,
+        ]
         if notifications:
             loops.append(self._notifications)
         self.tasks = [asyncio.create_task(_forever(loop)) for loop in loops]

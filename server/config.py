@@ -181,6 +181,8 @@ class Site(BaseModel):
     job_type_id: str | None = None
     availability_class_id: str | None = None
     place_id: str | None = None
+    max_connections: Annotated[int | None, Field(ge=1)] = None
+    """Open sockets for this site across all processes; unset: ``MAX_CONN_PER_SITE``."""
 
     @field_validator("idle_timeout", mode="before")
     @classmethod
@@ -240,6 +242,7 @@ class Settings(BaseSettings):
     retention: Duration = 30 * 86400.0
     max_frame: int = Field(16384, ge=256, le=1 << 20)
     max_conn_per_ip: int = Field(1000, ge=1)
+    max_conn_per_site: int = Field(10_000, ge=1)
     msg_rate: float = Field(10.0, gt=0)
     msg_burst: int = Field(30, ge=1)
     retry_schedule: Annotated[tuple[float, ...], NoDecode] = (

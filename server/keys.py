@@ -26,6 +26,19 @@ INBOX = PREFIX + "inbox"
 """List of delivered inbox payloads (JSON), newest first, capped."""
 
 
+def ip_slots(ip: str) -> str:
+    """Sorted set: open socket id -> lease expiry (ms), for one client IP.
+
+    Not hash-tagged: each cap key is its own slot, touched by one-key scripts only.
+    """
+    return f"{PREFIX}conns:ip:{ip}"
+
+
+def site_slots(site: str) -> str:
+    """Sorted set: open socket id -> lease expiry (ms), for one site."""
+    return f"{PREFIX}conns:site:{site}"
+
+
 def shard_of(session_id: str, shards: int) -> int:
     """The shard a session lives in: stable for a given shard count."""
     return zlib.crc32(session_id.encode()) % shards

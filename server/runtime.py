@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from server import keys
 from server.config import Settings, Site
+from server.limits import ConnectionSlots
 from server.store import Store
 
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
 
-__all__ = ["Hub", "IpSlots", "Runtime"]
+__all__ = ["Hub", "Runtime"]
 
 log = logging.getLogger("chatlead.runtime")
 
@@ -51,25 +52,6 @@ class Hub:
         return sum(len(conns) for conns in self._by_session.values())
 
 
-class IpSlots:
-    """Open sockets per client IP (offices share one IP, so the cap is generous)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._open: dict[str, int] = defaultdict(int)
-
-    def acquire(self, ip: str) -> bool:
-        if self._open[ip] >= self.limit:
-            return False
-        self._open[ip] += 1
-        return True
-
-    def release(self, ip: str) -> None:
-        self._open[ip] -= 1
-        if self._open[ip] <= 0:
-            del self._open[ip]
-
-
 def _own_origin(conn: HTTPConnection) -> str | None:
     host = conn.headers.get("host")
     if not host:
@@ -85,10 +67,14 @@ class Runtime:
     store: Store
     hub: Hub = field(default_factory=Hub)
     delivery_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    ip_slots: IpSlots = field(init=False)
+    slots: ConnectionSlots = field(init=False)
 
     def __post_init__(self) -> None:
-        self.ip_slots = IpSlots(self.settings.max_conn_per_ip)
+        self.slots = ConnectionSlots(self.store)
+
+    def site_cap(self, site: Site) -> int:
+        """Open sockets allowed for ``site`` across all processes."""
+        return site.max_connections or self.settings.max_conn_per_site
 
     def origin_allowed(self, site: Site, origin: str | None, conn: HTTPConnection) -> bool:
         """The site's allowed origins, plus our own origin (for ``/demo``)."""

@@ -268,7 +268,7 @@ class Store:
         self.msg_rate, self.msg_burst = msg_rate, msg_burst
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(_script_source(name))
-            for name in ("create", "visitor", "sweep", "claim", "settle", "replay", "read")
+            for name in ("create", "visitor", "sweep", "claim", "settle", "replay", "read", "slot")
         }
         # the calls many sockets (or deliveries) make at once share a pipeline
         self._visitor = Coalescer(client, self._scripts["visitor"])

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server import flow, metrics, protocol
+from server import flow, keys, metrics, protocol
 from server.config import Site
 from server.errors import FieldInvalid, FrameError, StoreError
 from server.protocol import CloseCode, FieldAnswer, Hello, Ping, Submit, VisitorMessage
@@ -105,11 +105,25 @@ def _frame_id(frame: protocol.ClientFrame | FrameError) -> str | None:
 
 class Connection:
     # slots: thousands of idle sockets per process (docs/BENCHMARKS.md)
-    __slots__ = ("bucket", "flushing", "out", "rt", "state", "strikes", "view", "writer", "ws")
+    __slots__ = (
+        "bucket",
+        "flushing",
+        "out",
+        "rt",
+        "site_slot",
+        "socket_id",
+        "state",
+        "strikes",
+        "view",
+        "writer",
+        "ws",
+    )
 
-    def __init__(self, ws: WebSocket, runtime: Runtime) -> None:
+    def __init__(self, ws: WebSocket, runtime: Runtime, socket_id: str) -> None:
         self.ws = ws
         self.rt = runtime
+        self.socket_id = socket_id
+        self.site_slot: str | None = None
         self.state = ConnState.AWAITING_HELLO
         self.view: SessionView | None = None
         self.out: deque[str | CloseCode] = deque()
@@ -170,6 +184,8 @@ class Connection:
         finally:
             if self.view is not None:
                 self.rt.hub.leave(self.view.id, self)
+            if self.site_slot is not None:
+                self.rt.slots.release(self.site_slot, self.socket_id)
             await self._finish_writing()
 
     async def _finish_writing(self) -> None:
@@ -231,6 +247,8 @@ class Connection:
             self.close(CloseCode.POLICY_VIOLATION)
             return False
         try:
+            if not await self._take_site_slot(site):
+                return False
             if hello.session_id and hello.resume_token and await self._resume(site, hello):
                 return True
             if hello.session_id:
@@ -241,6 +259,16 @@ class Connection:
             self.send(protocol.error_frame("unavailable", "try again shortly"))
             self.close(CloseCode.SERVICE_RESTART)
             return False
+        return True
+
+    async def _take_site_slot(self, site: Site) -> bool:
+        slot = keys.site_slots(site.id)
+        if not await self.rt.slots.acquire(slot, self.socket_id, self.rt.site_cap(site)):
+            busy = "This site has too many open chats; try again shortly"
+            self.send(protocol.error_frame("rate_limited", busy))
+            self.close(CloseCode.TOO_MANY)
+            return False
+        self.site_slot = slot
         return True
 
     async def _resume(self, site: Site, hello: Hello) -> bool:
@@ -456,14 +484,31 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         await ws.close(int(CloseCode.POLICY_VIOLATION))
         return
     ip = ws.client.host if ws.client else "-"
-    if not runtime.ip_slots.acquire(ip):
-        await ws.accept()
-        await ws.close(int(CloseCode.TOO_MANY))
+    slots = runtime.slots
+    socket_id = slots.new_id()
+    ip_slot = keys.ip_slots(ip)
+    try:
+        admitted = await slots.acquire(ip_slot, socket_id, runtime.settings.max_conn_per_ip)
+    except StoreError:
+        log.warning("store_unavailable_at_connect")
+        await _refuse(ws, "unavailable", "try again shortly", CloseCode.SERVICE_RESTART)
+        return
+    if not admitted:
+        busy = "Too many open chats from your network"
+        await _refuse(ws, "rate_limited", busy, CloseCode.TOO_MANY)
         return
     metrics.CONNECTIONS.inc()
     try:
         await ws.accept()
-        await Connection(ws, runtime).run()
+        await Connection(ws, runtime, socket_id).run()
     finally:
         metrics.CONNECTIONS.dec()
-        runtime.ip_slots.release(ip)
+        slots.release(ip_slot, socket_id)
+
+
+async def _refuse(ws: WebSocket, code: str, message: str, close: CloseCode) -> None:
+    """Open the socket only to say why it is closed (a 403 would hide the reason)."""
+    with contextlib.suppress(Exception):
+        await ws.accept()
+        await ws.send_text(protocol.error_frame(code, message))
+        await ws.close(int(close))

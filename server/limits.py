@@ -1,0 +1,116 @@
+"""Connection caps shared by every server process: per client IP and per site.
+
+Each open socket holds a lease in a Redis sorted set (socket id -> lease expiry on
+Redis' clock). ``slot.lua`` drops lapsed leases and takes a slot only while the set
+is under the cap, in one atomic step, so N processes on N hosts never admit more
+than the cap between them (CONTRACT §3: close 4429). A process renews its leases
+three times per lease; one that dies (SIGKILL, a lost host) stops renewing, and its
+slots free themselves within ``LEASE_MS``.
+
+Every key is one hash slot of its own, touched by one-key commands only, so this
+runs unchanged on Redis Cluster (CONTRACT §8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+from collections import defaultdict
+
+from server.errors import StoreError
+from server.store import REDIS_ERRORS, Coalescer, Store
+
+__all__ = ["LEASE_MS", "ConnectionSlots"]
+
+log = logging.getLogger("chatlead.limits")
+
+LEASE_MS = 60_000
+"""A lease is renewed three times per lease (a missed renewal is not a lost slot)."""
+
+
+class ConnectionSlots:
+    """The slots this process holds, taken, renewed and given back in Redis."""
+
+    def __init__(self, store: Store, lease_ms: int = LEASE_MS) -> None:
+        self.store = store
+        self.lease_ms = lease_ms
+        self._take = Coalescer(store.redis, store.script("slot"))
+        self._held: dict[str, set[str]] = defaultdict(set)
+        self._prefix = secrets.token_hex(4)
+        self._ids = itertools.count(1)
+        self._returning: list[tuple[str, str]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def new_id(self) -> str:
+        """A socket id unique across processes (a random process part + a counter)."""
+        return f"{self._prefix}:{next(self._ids)}"
+
+    async def acquire(self, key: str, socket_id: str, cap: int) -> bool:
+        """Take a slot of ``key`` for ``socket_id``; False when ``cap`` are taken.
+
+        Raises:
+            StoreError: Redis is unreachable (the caller refuses the socket).
+        """
+        try:
+            taken = await self._take.call([key], [socket_id, cap, self.lease_ms])
+        except REDIS_ERRORS as exc:
+            raise StoreError(f"Redis error taking a connection slot: {exc}") from exc
+        if taken == 1:
+            self._held[key].add(socket_id)
+            return True
+        return False
+
+    def release(self, key: str, socket_id: str) -> None:
+        """Give a slot back; never waits (the releases of one tick share a pipeline)."""
+        held = self._held.get(key)
+        if held is None or socket_id not in held:
+            return
+        held.discard(socket_id)
+        if not held:
+            del self._held[key]
+        self._returning.append((key, socket_id))
+        if len(self._returning) == 1:
+            asyncio.get_running_loop().call_soon(self._start_return)
+
+    def _start_return(self) -> None:
+        batch, self._returning = self._returning, []
+        task = asyncio.create_task(self._return(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _return(self, batch: list[tuple[str, str]]) -> None:
+        try:
+            async with self.store.redis.pipeline(transaction=False) as pipe:
+                for key, socket_id in batch:
+                    pipe.zrem(key, socket_id)
+                await pipe.execute()
+        except REDIS_ERRORS as exc:
+            # the leases lapse on their own within LEASE_MS
+            log.warning("slot_release_failed count=%d error=%s", len(batch), exc)
+
+    async def renew_once(self) -> None:
+        """Push the expiry of every held lease one ``lease_ms`` ahead.
+
+        ``XX`` never re-adds a lease that was released meanwhile (a release racing
+        this pipeline must win).
+        """
+        if not self._held:
+            return
+        now_s, now_us = await self.store.redis.time()
+        expiry = now_s * 1000 + now_us // 1000 + self.lease_ms
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for key, ids in list(self._held.items()):
+                pipe.zadd(key, dict.fromkeys(ids, expiry), xx=True)
+                pipe.pexpire(key, self.lease_ms)
+            await pipe.execute()
+
+    async def run(self) -> None:
+        """Renew forever; a failed round is retried at the next one."""
+        while True:
+            await asyncio.sleep(self.lease_ms / 3000)
+            try:
+                await self.renew_once()
+            except REDIS_ERRORS as exc:
+                log.warning("slot_renew_failed error=%s", exc)

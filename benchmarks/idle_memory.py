@@ -51,7 +51,8 @@ async def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     port = 19000 + os.getpid() % 1000
-    settings = {"idle_timeout": "1h", "max_conn_per_ip": str(args.connections * 2)}
+    caps = str(args.connections * 2)
+    settings = {"idle_timeout": "1h", "max_conn_per_ip": caps, "max_conn_per_site": caps}
     server = start_server(
         args.redis, port, settings, lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     )

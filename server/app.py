@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -18,6 +19,7 @@ from server import logs
 from server.config import Settings, Site, load_settings, load_sites
 from server.delivery import Deliverer
 from server.errors import ConfigError
+from server.resp import Pipe
 from server.runtime import Runtime
 from server.store import Store, connect_redis
 from server.sweeper import Sweeper
@@ -35,12 +37,14 @@ async def open_store(settings: Settings) -> Store:
     """Connect and check Redis (eviction policy, shard count)."""
     if settings.redis_url is None:
         raise ConfigError("CHATLEAD_REDIS_URL is not set (the CLI starts the embedded server)")
+    client = connect_redis(settings.redis_url)
     store = Store(
-        connect_redis(settings.redis_url),
+        client,
         settings.shards,
         settings.retention,
         msg_rate=settings.msg_rate,
         msg_burst=settings.msg_burst,
+        fast=None if isinstance(client, RedisCluster) else Pipe(settings.redis_url),
     )
     await store.check()
     return store
@@ -141,7 +145,7 @@ def create_app(settings: Settings | None = None, sites: dict[str, Site] | None =
             yield {}
         finally:
             await background.stop()
-            await store.redis.aclose()
+            await store.aclose()
 
     app = Starlette(routes=_routes(), lifespan=lifespan)
     app.state.default_site_id = next(iter(sites))

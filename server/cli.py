@@ -131,7 +131,7 @@ async def _work(settings: Settings) -> None:
     await stop.wait()
     await background.deliverer.drain()
     await background.stop()
-    await store.redis.aclose()
+    await store.aclose()
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -199,7 +199,7 @@ async def _admin_command(settings: Settings, sites: dict[str, Site], args: Any) 
             return await _replay(runtime, args.id)
         return await _deliveries(runtime, args)
     finally:
-        await store.redis.aclose()
+        await store.aclose()
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:

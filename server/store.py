@@ -32,6 +32,7 @@ from redis.typing import EncodableT
 
 from server import keys
 from server.errors import StoreError, StoreMisconfigured
+from server.resp import Pipe, pack
 from server.session import SessionRecord, parse_session
 
 __all__ = [
@@ -149,18 +150,25 @@ async def _run_all(
     client: aioredis.Redis | RedisCluster,
     script: AsyncScript,
     calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
+    fast: Pipe | None = None,
 ) -> list[Any]:
     """Run ``script`` once per ``(keys, args)`` in one pipeline; each reply or error.
 
-    Each call goes in as a plain EVALSHA: a cluster pipeline refuses ``evalsha()``,
-    so ``script(..., client=pipe)`` fails there; it sends each node its share in
-    parallel. A call answered NOSCRIPT (restart, failover, SCRIPT FLUSH) never ran;
-    it is run again alone, which loads the script.
+    Each call goes in as a plain EVALSHA, on ``fast`` when given, else on a redis-py
+    pipeline: a cluster pipeline refuses ``evalsha()``, so ``script(...,
+    client=pipe)`` fails there; it sends each node its share in parallel. A call
+    answered NOSCRIPT (restart, failover, SCRIPT FLUSH) never ran; it is run again
+    alone through redis-py, which loads the script.
     """
-    async with client.pipeline(transaction=False) as pipe:
-        for keys_, args in calls:
-            pipe.execute_command("EVALSHA", script.sha, len(keys_), *keys_, *args)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
+    replies: list[Any]
+    if fast is not None:
+        packed = [pack("EVALSHA", script.sha, len(k), *k, *a) for k, a in calls]
+        replies = await fast.execute(packed)
+    else:
+        async with client.pipeline(transaction=False) as pipe:
+            for keys_, args in calls:
+                pipe.execute_command("EVALSHA", script.sha, len(keys_), *keys_, *args)
+            replies = await pipe.execute(raise_on_error=False)
     for i, reply in enumerate(replies):
         if isinstance(reply, NoScriptError):
             keys_, args = calls[i]
@@ -193,9 +201,12 @@ class Coalescer:
     exactly its own reply, so an ack still follows its own stored event.
     """
 
-    def __init__(self, client: aioredis.Redis | RedisCluster, script: AsyncScript) -> None:
+    def __init__(
+        self, client: aioredis.Redis | RedisCluster, script: AsyncScript, fast: Pipe | None = None
+    ) -> None:
         self.client = client
         self.script = script
+        self.fast = fast
         self._pending: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()
 
@@ -215,7 +226,8 @@ class Coalescer:
 
     async def _send(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
         try:
-            replies = await _run_all(self.client, self.script, [(k, a) for k, a, _ in batch])
+            calls = [(k, a) for k, a, _ in batch]
+            replies = await _run_all(self.client, self.script, calls, self.fast)
         except REDIS_ERRORS as exc:
             replies = [exc] * len(batch)
         for (_, _, future), reply in zip(batch, replies, strict=True):
@@ -258,7 +270,12 @@ class Store:
         *,
         msg_rate: float = 10.0,
         msg_burst: int = 30,
+        fast: Pipe | None = None,
     ) -> None:
+        """Args:
+        fast: a pipelined connection to the same (non-cluster) Redis for visitor
+            events, the hot path (:mod:`server.resp`); else they go through redis-py.
+        """
         # Both clients offer the same commands (the cluster one routes each by key
         # slot), and the rest of chatlead is written against that shared surface.
         self.redis = cast(aioredis.Redis, client)
@@ -271,7 +288,8 @@ class Store:
             for name in ("create", "visitor", "sweep", "claim", "settle", "replay", "read", "slot")
         }
         # the calls many sockets (or deliveries) make at once share a pipeline
-        self._visitor = Coalescer(client, self._scripts["visitor"])
+        self.fast = fast
+        self._visitor = Coalescer(client, self._scripts["visitor"], fast)
         self._read = Coalescer(client, self._scripts["read"])
         self.settle_calls = Coalescer(client, self._scripts["settle"])
 
@@ -318,6 +336,11 @@ class Store:
             f" on {node.name}": info.get("maxmemory_policy", "noeviction")
             for node, info in zip(primaries, infos, strict=True)
         }
+
+    async def aclose(self) -> None:
+        if self.fast is not None:
+            self.fast.close()
+        await self.redis.aclose()
 
     async def ping(self) -> bool:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -243,20 +244,60 @@ async def test_too_many_sockets_from_one_ip_close_4429(app_factory: Any) -> None
             assert await _closed_with(third) == protocol.CloseCode.TOO_MANY
 
 
-async def test_a_visitor_message_is_one_redis_round_trip(app: RunningApp, monkeypatch: Any) -> None:
-    """Count what goes over the wire to Redis while a visitor sends four frames."""
-    from redis.asyncio.connection import AbstractConnection
+class RedisTap:
+    """A TCP relay in front of Redis that records every packet sent to it.
 
+    It runs its own event loop in a thread: the app asks Redis a blocking question at
+    start (is it a cluster?), which would stall a relay on the test's loop.
+    """
+
+    def __init__(self, redis_url: str) -> None:
+        from redis.connection import parse_url
+
+        self.upstream = parse_url(redis_url)
+        self.sent: list[bytes] = []
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self) -> str:
+        self.thread.start()
+        serving = asyncio.start_server(self._relay, "127.0.0.1", 0)
+        server = asyncio.run_coroutine_threadsafe(serving, self.loop).result(5)
+        port = server.sockets[0].getsockname()[1]
+        return f"redis://127.0.0.1:{port}/{self.upstream.get('db', 0)}"
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up = self.upstream
+        if "path" in up:
+            up_reader, up_writer = await asyncio.open_unix_connection(up["path"])
+        else:
+            up_reader, up_writer = await asyncio.open_connection(up["host"], up["port"])
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, log: bool) -> None:
+            while data := await src.read(65536):
+                if log:
+                    self.sent.append(data)
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(
+            pump(reader, up_writer, True), pump(up_reader, writer, False), return_exceptions=True
+        )
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+async def test_a_visitor_message_is_one_redis_round_trip(
+    app_factory: Any, redis_url: str
+) -> None:
+    """Count the packets that reach Redis while a visitor sends four frames."""
+    tap = RedisTap(redis_url)
+    app = await app_factory(redis_url=tap.start())
     store = app.server.config.app.state.runtime.store  # type: ignore[union-attr]
     sha = store.script("visitor").sha.encode()
-    packets: list[bytes] = []
-    original = AbstractConnection.send_packed_command
-
-    async def counting(self: Any, command: Any, check_health: bool = True) -> None:
-        packet = command if isinstance(command, bytes) else b"".join(command)
-        packets.append(packet)
-        await original(self, command, check_health)
-
     loads: list[str] = []
     original_load = store.load_session
 
@@ -264,21 +305,22 @@ async def test_a_visitor_message_is_one_redis_round_trip(app: RunningApp, monkey
         loads.append(args[0])
         return await original_load(*args, **kwargs)
 
-    async with Visitor.connect(app.ws_url) as v:
-        monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
-        store.load_session = counting_load
-        try:
+    try:
+        async with Visitor.connect(app.ws_url) as v:
+            tap.sent.clear()
+            store.load_session = counting_load
             await v.field("name", "Ada")
             await v.message("hello there")
             await v.field("email", "ada@example.com")
             await v.field("email", "ada@example.com", frame_id="c3")  # duplicate
-        finally:
-            monkeypatch.undo()
             del store.load_session
-    visitor_packets = [p for p in packets if sha in p]
-    assert len(visitor_packets) == 4  # one round trip per frame ...
-    assert all(p.count(b"EVALSHA") == 1 for p in visitor_packets)  # ... carrying one script call
-    assert loads == []  # and nothing read first
+        visitor_packets = [p for p in tap.sent if sha in p]
+        assert len(visitor_packets) == 4  # one round trip per frame ...
+        assert all(p.count(b"EVALSHA") == 1 for p in visitor_packets)  # ... one script call
+        assert loads == []  # and nothing read first
+    finally:
+        await app.stop()
+        tap.stop()
 
 
 async def test_ack_means_stored(app: RunningApp, rds: aioredis.Redis) -> None:

@@ -1,0 +1,175 @@
+"""One pipelined Redis connection for the visitor hot path.
+
+Every visitor frame is one ``EVALSHA`` (CONTRACT §8). The calls of one event-loop
+tick are written to this connection as a single packet and their replies, which
+Redis sends in order, are matched back in order; hiredis parses them. Compared with a
+redis-py pipeline per tick, this skips the pool checkout, command encoding, retry
+and timeout wrappers of every call: the visitor step is most of a message's CPU, and
+redis-py was a quarter of it (docs/BENCHMARKS.md).
+
+Only what that path needs: ``redis://``, ``rediss://`` and ``unix://`` URLs with a
+user, password and database. Everything else (and Redis Cluster) goes through
+redis-py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import hiredis
+from redis.connection import SSLConnection, parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = ["Pipe", "pack"]
+
+Arg = str | bytes | int | float
+
+
+def pack(*args: Arg) -> bytes:
+    """One command in RESP: an array of bulk strings."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _reply(item: Any) -> Any:
+    """hiredis returns error replies as values; give them redis-py's types."""
+    if isinstance(item, hiredis.ReplyError):
+        text = str(item)
+        return NoScriptError(text) if text.startswith("NOSCRIPT") else ResponseError(text)
+    return item
+
+
+class _Protocol(asyncio.Protocol):
+    """Feeds replies to the oldest waiting batch."""
+
+    def __init__(self) -> None:
+        self.reader = hiredis.Reader(encoding="utf-8")
+        self.waiting: deque[tuple[int, list[Any], asyncio.Future[list[Any]]]] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        waiting = self.waiting
+        while True:
+            item = self.reader.gets()
+            if item is False:
+                return
+            if not waiting:  # a reply nobody asked for: the stream is out of step
+                self.transport.close()  # type: ignore[union-attr]
+                return
+            count, replies, future = waiting[0]
+            replies.append(_reply(item))
+            if len(replies) == count:
+                waiting.popleft()
+                if not future.done():
+                    future.set_result(replies)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        error = RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}")
+        while self.waiting:
+            _, _, future = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(error)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def send(self, packet: bytes, count: int) -> asyncio.Future[list[Any]]:
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self.waiting.append((count, [], future))
+        self.transport.write(packet)  # type: ignore[union-attr]
+        return future
+
+
+class Pipe:
+    """Commands sent together, replies in order, on one lazily opened connection.
+
+    A lost connection fails every batch in flight with ``ConnectionError`` (the
+    caller sends no ack); the next batch connects again. A batch unanswered after
+    ``timeout`` closes the connection, failing the batches behind it too.
+    """
+
+    def __init__(self, url: str, timeout: float = 5.0, connect_timeout: float = 3.0) -> None:
+        self.params: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self._conn: _Protocol | None = None
+        self._connecting: asyncio.Lock | None = None
+
+    async def execute(self, commands: Sequence[bytes]) -> list[Any]:
+        """Send packed commands (:func:`pack`) at once; one reply or error each.
+
+        Raises:
+            redis.exceptions.ConnectionError: Redis could not be reached, or went away
+                before answering (a command may or may not have run).
+            redis.exceptions.TimeoutError: no answer within ``timeout``.
+        """
+        conn = await self._connected()
+        future = conn.send(b"".join(commands), len(commands))
+        try:
+            return await asyncio.wait_for(future, self.timeout)
+        except TimeoutError as exc:
+            conn.transport.close()  # type: ignore[union-attr]
+            raise RedisTimeoutError("Redis did not answer in time") from exc
+
+    async def _connected(self) -> _Protocol:
+        conn = self._conn
+        if conn is not None and not conn.lost.done():
+            return conn
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._conn is None or self._conn.lost.done():
+                self._conn = await self._open()
+            return self._conn
+
+    async def _open(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        p = self.params
+        try:
+            if "path" in p:
+                opening = loop.create_unix_connection(_Protocol, p["path"])
+            else:
+                tls = (
+                    ssl.create_default_context()
+                    if p.get("connection_class") is SSLConnection
+                    else None
+                )
+                opening = loop.create_connection(_Protocol, p["host"], p["port"], ssl=tls)
+            _, conn = await asyncio.wait_for(opening, self.connect_timeout)
+        except (OSError, TimeoutError) as exc:
+            raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
+        setup = []
+        if p.get("password"):
+            auth = (
+                ("AUTH", p["username"], p["password"])
+                if p.get("username")
+                else ("AUTH", p["password"])
+            )
+            setup.append(pack(*auth))
+        if p.get("db"):
+            setup.append(pack("SELECT", p["db"]))
+        if setup:
+            replies = await asyncio.wait_for(conn.send(b"".join(setup), len(setup)), self.timeout)
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    conn.transport.close()  # type: ignore[union-attr]
+                    raise RedisConnectionError(f"Redis refused the connection setup: {reply}")
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None and self._conn.transport is not None:
+            self._conn.transport.close()

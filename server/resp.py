@@ -18,7 +18,7 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 from redis.connection import SSLConnection, parse_url
@@ -58,8 +58,7 @@ class _Protocol(asyncio.Protocol):
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
@@ -149,7 +148,9 @@ class Pipe:
                     else None
                 )
                 opening = loop.create_connection(_Protocol, p["host"], p["port"], ssl=tls)
-            _, conn = await asyncio.wait_for(opening, self.connect_timeout)
+            transport, conn = await asyncio.wait_for(opening, self.connect_timeout)
+            # uvloop may call connection_made only after create_connection returned
+            conn.connection_made(transport)
         except (OSError, TimeoutError) as exc:
             raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
         setup = []

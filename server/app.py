@@ -23,7 +23,7 @@ from server.resp import Pipe
 from server.runtime import Runtime
 from server.store import Store, connect_redis
 from server.sweeper import Sweeper
-from server.ws import websocket_endpoint
+from server.ws import WidgetSocket
 
 __all__ = ["Background", "create_app", "open_store"]
 
@@ -111,7 +111,7 @@ def _routes() -> list[BaseRoute]:
     from server import admin, api, metrics, widget
 
     return [
-        WebSocketRoute("/ws", websocket_endpoint),
+        WebSocketRoute("/ws", WidgetSocket()),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         *api.routes,

@@ -9,6 +9,7 @@ inbox, CRM rate budgets) are never touched from a per-session script.
 
 from __future__ import annotations
 
+import functools
 import zlib
 
 __all__ = [
@@ -44,6 +45,7 @@ def shard_of(session_id: str, shards: int) -> int:
     return zlib.crc32(session_id.encode()) % shards
 
 
+@functools.cache
 def tag(shard: int) -> str:
     """The hash-tagged prefix of every key in ``shard``."""
     return f"{PREFIX}{{{shard}}}:"

@@ -15,6 +15,7 @@ redis-py.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections import deque
 from collections.abc import Sequence
@@ -26,18 +27,34 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["Pipe", "pack"]
+__all__ = ["Pipe", "pack", "pack_script_call"]
 
 Arg = str | bytes | int | float
 
 
+def _bulk(arg: Arg) -> bytes:
+    data = arg if isinstance(arg, bytes) else str(arg).encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
 def pack(*args: Arg) -> bytes:
     """One command in RESP: an array of bulk strings."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+    return b"*%d\r\n" % len(args) + b"".join(map(_bulk, args))
+
+
+@functools.lru_cache(maxsize=8192)
+def _script_head(sha: str, keys: tuple[str, ...], fixed: tuple[Arg, ...]) -> bytes:
+    words = ("EVALSHA", sha, len(keys), *keys, *fixed)
+    return b"*%d\r\n" % (len(words) + 1) + b"".join(map(_bulk, words))
+
+
+def pack_script_call(sha: str, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
+    """``EVALSHA`` of a script; all but the last argument are packed once per session.
+
+    A session's keys and fixed arguments repeat on every one of its events; only the
+    last argument (the event) changes.
+    """
+    return _script_head(sha, tuple(keys), tuple(args[:-1])) + _bulk(args[-1])
 
 
 def _reply(item: Any) -> Any:

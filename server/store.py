@@ -12,6 +12,7 @@ each multi-key read stays in one shard, i.e. one hash slot (CONTRACT §8), and
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from redis.typing import EncodableT
 
 from server import keys
 from server.errors import StoreError, StoreMisconfigured
-from server.resp import Pipe, pack
+from server.resp import Pipe, pack_script_call
 from server.session import SessionRecord, parse_session
 
 __all__ = [
@@ -162,7 +163,7 @@ async def _run_all(
     """
     replies: list[Any]
     if fast is not None:
-        packed = [pack("EVALSHA", script.sha, len(k), *k, *a) for k, a in calls]
+        packed = [pack_script_call(script.sha, k, a) for k, a in calls]
         replies = await fast.execute(packed)
     else:
         async with client.pipeline(transaction=False) as pipe:
@@ -207,10 +208,10 @@ class Coalescer:
         self.client = client
         self.script = script
         self.fast = fast
-        self._pending: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Sequence[str], list[Any], asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def call(self, keys_: list[str], args: list[Any]) -> Any:
+    async def call(self, keys_: Sequence[str], args: list[Any]) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((keys_, args, future))
@@ -224,7 +225,9 @@ class Coalescer:
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _send(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
+    async def _send(
+        self, batch: list[tuple[Sequence[str], list[Any], asyncio.Future[Any]]]
+    ) -> None:
         try:
             calls = [(k, a) for k, a, _ in batch]
             replies = await _run_all(self.client, self.script, calls, self.fast)
@@ -237,6 +240,12 @@ class Coalescer:
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
+
+
+@functools.lru_cache(maxsize=8192)
+def _visitor_keys(shard: int, session_id: str) -> tuple[str, ...]:
+    """KEYS of ``visitor.lua``; built once per live session, not on every event."""
+    return (*keys.session_keys(shard, session_id), keys.deadlines(shard))
 
 
 @dataclass(frozen=True)
@@ -437,7 +446,7 @@ class Store:
             "burst": self.msg_burst,
         }
         call = self._visitor.call(
-            [*keys.session_keys(shard, session_id), keys.deadlines(shard)],
+            _visitor_keys(shard, session_id),
             [session_id, self.retention_ms, keys.tag(shard), orjson.dumps(event)],
         )
         try:

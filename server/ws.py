@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server import flow, keys, metrics, protocol
@@ -33,7 +34,7 @@ from server.store import VisitorResult
 if TYPE_CHECKING:
     from server.runtime import Runtime
 
-__all__ = ["websocket_endpoint"]
+__all__ = ["WidgetSocket"]
 
 log = logging.getLogger("chatlead.ws")
 
@@ -109,6 +110,7 @@ class Connection:
         "bucket",
         "flushing",
         "out",
+        "receive",
         "rt",
         "site_slot",
         "socket_id",
@@ -117,10 +119,17 @@ class Connection:
         "view",
         "writer",
         "ws",
+        "wsend",
     )
 
-    def __init__(self, ws: WebSocket, runtime: Runtime, socket_id: str) -> None:
-        self.ws = ws
+    def __init__(
+        self, ws: WebSocket, runtime: Runtime, socket_id: str, receive: Receive, send: Send
+    ) -> None:
+        self.ws = ws  # the handshake: headers, client address
+        # frames go to uvicorn directly: starlette's WebSocket adds state checks and
+        # exception-handler layers to every frame, and the socket is ours after accept
+        self.receive = receive
+        self.wsend = send
         self.rt = runtime
         self.socket_id = socket_id
         self.site_slot: str | None = None
@@ -168,11 +177,17 @@ class Connection:
                 item = self.out.popleft()
                 if isinstance(item, CloseCode):
                     self.out.clear()
-                    await self.ws.close(int(item))
+                    await self._write({"type": "websocket.close", "code": int(item)})
                     return
-                await self.ws.send_text(item)
+                await self._write({"type": "websocket.send", "text": item})
         finally:
             self.flushing = False
+
+    async def _write(self, message: dict[str, Any]) -> None:
+        try:
+            await self.wsend(message)
+        except OSError as exc:  # uvicorn: the client went away
+            raise WebSocketDisconnect(1006) from exc
 
     # --- reading ------------------------------------------------------------
 
@@ -199,7 +214,7 @@ class Connection:
                 await asyncio.wait_for(self._flush(), 2)
 
     async def _receive_text(self) -> str | None:
-        message = await self.ws.receive()
+        message = await self.receive()
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
         text = message.get("text")
@@ -470,40 +485,45 @@ class Connection:
             self._kick()
 
 
-async def websocket_endpoint(ws: WebSocket) -> None:
-    runtime: Runtime = ws.app.state.runtime
-    origin = ws.headers.get("origin")
-    hinted = runtime.sites.get(ws.query_params.get("site", ""))
-    allowed = (
-        runtime.origin_allowed(hinted, origin, ws)
-        if hinted
-        else runtime.origin_allowed_anywhere(origin, ws)
-    )
-    if not allowed:
-        # closing before accept() answers the handshake with HTTP 403
-        await ws.close(int(CloseCode.POLICY_VIOLATION))
-        return
-    ip = ws.client.host if ws.client else "-"
-    slots = runtime.slots
-    socket_id = slots.new_id()
-    ip_slot = keys.ip_slots(ip)
-    try:
-        admitted = await slots.acquire(ip_slot, socket_id, runtime.settings.max_conn_per_ip)
-    except StoreError:
-        log.warning("store_unavailable_at_connect")
-        await _refuse(ws, "unavailable", "try again shortly", CloseCode.SERVICE_RESTART)
-        return
-    if not admitted:
-        busy = "Too many open chats from your network"
-        await _refuse(ws, "rate_limited", busy, CloseCode.TOO_MANY)
-        return
-    metrics.CONNECTIONS.inc()
-    try:
-        await ws.accept()
-        await Connection(ws, runtime, socket_id).run()
-    finally:
-        metrics.CONNECTIONS.dec()
-        slots.release(ip_slot, socket_id)
+class WidgetSocket:
+    """The ``/ws`` endpoint: a class, so starlette's router calls it as a raw ASGI app
+    and frames skip starlette's per-frame wrappers (see :class:`Connection`)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ws = WebSocket(scope, receive, send)
+        runtime: Runtime = ws.app.state.runtime
+        origin = ws.headers.get("origin")
+        hinted = runtime.sites.get(ws.query_params.get("site", ""))
+        allowed = (
+            runtime.origin_allowed(hinted, origin, ws)
+            if hinted
+            else runtime.origin_allowed_anywhere(origin, ws)
+        )
+        if not allowed:
+            # closing before accept() answers the handshake with HTTP 403
+            await ws.close(int(CloseCode.POLICY_VIOLATION))
+            return
+        ip = ws.client.host if ws.client else "-"
+        slots = runtime.slots
+        socket_id = slots.new_id()
+        ip_slot = keys.ip_slots(ip)
+        try:
+            admitted = await slots.acquire(ip_slot, socket_id, runtime.settings.max_conn_per_ip)
+        except StoreError:
+            log.warning("store_unavailable_at_connect")
+            await _refuse(ws, "unavailable", "try again shortly", CloseCode.SERVICE_RESTART)
+            return
+        if not admitted:
+            busy = "Too many open chats from your network"
+            await _refuse(ws, "rate_limited", busy, CloseCode.TOO_MANY)
+            return
+        metrics.CONNECTIONS.inc()
+        try:
+            await ws.accept()
+            await Connection(ws, runtime, socket_id, receive, send).run()
+        finally:
+            metrics.CONNECTIONS.dec()
+            slots.release(ip_slot, socket_id)
 
 
 async def _refuse(ws: WebSocket, code: str, message: str, close: CloseCode) -> None:

@@ -520,7 +520,11 @@ class WidgetSocket:
         metrics.CONNECTIONS.inc()
         try:
             await ws.accept()
-            await Connection(ws, runtime, socket_id, receive, send).run()
+            # Its own task: each wake-up of a coroutine resumes every frame of the
+            # await chain above it, and the ASGI stack (uvicorn, starlette's
+            # middleware and router) is a dozen frames deep. Cancelling this
+            # coroutine cancels the task.
+            await asyncio.create_task(Connection(ws, runtime, socket_id, receive, send).run())
         finally:
             metrics.CONNECTIONS.dec()
             slots.release(ip_slot, socket_id)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -395,3 +396,66 @@ def process_factory(rds: aioredis.Redis, redis_url: str) -> Iterator[Any]:
     yield factory
     for proc in made:
         proc.kill()
+
+
+# --- a Redis of the test's own (to kill and restart) ----------------------------
+
+REDIS_SERVER = shutil.which("redis-server")
+
+
+class OwnRedis:
+    """A test-owned redis-server with an fsync-always append-only file."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> OwnRedis:
+        assert REDIS_SERVER is not None
+        self.proc = subprocess.Popen(
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--logfile",
+                str(self.dir / "redis.log"),
+            ]
+        )
+        client = redis.Redis(port=self.port)
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                subprocess.run(["sleep", "0.02"], check=True)
+        client.close()
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Any:
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server binary not installed (Debian package redis-server)")
+    server = OwnRedis(tmp_path).start()
+    yield server
+    server.kill()

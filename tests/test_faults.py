@@ -4,79 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from websockets.exceptions import ConnectionClosed
 
 from server.protocol import CloseCode
-from tests.conftest import Visitor, free_port, wait_for
+from tests.conftest import OwnRedis, Visitor, wait_for
 
 pytestmark = pytest.mark.slow
-
-REDIS_SERVER = shutil.which("redis-server")
-
-
-class OwnRedis:
-    """A test-owned redis-server with an fsync-always append-only file."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> OwnRedis:
-        assert REDIS_SERVER is not None
-        self.proc = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.dir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-                "--logfile",
-                str(self.dir / "redis.log"),
-            ]
-        )
-        client = redis.Redis(port=self.port)
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                subprocess.run(["sleep", "0.02"], check=True)
-        client.close()
-        return self
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Any:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server binary not installed (Debian package redis-server)")
-    server = OwnRedis(tmp_path).start()
-    yield server
-    server.kill()
 
 
 async def test_redis_outage_gives_errors_not_false_acks(

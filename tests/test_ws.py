@@ -290,9 +290,7 @@ class RedisTap:
         self.thread.join(5)
 
 
-async def test_a_visitor_message_is_one_redis_round_trip(
-    app_factory: Any, redis_url: str
-) -> None:
+async def test_a_visitor_message_is_one_redis_round_trip(app_factory: Any, redis_url: str) -> None:
     """Count the packets that reach Redis while a visitor sends four frames."""
     tap = RedisTap(redis_url)
     app = await app_factory(redis_url=tap.start())

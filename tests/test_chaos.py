@@ -10,7 +10,6 @@ reached the receiver under exactly one event id.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 from dataclasses import dataclass, field

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -79,6 +80,20 @@ def _redis_for(settings: Settings) -> Iterator[Settings]:
         embedded.stop()
 
 
+@contextlib.contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """With several workers, each writes its metrics where any of them can sum them."""
+    if workers <= 1 or "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="chatlead-metrics-") as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -90,7 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
     # uvicorn re-raises SIGTERM after its graceful shutdown; turn that into SystemExit
     # so the embedded server below is stopped too instead of being orphaned
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    with _redis_for(settings):
+    with _redis_for(settings), _metrics_dir(args.workers):
         uvicorn.run(
             "server.app:create_app",
             factory=True,

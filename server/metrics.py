@@ -1,10 +1,16 @@
-"""Prometheus metrics of one process, served at ``GET /metrics``.
+"""Prometheus metrics, served at ``GET /metrics``.
 
 Counters and histograms are updated where things happen (a few hundred
-nanoseconds each); the outbox depth is read from Redis when scraped.
+nanoseconds each). With ``serve --workers N`` every worker writes them to files in
+``PROMETHEUS_MULTIPROC_DIR`` (set by the CLI) and a scrape, answered by any worker,
+sums all of them. What Redis knows for every process (the outbox depth, the open
+sessions) is read from Redis when scraped.
 """
 
 from __future__ import annotations
+
+import os
+from collections.abc import Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -13,7 +19,10 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -35,7 +44,9 @@ __all__ = [
 
 REGISTRY = CollectorRegistry()
 
-CONNECTIONS = Gauge("chatlead_connections", "Open widget sockets", registry=REGISTRY)
+CONNECTIONS = Gauge(
+    "chatlead_connections", "Open widget sockets", registry=REGISTRY, multiprocess_mode="livesum"
+)
 FRAMES = Counter(
     "chatlead_frames_total", "Client frames received, by type", ["type"], registry=REGISTRY
 )
@@ -66,6 +77,7 @@ SWEEP_LAG = Gauge(
     "chatlead_sweeper_lag_seconds",
     "How late the last flagged session was flagged, past its deadline",
     registry=REGISTRY,
+    multiprocess_mode="max",
 )
 DELIVERIES = Counter(
     "chatlead_delivery_attempts_total",
@@ -79,9 +91,39 @@ DELIVERY_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15),
     registry=REGISTRY,
 )
-OUTBOX_DEPTH = Gauge(
-    "chatlead_outbox_depth", "Events waiting for delivery (all processes)", registry=REGISTRY
-)
+
+
+class _RedisGauges(Collector):
+    """Gauges of the whole deployment, set from Redis at each scrape."""
+
+    def __init__(self) -> None:
+        self.outbox_depth = 0
+        self.sessions_open = 0
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "chatlead_outbox_depth",
+            "Events waiting for delivery (all processes)",
+            value=self.outbox_depth,
+        )
+        yield GaugeMetricFamily(
+            "chatlead_sessions_open",
+            "Open sessions, i.e. waiting for the visitor or for abandonment (all processes)",
+            value=self.sessions_open,
+        )
+
+
+REDIS_GAUGES = _RedisGauges()
+_SHARED = CollectorRegistry()
+_SHARED.register(REDIS_GAUGES)
+
+
+def _process_metrics() -> bytes:
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return generate_latest(REGISTRY)
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+    return generate_latest(merged)
 
 
 async def metrics(request: Request) -> Response:
@@ -89,8 +131,12 @@ async def metrics(request: Request) -> Response:
     async with store.redis.pipeline(transaction=False) as pipe:
         for shard in range(store.shards):
             pipe.zcard(keys.outbox_due(shard))
-        OUTBOX_DEPTH.set(sum(await pipe.execute()))
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+            pipe.zcard(keys.deadlines(shard))
+        counts = await pipe.execute()
+    REDIS_GAUGES.outbox_depth = sum(counts[0::2])
+    REDIS_GAUGES.sessions_open = sum(counts[1::2])
+    body = _process_metrics() + generate_latest(_SHARED)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 routes: list[BaseRoute] = [Route("/metrics", metrics)]

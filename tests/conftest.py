@@ -335,8 +335,8 @@ class ServerProcess:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, command: str = "serve") -> ServerProcess:
-        args = [sys.executable, "-m", "server", command]
+    def start(self, command: str = "serve", *extra: str) -> ServerProcess:
+        args = [sys.executable, "-m", "server", command, *extra]
         if command == "serve":
             args += ["--port", str(self.port)]
         self.log = Path(tempfile.mkstemp(prefix="chatlead-", suffix=".log")[1])

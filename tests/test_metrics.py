@@ -30,3 +30,4 @@ async def test_metrics_count_what_happened(app: RunningApp) -> None:
     assert _value(text, "chatlead_ack_seconds_count") >= 4
     assert _value(text, 'chatlead_sessions_total{event="completed"}') >= 1
     assert _value(text, "chatlead_outbox_depth") == 0
+    assert _value(text, "chatlead_sessions_open") == 0

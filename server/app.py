@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import logging
+import multiprocessing
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -29,6 +34,8 @@ __all__ = ["Background", "create_app", "open_store"]
 
 log = logging.getLogger("chatlead.app")
 
+PR_SET_PDEATHSIG = 1
+"""``prctl`` option: a signal for this process when its parent exits (linux/prctl.h)."""
 STOP_TIMEOUT_S = 25.0
 """Longest shutdown wait for the background loops (delivery drains for up to 20 s)."""
 
@@ -121,10 +128,28 @@ def _routes() -> list[BaseRoute]:
     ]
 
 
+def _exit_with_supervisor() -> None:
+    """Get SIGTERM (a graceful stop) when the process that started us dies.
+
+    A killed ``serve --workers N`` parent would otherwise leave its workers running:
+    still holding the port, sweeping and delivering with the old settings. Linux only
+    (``prctl(PR_SET_PDEATHSIG)``); elsewhere workers outlive a killed parent.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before prctl
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def create_app(settings: Settings | None = None, sites: dict[str, Site] | None = None) -> Starlette:
     """The application; settings from the environment unless given."""
     settings = settings or load_settings()
     sites = sites or load_sites(settings)
+    if multiprocessing.parent_process() is not None:  # a worker of serve --workers N
+        _exit_with_supervisor()
     if not logging.getLogger().handlers:  # a worker process started by uvicorn
         logs.configure(settings.log_format)
 

@@ -341,8 +341,14 @@ class ServerProcess:
             args += ["--port", str(self.port)]
         self.log = Path(tempfile.mkstemp(prefix="chatlead-", suffix=".log")[1])
         with open(self.log, "ab") as out:
+            # a session of its own, so teardown can stop it with all it started
             self.proc = subprocess.Popen(
-                args, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+                args,
+                env=self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         if command == "serve":
             self._wait_healthy()
@@ -364,8 +370,16 @@ class ServerProcess:
         return self.log.read_text(errors="replace")[-3000:] if self.log else ""
 
     def kill(self) -> None:
+        """SIGKILL the chatlead process only (a crash: what it started may live on)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def kill_all(self) -> None:
+        """SIGKILL the process and everything it started (workers, embedded Redis)."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
     def terminate(self) -> None:
@@ -395,7 +409,7 @@ def process_factory(rds: aioredis.Redis, redis_url: str) -> Iterator[Any]:
 
     yield factory
     for proc in made:
-        proc.kill()
+        proc.kill_all()
 
 
 # --- a Redis of the test's own (to kill and restart) ----------------------------

@@ -7,10 +7,11 @@ import contextlib
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from websockets.exceptions import ConnectionClosed
 
 from server.protocol import CloseCode
-from tests.conftest import OwnRedis, Visitor, wait_for
+from tests.conftest import FULL_CONVERSATION, SECRET, OwnRedis, Receiver, Visitor, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -81,3 +82,22 @@ async def test_sigterm_closes_sockets_with_1012(process_factory: Any) -> None:
     # uvicorn re-raises the signal once its graceful shutdown is done
     assert server.proc.wait(15) in (0, -15)
     assert "Application shutdown complete" in server.output()
+
+
+async def test_sigterm_finishes_the_delivery_in_flight(
+    process_factory: Any, receiver: Receiver, rds: aioredis.Redis
+) -> None:
+    receiver.delay = 1.5  # the CRM is slow: the lead is mid-delivery at SIGTERM
+    server = process_factory(
+        webhook_url=receiver.url, webhook_secret=SECRET, webhook_allow_private="true"
+    ).start()
+    async with Visitor.connect(server.ws_url) as v:
+        for name, value in FULL_CONVERSATION:
+            await v.field(name, value)
+    await wait_for(lambda: receiver.requests, 10, interval=0.02)
+    server.proc.terminate()
+    assert server.proc.wait(25) in (0, -15)
+    event = f"evt_{v.welcome['session_id']}_completed"
+    [key] = await rds.keys(f"chatlead:*e:{event}")
+    assert await rds.hget(key, "status") == "delivered"  # settled before exiting
+    assert receiver.ids() == [event]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -47,3 +49,30 @@ async def test_two_workers_serve_visitors_deliver_once_and_report_together(
             answers = _value(text, 'chatlead_frames_total{type="FieldAnswer"}')
             assert answers == VISITORS * len(FULL_CONVERSATION)
             assert _value(text, 'chatlead_sessions_total{event="completed"}') == VISITORS
+
+
+def _workers(pid: int) -> list[int]:
+    """uvicorn's worker processes under ``pid`` (not multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [
+        int(child)
+        for child in children
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
+async def test_workers_stop_when_their_parent_is_killed(process_factory: Any) -> None:
+    server = process_factory().start("serve", "--workers", "2")
+    assert server.proc is not None
+    workers = _workers(server.proc.pid)
+    assert len(workers) == 2
+    server.kill()  # SIGKILL: the parent gets no chance to stop them
+    await wait_for(lambda: not any(_alive(pid) for pid in workers), 20)

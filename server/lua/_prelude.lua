@@ -4,6 +4,9 @@
 -- runs a script on the node that owns its KEYS and lets it reach that node's other
 -- keys; keys of KEYS[1]'s slot are on that node unless the slot is mid-migration.
 
+-- How often a busy session's keys get their retention TTL pushed forward.
+local EXPIRE_EVERY_MS = 60000
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

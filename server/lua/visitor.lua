@@ -7,6 +7,7 @@
 --        "rate": visitor events per second, "burst": bucket size}
 --       The token bucket lives in the session hash, so it holds across every
 --       socket and every server process of the session.
+-- The session hash also holds `exp_due`: when its keys next get their retention TTL.
 -- Returns one of
 --   {"dup", seq}         frame id already accepted: ack again with its seq
 --   {"gone"}             no such session (expired or erased)
@@ -21,7 +22,8 @@ local seen = redis.call('HGET', KEYS[4], ev.id)
 if seen then
   return {'dup', tonumber(seen)}
 end
-local m = redis.call('HMGET', KEYS[1], 'status', 'seq', 'site', 'idle', 'tokens', 'tstamp')
+local m = redis.call('HMGET', KEYS[1], 'status', 'seq', 'site', 'idle', 'tokens', 'tstamp',
+  'exp_due')
 local status, seq, site = m[1], tonumber(m[2]), m[3]
 if not status then
   return {'gone'}
@@ -41,7 +43,6 @@ tokens = math.min(ev.burst, tokens + (now - (tonumber(m[6]) or now)) * ev.rate /
 if tokens < 1 then
   return {'limited'}
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'tstamp', now)
 local recovered = 0
 if status == 'abandoned' then
   redis.call('HSET', KEYS[1], 'status', 'open', 'recovered', '1')
@@ -68,9 +69,21 @@ if #updates > 0 then
   redis.call('HSET', KEYS[2], unpack(updates))
 end
 redis.call('HSET', KEYS[4], ev.id, ack)
-redis.call('HSET', KEYS[1], 'seq', seq, 'active', now, 'step', ev.step)
+-- one HSET for every session field this event changes
+local set = {'tokens', tostring(tokens - 1), 'tstamp', now, 'seq', seq, 'active', now,
+  'step', ev.step}
+-- Retention TTLs are pushed forward at most once per EXPIRE_EVERY_MS (four PEXPIREs
+-- were a third of this script's commands); keys first written now get theirs at once.
+local refresh = (tonumber(m[7]) or 0) <= now
+if refresh then
+  set[#set + 1] = 'exp_due'
+  set[#set + 1] = now + EXPIRE_EVERY_MS
+end
 if ev.completes then
-  redis.call('HSET', KEYS[1], 'status', 'completed', 'completed_at', now)
+  set[#set + 1] = 'status'
+  set[#set + 1] = 'completed'
+  set[#set + 1] = 'completed_at'
+  set[#set + 1] = now
   redis.call('HDEL', KEYS[1], 'deadline')
   redis.call('ZREM', KEYS[6], sid)
   count(tag, site, now, 'completed', ttl)
@@ -78,8 +91,14 @@ if ev.completes then
   emit(tag, sid, site, 'lead.completed', 'evt_' .. sid .. '_completed', now, ttl)
 else
   local deadline = now + tonumber(m[4])
-  redis.call('HSET', KEYS[1], 'deadline', deadline)
+  set[#set + 1] = 'deadline'
+  set[#set + 1] = deadline
   redis.call('ZADD', KEYS[6], deadline, sid)
 end
-expire({KEYS[1], KEYS[2], KEYS[3], KEYS[4]}, ttl)
+redis.call('HSET', KEYS[1], unpack(set))
+if refresh or ev.completes then
+  expire({KEYS[1], KEYS[2], KEYS[3], KEYS[4]}, ttl)
+elseif #updates > 0 then
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
 return {'ok', ack, first, now, recovered}

@@ -110,6 +110,13 @@ class _Protocol(asyncio.Protocol):
         return future
 
 
+def _overdue(conn: _Protocol, future: asyncio.Future[list[Any]]) -> None:
+    """A batch went unanswered: fail it, and drop the connection (and what it carries)."""
+    if not future.done():
+        future.set_exception(RedisTimeoutError("Redis did not answer in time"))
+        conn.transport.close()  # type: ignore[union-attr]
+
+
 class Pipe:
     """Commands sent together, replies in order, on one lazily opened connection.
 
@@ -133,13 +140,24 @@ class Pipe:
                 before answering (a command may or may not have run).
             redis.exceptions.TimeoutError: no answer within ``timeout``.
         """
-        conn = await self._connected()
+        await self._connected()
+        future = self.submit(commands)
+        assert future is not None
+        return await future
+
+    def submit(self, commands: Sequence[bytes]) -> asyncio.Future[list[Any]] | None:
+        """Write packed commands now, without awaiting; None when not connected.
+
+        The future gets the replies (one reply or error each) or the error of the
+        whole batch, as :meth:`execute` raises it.
+        """
+        conn = self._conn
+        if conn is None or conn.lost.done():
+            return None
         future = conn.send(b"".join(commands), len(commands))
-        try:
-            return await asyncio.wait_for(future, self.timeout)
-        except TimeoutError as exc:
-            conn.transport.close()  # type: ignore[union-attr]
-            raise RedisTimeoutError("Redis did not answer in time") from exc
+        timer = asyncio.get_running_loop().call_later(self.timeout, _overdue, conn, future)
+        future.add_done_callback(lambda _: timer.cancel())
+        return future
 
     async def _connected(self) -> _Protocol:
         conn = self._conn

@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 import redis
@@ -170,6 +170,13 @@ async def _run_all(
             for keys_, args in calls:
                 pipe.execute_command("EVALSHA", script.sha, len(keys_), *keys_, *args)
             replies = await pipe.execute(raise_on_error=False)
+    return await _load_and_rerun(script, calls, replies)
+
+
+async def _load_and_rerun(
+    script: AsyncScript, calls: Sequence[tuple[Sequence[str], Sequence[Any]]], replies: list[Any]
+) -> list[Any]:
+    """Run again, through redis-py (which loads the script), the calls answered NOSCRIPT."""
     for i, reply in enumerate(replies):
         if isinstance(reply, NoScriptError):
             keys_, args = calls[i]
@@ -193,6 +200,9 @@ async def run_each(
     return replies
 
 
+_Batch = list[tuple[Sequence[str], list[Any], asyncio.Future[Any]]]
+
+
 class Coalescer:
     """Script calls made during one event-loop tick go to Redis in one pipeline.
 
@@ -208,7 +218,7 @@ class Coalescer:
         self.client = client
         self.script = script
         self.fast = fast
-        self._pending: list[tuple[Sequence[str], list[Any], asyncio.Future[Any]]] = []
+        self._pending: _Batch = []
         self._sending: set[asyncio.Task[None]] = set()
 
     async def call(self, keys_: Sequence[str], args: list[Any]) -> Any:
@@ -221,18 +231,43 @@ class Coalescer:
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        task = asyncio.create_task(self._send(batch))
+        if self.fast is not None:
+            # on an open connection: write now and answer from the reply callback,
+            # no task and no coroutine per tick
+            sha = self.script.sha
+            sent = self.fast.submit([pack_script_call(sha, k, a) for k, a, _ in batch])
+            if sent is not None:
+                sent.add_done_callback(functools.partial(self._answered, batch))
+                return
+        self._spawn(self._send(batch))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _send(
-        self, batch: list[tuple[Sequence[str], list[Any], asyncio.Future[Any]]]
-    ) -> None:
+    def _answered(self, batch: _Batch, sent: asyncio.Future[list[Any]]) -> None:
+        error = sent.exception()
+        replies = [error] * len(batch) if error is not None else sent.result()
+        if any(isinstance(reply, NoScriptError) for reply in replies):
+            self._spawn(self._rerun(batch, replies))
+            return
+        self._answer(batch, replies)
+
+    async def _rerun(self, batch: _Batch, replies: list[Any]) -> None:
+        calls = [(k, a) for k, a, _ in batch]
+        self._answer(batch, await _load_and_rerun(self.script, calls, replies))
+
+    async def _send(self, batch: _Batch) -> None:
         try:
             calls = [(k, a) for k, a, _ in batch]
             replies = await _run_all(self.client, self.script, calls, self.fast)
         except REDIS_ERRORS as exc:
             replies = [exc] * len(batch)
+        self._answer(batch, replies)
+
+    @staticmethod
+    def _answer(batch: _Batch, replies: list[Any]) -> None:
         for (_, _, future), reply in zip(batch, replies, strict=True):
             if future.done():  # the caller went away; the script ran or not, both fine
                 continue
@@ -248,9 +283,11 @@ def _visitor_keys(shard: int, session_id: str) -> tuple[str, ...]:
     return (*keys.session_keys(shard, session_id), keys.deadlines(shard))
 
 
-@dataclass(frozen=True)
-class VisitorResult:
-    """Answer of the visitor script; ``kind`` is ok | dup | stale | closed | gone."""
+class VisitorResult(NamedTuple):
+    """Answer of the visitor script; ``kind`` is ok | dup | stale | closed | gone.
+
+    A named tuple, not a frozen dataclass: one is built per visitor message.
+    """
 
     kind: str
     seq: int = 0

@@ -384,3 +384,15 @@ async def test_the_message_bucket_is_per_session_across_sockets(app_factory: Any
             assert refused["type"] == "error" and refused["code"] == "rate_limited"
     async with Visitor.connect(running.ws_url, **resume) as back:
         assert "from the other tab" not in [m["text"] for m in back.welcome["transcript"]]
+
+
+async def test_lost_script_cache_is_reloaded_without_losing_a_reply(
+    app: RunningApp, rds: aioredis.Redis
+) -> None:
+    async with Visitor.connect(app.ws_url) as v:
+        assert (await v.field("name", "Ada"))["seq"] == 3
+        await rds.script_flush()  # a Redis restart or failover loses loaded scripts
+        ack = await v.field("email", "ada@example.com")
+        assert ack["type"] == "ack" and ack["seq"] == 5
+        prompt = await v.expect("message")  # the bot's next question still comes
+        assert prompt["seq"] == 6 and prompt["prompt"]["field"] == "phone"

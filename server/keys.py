@@ -94,7 +94,11 @@ def session_keys(shard: int, session_id: str) -> list[str]:
 
 
 def deadlines(shard: int) -> str:
-    """Sorted set: open session id -> abandonment deadline (ms, Redis clock)."""
+    """Sorted set: open session id -> a time (ms, Redis clock) at or before its deadline.
+
+    The session hash holds the deadline itself; the sweeper re-queues a session whose
+    stored deadline is later than its score (see ``visitor.lua``, ``sweep.lua``).
+    """
     return f"{tag(shard)}deadlines"
 
 

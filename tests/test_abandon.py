@@ -164,3 +164,20 @@ async def test_concurrent_sweepers_flag_each_session_once(
     finally:
         for store in stores:
             await store.redis.aclose()
+
+
+async def test_activity_moves_the_deadline_and_abandonment_waits_for_it(
+    app_factory: Any,
+) -> None:
+    """The deadline set is not updated on every message; the sweeper must re-check."""
+    app: RunningApp = await app_factory(idle_timeout="1s")
+    loop = asyncio.get_running_loop()
+    async with Visitor.connect(app.ws_url) as v:
+        for n in range(6):  # 3 s of activity: past the deadline the session was queued at
+            assert (await v.message(f"still typing {n}"))["type"] == "ack"
+            await asyncio.sleep(0.5)
+            assert not [f for f in v.frames if f["type"] == "lead"]
+        last = loop.time() - 0.5
+        lead = await v.expect("lead", timeout=5)
+        assert lead["status"] == "abandoned"
+        assert loop.time() - last >= 1.0  # a full idle timeout after the last message

@@ -12,7 +12,8 @@ local now = now_ms()
 local meta = cjson.decode(ARGV[2])
 local seq = append(KEYS[3], cjson.decode(ARGV[3]), 0, now)
 local deadline = now + tonumber(meta.idle)
-local fields = {'status', 'open', 'seq', seq, 'created', now, 'active', now, 'deadline', deadline}
+local fields = {'status', 'open', 'seq', seq, 'created', now, 'active', now, 'deadline', deadline,
+  'queued', '1'}
 for k, v in pairs(meta) do
   fields[#fields + 1] = k
   fields[#fields + 1] = v

@@ -1,5 +1,5 @@
 -- Flag sessions whose idle deadline passed (Redis clock) as abandoned, once each.
--- KEYS: 1 shard deadlines
+-- KEYS: 1 shard deadlines (session id -> a time at or before its deadline)
 -- ARGV: 1 max sessions per call, 2 retention ms, 3 shard tag
 -- Returns {flagged session ids, next deadline ms or "", now ms, max ms flagged late}.
 -- Cost is proportional to the expired sessions only (ZRANGEBYSCORE ... LIMIT).
@@ -10,15 +10,20 @@ local flagged = {}
 local late = 0
 for i = 1, #due, 2 do
   local sid = due[i]
-  late = math.max(late, now - tonumber(due[i + 1]))
   redis.call('ZREM', KEYS[1], sid)
   local s = tag .. 's:' .. sid
-  local m = redis.call('HMGET', s, 'status', 'site', 'step', 'fwd')
-  if m[1] == 'open' then
+  local m = redis.call('HMGET', s, 'status', 'site', 'step', 'fwd', 'deadline')
+  -- the set may hold a time before the session's deadline (visitor.lua does not move
+  -- it on every message): the deadline stored with the session decides
+  local deadline = tonumber(m[5]) or tonumber(due[i + 1])
+  if m[1] == 'open' and deadline > now then
+    redis.call('ZADD', KEYS[1], deadline, sid)
+  elseif m[1] == 'open' then
+    late = math.max(late, now - deadline)
     local site = m[2]
     local n = redis.call('HINCRBY', s, 'abandons', 1)
     redis.call('HSET', s, 'status', 'abandoned', 'abandoned_at', now)
-    redis.call('HDEL', s, 'deadline')
+    redis.call('HDEL', s, 'deadline', 'queued')
     count(tag, site, now, 'abandoned', ttl)
     count(tag, site, now, 'stop:' .. (m[3] or ''), ttl)
     index(tag, site, 'abandoned', now, sid, ttl)

@@ -7,7 +7,8 @@
 --        "rate": visitor events per second, "burst": bucket size}
 --       The token bucket lives in the session hash, so it holds across every
 --       socket and every server process of the session.
--- The session hash also holds `exp_due`: when its keys next get their retention TTL.
+-- The session hash also holds `exp_due` (when its keys next get their retention TTL)
+-- and `queued` (1 while the session is in the shard's deadline set).
 -- Returns one of
 --   {"dup", seq}         frame id already accepted: ack again with its seq
 --   {"gone"}             no such session (expired or erased)
@@ -18,30 +19,41 @@
 --   {"ok", ack seq, first bot seq, now ms, recovered 0|1}
 local sid, ttl, tag = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local ev = cjson.decode(ARGV[4])
-local seen = redis.call('HGET', KEYS[4], ev.id)
-if seen then
-  return {'dup', tonumber(seen)}
-end
 local m = redis.call('HMGET', KEYS[1], 'status', 'seq', 'site', 'idle', 'tokens', 'tstamp',
-  'exp_due')
+  'exp_due', 'queued')
 local status, seq, site = m[1], tonumber(m[2]), m[3]
 if not status then
   return {'gone'}
 end
+-- A refusal, unless the frame id was accepted before: then it is acked again.
+local function refused(kind, extra)
+  local seen = redis.call('HGET', KEYS[4], ev.id)
+  if seen then
+    return {'dup', tonumber(seen)}
+  end
+  return {kind, extra}
+end
 if status == 'completed' then
-  return {'closed'}
+  return refused('closed')
 end
 if seq ~= ev.seq then
-  return {'stale', seq}
+  return refused('stale', seq)
 end
 if seq >= ev.max then
-  return {'full'}
+  return refused('full')
 end
 local now = now_ms()
 local tokens = tonumber(m[5]) or ev.burst
 tokens = math.min(ev.burst, tokens + (now - (tonumber(m[6]) or now)) * ev.rate / 1000)
 if tokens < 1 then
-  return {'limited'}
+  return refused('limited')
+end
+local has_visitor = ev.visitor ~= cjson.null
+-- Claim the frame id with the seq its ack will carry; taken means a resend (the
+-- first write of the script: nothing is changed before it).
+local ack = has_visitor and seq + 1 or seq + #ev.bots
+if redis.call('HSETNX', KEYS[4], ev.id, ack) == 0 then
+  return {'dup', tonumber(redis.call('HGET', KEYS[4], ev.id))}
 end
 local recovered = 0
 if status == 'abandoned' then
@@ -50,16 +62,11 @@ if status == 'abandoned' then
   index(tag, site, 'recovered', now, sid, ttl)
   recovered = 1
 end
-local has_visitor = ev.visitor ~= cjson.null
 if has_visitor then
   seq = append(KEYS[3], {ev.visitor}, seq, now)
 end
-local ack = seq
 local first = seq + 1
 seq = append(KEYS[3], ev.bots, seq, now)
-if not has_visitor then
-  ack = seq
-end
 local updates = {}
 for k, v in pairs(ev.updates) do
   updates[#updates + 1] = k
@@ -68,7 +75,6 @@ end
 if #updates > 0 then
   redis.call('HSET', KEYS[2], unpack(updates))
 end
-redis.call('HSET', KEYS[4], ev.id, ack)
 -- one HSET for every session field this event changes
 local set = {'tokens', tostring(tokens - 1), 'tstamp', now, 'seq', seq, 'active', now,
   'step', ev.step}
@@ -84,7 +90,7 @@ if ev.completes then
   set[#set + 1] = 'completed'
   set[#set + 1] = 'completed_at'
   set[#set + 1] = now
-  redis.call('HDEL', KEYS[1], 'deadline')
+  redis.call('HDEL', KEYS[1], 'deadline', 'queued')
   redis.call('ZREM', KEYS[6], sid)
   count(tag, site, now, 'completed', ttl)
   index(tag, site, 'completed', now, sid, ttl)
@@ -93,7 +99,14 @@ else
   local deadline = now + tonumber(m[4])
   set[#set + 1] = 'deadline'
   set[#set + 1] = deadline
-  redis.call('ZADD', KEYS[6], deadline, sid)
+  -- The deadline set may hold an earlier time than this deadline: the sweeper puts
+  -- a session whose stored deadline is later back in at that deadline. So only a
+  -- session not in the set is added (once per idle period, not once per message).
+  if m[8] ~= '1' then
+    redis.call('ZADD', KEYS[6], deadline, sid)
+    set[#set + 1] = 'queued'
+    set[#set + 1] = '1'
+  end
 end
 redis.call('HSET', KEYS[1], unpack(set))
 if refresh or ev.completes then

@@ -221,13 +221,18 @@ class Coalescer:
         self._pending: _Batch = []
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def call(self, keys_: Sequence[str], args: list[Any]) -> Any:
+    def call(self, keys_: Sequence[str], args: list[Any]) -> asyncio.Future[Any]:
+        """Queue one call for this tick's batch; await the future for its reply.
+
+        A plain function returning the future: the caller's wake-up then resumes one
+        coroutine frame fewer.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((keys_, args, future))
         if len(self._pending) == 1:
             loop.call_soon(self._flush)
-        return await future
+        return future
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []

@@ -18,7 +18,8 @@ from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from server import logs
 from server.config import Settings, Site, load_settings, load_sites
@@ -30,7 +31,7 @@ from server.store import Store, connect_redis
 from server.sweeper import Sweeper
 from server.ws import WidgetSocket
 
-__all__ = ["Background", "create_app", "open_store"]
+__all__ = ["Background", "ChatleadApp", "create_app", "open_store"]
 
 log = logging.getLogger("chatlead.app")
 
@@ -118,7 +119,6 @@ def _routes() -> list[BaseRoute]:
     from server import admin, api, metrics, widget
 
     return [
-        WebSocketRoute("/ws", WidgetSocket()),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         *api.routes,
@@ -126,6 +126,31 @@ def _routes() -> list[BaseRoute]:
         *widget.routes,
         *metrics.routes,
     ]
+
+
+class ChatleadApp(Starlette):
+    """Starlette, with ``/ws`` taken before the middleware stack.
+
+    Every frame a widget socket sends would otherwise pass starlette's exception
+    middleware, which wraps ``send`` for the whole life of the socket; the widget
+    socket handles its own errors (:class:`server.ws.WidgetSocket`).
+    """
+
+    widget_socket = WidgetSocket()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and _route_path(scope) == "/ws":
+            scope["app"] = self
+            await self.widget_socket(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below ``root_path`` (servers differ on whether ``path`` includes it)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _exit_with_supervisor() -> None:
@@ -144,7 +169,9 @@ def _exit_with_supervisor() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def create_app(settings: Settings | None = None, sites: dict[str, Site] | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, sites: dict[str, Site] | None = None
+) -> ChatleadApp:
     """The application; settings from the environment unless given."""
     settings = settings or load_settings()
     sites = sites or load_sites(settings)
@@ -172,6 +199,6 @@ def create_app(settings: Settings | None = None, sites: dict[str, Site] | None =
             await background.stop()
             await store.aclose()
 
-    app = Starlette(routes=_routes(), lifespan=lifespan)
+    app = ChatleadApp(routes=_routes(), lifespan=lifespan)
     app.state.default_site_id = next(iter(sites))
     return app

@@ -153,7 +153,7 @@ def extract_contacts(text: str, region: str) -> dict[str, str]:
             break
         except FieldInvalid:
             continue
-    if sum(ch.isdigit() for ch in text) < _MIN_PHONE_DIGITS:
+    if sum(map(str.isdigit, text)) < _MIN_PHONE_DIGITS:
         return found  # the matcher is slow; no number has fewer digits than this
     for match in phonenumbers.PhoneNumberMatcher(text, region):
         found["phone"] = phonenumbers.format_number(

@@ -486,8 +486,9 @@ class Connection:
 
 
 class WidgetSocket:
-    """The ``/ws`` endpoint: a class, so starlette's router calls it as a raw ASGI app
-    and frames skip starlette's per-frame wrappers (see :class:`Connection`)."""
+    """The ``/ws`` endpoint as a plain ASGI app (``app.ChatleadApp`` calls it before
+    starlette's middleware), so frames skip starlette's wrappers (see
+    :class:`Connection`)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ws = WebSocket(scope, receive, send)

@@ -203,6 +203,8 @@ class RunningApp:
         self.server.should_exit = True
         done, _ = await asyncio.wait({self.task}, timeout=15)
         if not done:  # a stuck graceful shutdown must not hang the suite
+            for task in asyncio.all_tasks():  # say where it is stuck
+                task.print_stack(file=sys.stderr)
             self.server.force_exit = True
             await asyncio.wait_for(self.task, 10)
 

@@ -21,7 +21,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from server import logs
+from server import logs, metrics
 from server.config import Settings, Site, load_settings, load_sites
 from server.delivery import Deliverer
 from server.errors import ConfigError
@@ -116,7 +116,7 @@ async def readyz(request: Request) -> Response:
 
 
 def _routes() -> list[BaseRoute]:
-    from server import admin, api, metrics, widget
+    from server import admin, api, widget
 
     return [
         Route("/healthz", healthz),
@@ -177,6 +177,7 @@ def create_app(
     sites = sites or load_sites(settings)
     if multiprocessing.parent_process() is not None:  # a worker of serve --workers N
         _exit_with_supervisor()
+        metrics.forget_dead_workers()
     if not logging.getLogger().handlers:  # a worker process started by uvicorn
         logs.configure(settings.log_format)
 

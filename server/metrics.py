@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -39,6 +40,7 @@ __all__ = [
     "SESSIONS",
     "SWEEP_LAG",
     "SWEEP_SECONDS",
+    "forget_dead_workers",
     "routes",
 ]
 
@@ -116,6 +118,21 @@ class _RedisGauges(Collector):
 REDIS_GAUGES = _RedisGauges()
 _SHARED = CollectorRegistry()
 _SHARED.register(REDIS_GAUGES)
+
+
+def forget_dead_workers() -> None:
+    """Drop the live gauges (open sockets) of workers that died without saying so.
+
+    uvicorn restarts a killed worker but tells no one; the new worker clears the files
+    of every worker pid that is gone, so ``chatlead_connections`` counts live sockets.
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory is None:
+        return
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        if not Path(f"/proc/{pid}").exists() and pid != os.getpid():
+            multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
 
 
 def _process_metrics() -> bytes:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from tests.conftest import FULL_CONVERSATION, SECRET, Receiver, Visitor, wait_for
 from tests.test_metrics import _value
@@ -61,6 +67,19 @@ def _workers(pid: int) -> list[int]:
     ]
 
 
+def _serving(port: int) -> int:
+    """The pid of a process with an established socket on ``port`` (``ss -tnp``)."""
+    out = subprocess.run(
+        ["ss", "-Htnp", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    match = re.search(r"pid=(\d+)", out)
+    assert match, out
+    return int(match.group(1))
+
+
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
@@ -76,3 +95,40 @@ async def test_workers_stop_when_their_parent_is_killed(process_factory: Any) ->
     assert len(workers) == 2
     server.kill()  # SIGKILL: the parent gets no chance to stop them
     await wait_for(lambda: not any(_alive(pid) for pid in workers), 20)
+
+
+async def test_a_restarted_worker_clears_the_dead_ones_connections(process_factory: Any) -> None:
+    server = process_factory().start("serve", "--workers", "2")
+    assert server.proc is not None
+    sockets = [await websockets.connect(server.ws_url + "?site=default") for _ in range(6)]
+    try:
+        for ws in sockets:
+            await ws.send(json.dumps({"type": "hello", "site": "default"}))
+            assert json.loads(await ws.recv())["type"] == "welcome"
+        victim = _serving(server.port)  # the worker holding (some of) the sockets
+        os.kill(victim, signal.SIGKILL)  # uvicorn starts another in its place
+        alive = 0
+        for ws in sockets:
+            try:
+                await asyncio.wait_for(ws.recv(), 1)
+            except TimeoutError:
+                alive += 1  # still open, on the other worker
+            except websockets.ConnectionClosed:
+                pass
+        assert alive < len(sockets)  # the dead worker had some of them
+        await wait_for(lambda: len(_workers(server.proc.pid)) == 2, 20)
+
+        async def connections() -> float:
+            async with httpx.AsyncClient() as http:
+                return _value(
+                    (await http.get(server.base + "/metrics")).text, "chatlead_connections"
+                )
+
+        await wait_for(lambda: _is(connections(), alive), 20, interval=0.2)
+    finally:
+        for ws in sockets:
+            await ws.close()
+
+
+async def _is(value: Any, expected: float) -> bool:
+    return await value == expected

@@ -422,9 +422,10 @@ REDIS_SERVER = shutil.which("redis-server")
 class OwnRedis:
     """A test-owned redis-server with an fsync-always append-only file."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *options: str) -> None:
         self.dir = directory
         self.port = free_port()
+        self.options = options
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -450,6 +451,7 @@ class OwnRedis:
                 "",
                 "--logfile",
                 str(self.dir / "redis.log"),
+                *self.options,
             ]
         )
         client = redis.Redis(port=self.port)
@@ -457,6 +459,8 @@ class OwnRedis:
             try:
                 client.ping()
                 break
+            except (redis.AuthenticationError, redis.ResponseError):
+                break  # up, and wants a password
             except redis.ConnectionError:
                 subprocess.run(["sleep", "0.02"], check=True)
         client.close()

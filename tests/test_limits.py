@@ -52,7 +52,9 @@ async def test_the_ip_cap_holds_across_processes(app_factory: Any, rds: aioredis
             assert [f["code"] for f in frames] == ["rate_limited"]
             frames, code = await _refusal(a.ws_url)
             assert code == CloseCode.TOO_MANY
-        # a closed socket gives its slot back, to any process
+        # a closed socket gives its slot back (once its server saw the close), to any
+        # process
+        await wait_for(lambda: _zcard(rds, keys.ip_slots("127.0.0.1"), 2), 5)
         async with Visitor.connect(b.ws_url) as v:
             assert v.welcome["status"] == "open"
     await wait_for(lambda: _zcard(rds, keys.ip_slots("127.0.0.1"), 0), 5)

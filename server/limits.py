@@ -30,18 +30,23 @@ LEASE_MS = 60_000
 """A lease is renewed three times per lease (a missed renewal is not a lost slot)."""
 
 
+def _log_failed_release(done: asyncio.Future[object]) -> None:
+    if done.exception() is not None:  # the lease lapses on its own within LEASE_MS
+        log.warning("slot_release_failed error=%s", done.exception())
+
+
 class ConnectionSlots:
     """The slots this process holds, taken, renewed and given back in Redis."""
 
     def __init__(self, store: Store, lease_ms: int = LEASE_MS) -> None:
         self.store = store
         self.lease_ms = lease_ms
+        # the takes and give-backs of one tick share a pipeline
         self._take = Coalescer(store.redis, store.script("slot"))
+        self._give_back = Coalescer(store.redis, store.script("unslot"))
         self._held: dict[str, set[str]] = defaultdict(set)
         self._prefix = secrets.token_hex(4)
         self._ids = itertools.count(1)
-        self._returning: list[tuple[str, str]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def new_id(self) -> str:
         """A socket id unique across processes (a random process part + a counter)."""
@@ -63,32 +68,14 @@ class ConnectionSlots:
         return False
 
     def release(self, key: str, socket_id: str) -> None:
-        """Give a slot back; never waits (the releases of one tick share a pipeline)."""
+        """Give a slot back; never waits."""
         held = self._held.get(key)
         if held is None or socket_id not in held:
             return
         held.discard(socket_id)
         if not held:
             del self._held[key]
-        self._returning.append((key, socket_id))
-        if len(self._returning) == 1:
-            asyncio.get_running_loop().call_soon(self._start_return)
-
-    def _start_return(self) -> None:
-        batch, self._returning = self._returning, []
-        task = asyncio.create_task(self._return(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _return(self, batch: list[tuple[str, str]]) -> None:
-        try:
-            async with self.store.redis.pipeline(transaction=False) as pipe:
-                for key, socket_id in batch:
-                    pipe.zrem(key, socket_id)
-                await pipe.execute()
-        except REDIS_ERRORS as exc:
-            # the leases lapse on their own within LEASE_MS
-            log.warning("slot_release_failed count=%d error=%s", len(batch), exc)
+        self._give_back.call([key], [socket_id]).add_done_callback(_log_failed_release)
 
     async def renew_once(self) -> None:
         """Push the expiry of every held lease one ``lease_ms`` ahead.

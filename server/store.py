@@ -336,7 +336,17 @@ class Store:
         self.msg_rate, self.msg_burst = msg_rate, msg_burst
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(_script_source(name))
-            for name in ("create", "visitor", "sweep", "claim", "settle", "replay", "read", "slot")
+            for name in (
+                "create",
+                "visitor",
+                "sweep",
+                "claim",
+                "settle",
+                "replay",
+                "read",
+                "slot",
+                "unslot",
+            )
         }
         # the calls many sockets (or deliveries) make at once share a pipeline
         self.fast = fast

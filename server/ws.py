@@ -522,9 +522,8 @@ class WidgetSocket:
         try:
             await ws.accept()
             # Its own task: each wake-up of a coroutine resumes every frame of the
-            # await chain above it, and the ASGI stack (uvicorn, starlette's
-            # middleware and router) is a dozen frames deep. Cancelling this
-            # coroutine cancels the task.
+            # await chain above it (uvicorn's protocol, its proxy-headers middleware,
+            # the app, this handshake). Cancelling this coroutine cancels the task.
             await asyncio.create_task(Connection(ws, runtime, socket_id, receive, send).run())
         finally:
             metrics.CONNECTIONS.dec()

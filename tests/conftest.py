@@ -187,6 +187,16 @@ def receiver() -> Iterator[Receiver]:
 # --- the app ------------------------------------------------------------------
 
 
+def hook_env(receiver: Receiver, **extra: str) -> dict[str, str]:
+    """Settings that send signed leads to ``receiver`` (as process env or app overrides)."""
+    return {
+        "webhook_url": receiver.url,
+        "webhook_secret": SECRET,
+        "webhook_allow_private": "true",
+        **extra,
+    }
+
+
 def settings_for(url: str, **overrides: Any) -> Settings:
     base: dict[str, Any] = {"redis_url": url, "retry_schedule": "0,0.2s,0.5s"}
     return Settings(**{**base, **overrides})

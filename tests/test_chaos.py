@@ -21,7 +21,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from server import keys
-from tests.conftest import SECRET, OwnRedis, Receiver, wait_for
+from tests.conftest import OwnRedis, Receiver, hook_env, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -157,12 +157,7 @@ async def _check_delivered(receiver: Receiver, clients: list[WidgetClient]) -> N
 
 
 def _hook(receiver: Receiver) -> dict[str, str]:
-    return {
-        "webhook_url": receiver.url,
-        "webhook_secret": SECRET,
-        "webhook_allow_private": "true",
-        "retry_schedule": "0,0.2s,0.5s,1s,1s,1s,1s,1s,1s,1s",
-    }
+    return hook_env(receiver, retry_schedule="0,0.2s,0.5s,1s,1s,1s,1s,1s,1s,1s")
 
 
 async def test_sigkill_a_server_under_traffic(

@@ -12,25 +12,16 @@ import pytest
 import redis.asyncio as aioredis
 
 from server.store import Store, connect_redis
-from tests.conftest import SECRET, Receiver, Visitor, wait_for
+from tests.conftest import SECRET, Receiver, Visitor, hook_env, wait_for
 from tests.test_abandon import seed_sessions
 
 pytestmark = pytest.mark.slow
 
 
-def _hook(receiver: Receiver, **extra: str) -> dict[str, str]:
-    return {
-        "webhook_url": receiver.url,
-        "webhook_secret": SECRET,
-        "webhook_allow_private": "true",
-        **extra,
-    }
-
-
 async def test_sigkill_after_ack_loses_nothing_acked(
     process_factory: Any, receiver: Receiver
 ) -> None:
-    server = process_factory(**_hook(receiver)).start()
+    server = process_factory(**hook_env(receiver)).start()
     async with Visitor.connect(server.ws_url) as v:
         await v.field("name", "Ada")
         ack = await v.field("email", "ada@example.com")
@@ -163,8 +154,8 @@ def _alive(pid: int) -> bool:
 async def test_server_killed_mid_conversation_visitor_moves_to_another(
     process_factory: Any, receiver: Receiver
 ) -> None:
-    a = process_factory(**_hook(receiver)).start()
-    b = process_factory(**_hook(receiver)).start()
+    a = process_factory(**hook_env(receiver)).start()
+    b = process_factory(**hook_env(receiver)).start()
     async with Visitor.connect(a.ws_url) as v:
         await v.field("name", "Ada")
         # sent, maybe stored, maybe acked: the process dies right now

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from websockets.exceptions import ConnectionClosed
 
 from server.protocol import CloseCode
-from tests.conftest import FULL_CONVERSATION, SECRET, OwnRedis, Receiver, Visitor, wait_for
+from tests.conftest import FULL_CONVERSATION, OwnRedis, Receiver, Visitor, hook_env, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -88,9 +88,7 @@ async def test_sigterm_finishes_the_delivery_in_flight(
     process_factory: Any, receiver: Receiver, rds: aioredis.Redis
 ) -> None:
     receiver.delay = 1.5  # the CRM is slow: the lead is mid-delivery at SIGTERM
-    server = process_factory(
-        webhook_url=receiver.url, webhook_secret=SECRET, webhook_allow_private="true"
-    ).start()
+    server = process_factory(**hook_env(receiver)).start()
     async with Visitor.connect(server.ws_url) as v:
         for name, value in FULL_CONVERSATION:
             await v.field(name, value)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.conftest import FULL_CONVERSATION, SECRET, Receiver, Visitor, wait_for
+from tests.conftest import FULL_CONVERSATION, Receiver, Visitor, hook_env, wait_for
 from tests.test_metrics import _value
 
 pytestmark = pytest.mark.slow
@@ -27,9 +27,7 @@ VISITORS = 12
 async def test_two_workers_serve_visitors_deliver_once_and_report_together(
     process_factory: Any, receiver: Receiver
 ) -> None:
-    server = process_factory(
-        webhook_url=receiver.url, webhook_secret=SECRET, webhook_allow_private="true"
-    ).start("serve", "--workers", "2")
+    server = process_factory(**hook_env(receiver)).start("serve", "--workers", "2")
 
     async def converse() -> str:
         async with Visitor.connect(server.ws_url) as v:

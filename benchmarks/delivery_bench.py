@@ -115,14 +115,16 @@ async def main() -> None:
         await store.redis.flushdb()
         await seed(store, args.events)
         site = Site(id="bench", webhook=Webhook(url=url, allow_private=True))
-        deliverer = Deliverer(store, {"bench": site}, (0, 1, 1), asyncio.Event())
+        wakeup, stop = asyncio.Event(), asyncio.Event()
+        deliverer = Deliverer(store, {"bench": site}, (0, 1, 1), wakeup)
         started = time.perf_counter()
-        task = asyncio.create_task(deliverer.run())
+        task = asyncio.create_task(deliverer.run(stop))
         while await outbox_depth(store):
             await asyncio.sleep(0.02)
         elapsed = time.perf_counter() - started
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        stop.set()
+        wakeup.set()
+        await task
         received = int(httpx.get(f"http://127.0.0.1:{port}/count").text) - args.events
         await store.redis.flushdb()
         await store.redis.aclose()

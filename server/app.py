@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
@@ -25,6 +25,7 @@ from server import logs, metrics
 from server.config import Settings, Site, load_settings, load_sites
 from server.delivery import Deliverer
 from server.errors import ConfigError
+from server.loops import Loop, forever
 from server.resp import Pipe
 from server.runtime import Runtime
 from server.store import Store, connect_redis
@@ -67,41 +68,31 @@ class Background:
         )
         self.sweeper = Sweeper(runtime.store, runtime.delivery_wakeup)
         self.runtime = runtime
+        self.stopping = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
 
     def start(self, *, notifications: bool) -> None:
-        loops: list[Callable[[], Awaitable[None]]] = [
-            self.deliverer.run,
-            self.sweeper.run,
-            self.runtime.slots.run,
-        ]
+        loops: list[Loop] = [self.deliverer.run, self.sweeper.run, self.runtime.slots.run]
         if notifications:
-            loops.append(self._notifications)
-        self.tasks = [asyncio.create_task(_forever(loop)) for loop in loops]
-
-    async def _notifications(self) -> None:
-        await self.runtime.listen_notifications()
+            loops.append(self.runtime.listen_notifications)
+        self.tasks = [
+            asyncio.create_task(forever(loop, self.stopping), name=loop.__qualname__)
+            for loop in loops
+        ]
 
     async def stop(self) -> None:
-        """Cancel the loops; in-flight deliveries get their drain time, nothing more."""
-        for task in self.tasks:
-            task.cancel()
-        _, stuck = await asyncio.wait(self.tasks, timeout=STOP_TIMEOUT_S)
-        for task in stuck:
+        """Tell the loops to stop; in-flight deliveries get their drain time.
+
+        A loop still running after ``STOP_TIMEOUT_S`` is cancelled and logged.
+        """
+        self.stopping.set()
+        self.runtime.delivery_wakeup.set()
+        _, running = await asyncio.wait(self.tasks, timeout=STOP_TIMEOUT_S)
+        for task in running:
             log.warning("background_loop_stuck_at_shutdown task=%s", task.get_name())
-
-
-async def _forever(loop: Callable[[], Awaitable[None]]) -> None:
-    """Run a loop; restart it after an unexpected error (e.g. Redis went away)."""
-    while True:
-        try:
-            await loop()
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("background_loop_failed loop=%s", getattr(loop, "__qualname__", loop))
-            await asyncio.sleep(1)
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=1)
 
 
 async def healthz(request: Request) -> Response:

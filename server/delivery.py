@@ -10,6 +10,7 @@ same ``webhook-id``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
@@ -24,6 +25,7 @@ from server.config import Site
 from server.errors import DeliveryError, StoreError
 from server.formats import LeadEvent, SendResult, copper, guard
 from server.lead import build_lead
+from server.loops import rest
 from server.outbox import Claim, EventRecord, Outbox
 from server.session import SessionRecord
 from server.store import Store
@@ -103,22 +105,21 @@ class Deliverer:
             self._idle.put_nowait(client)
         self._inflight: set[asyncio.Task[None]] = set()
 
-    async def run(self) -> None:
-        """Deliver until cancelled; survives Redis outages."""
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set (and ``wakeup`` with it); survives Redis outages."""
         try:
-            while True:
-                claims = await self._claim()
+            while not stop.is_set():
+                claims = await self._claim(stop)
                 for claim in claims:
                     http = await self._idle.get()
                     task = asyncio.create_task(self._deliver(claim, http))
                     self._inflight.add(task)
                     task.add_done_callback(functools.partial(self._done, http))
-                if not claims:
+                if not claims and not stop.is_set():
                     self.wakeup.clear()
-                    try:
-                        await asyncio.wait_for(self.wakeup.wait(), POLL_S)
-                    except TimeoutError:
-                        pass
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(POLL_S):
+                            await self.wakeup.wait()
         finally:
             await self.drain()
             for client in self._clients:
@@ -133,14 +134,14 @@ class Deliverer:
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=timeout)
 
-    async def _claim(self) -> list[Claim]:
+    async def _claim(self, stop: asyncio.Event) -> list[Claim]:
         try:
             # claim about as many as there are free slots, so claims don't wait
             # behind slow targets long enough for their lease to run out
             return await self.outbox.claim(limit=self._idle.qsize() // self.store.shards + 1)
         except StoreError as exc:
             log.warning("outbox_unavailable error=%s", exc)
-            await asyncio.sleep(1)
+            await rest(stop, 1)
             return []
 
     async def _deliver(self, claim: Claim, http: httpx.AsyncClient) -> None:

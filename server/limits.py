@@ -20,6 +20,7 @@ import secrets
 from collections import defaultdict
 
 from server.errors import StoreError
+from server.loops import rest
 from server.store import REDIS_ERRORS, Coalescer, Store
 
 __all__ = ["LEASE_MS", "ConnectionSlots"]
@@ -93,10 +94,9 @@ class ConnectionSlots:
                 pipe.pexpire(key, self.lease_ms)
             await pipe.execute()
 
-    async def run(self) -> None:
-        """Renew forever; a failed round is retried at the next one."""
-        while True:
-            await asyncio.sleep(self.lease_ms / 3000)
+    async def run(self, stop: asyncio.Event) -> None:
+        """Renew until ``stop`` is set; a failed round is retried at the next one."""
+        while not await rest(stop, self.lease_ms / 3000):
             try:
                 await self.renew_once()
             except REDIS_ERRORS as exc:

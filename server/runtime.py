@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections import defaultdict
@@ -21,6 +20,9 @@ if TYPE_CHECKING:
 __all__ = ["Hub", "Runtime"]
 
 log = logging.getLogger("chatlead.runtime")
+
+NOTIFY_POLL_S = 0.5
+"""Longest wait for a notification before the listener looks at its stop signal."""
 
 
 class Notifiable(Protocol):
@@ -94,13 +96,16 @@ class Runtime:
     def origin_allowed_anywhere(self, origin: str | None, conn: HTTPConnection) -> bool:
         return any(self.origin_allowed(site, origin, conn) for site in self.sites.values())
 
-    async def listen_notifications(self) -> None:
+    async def listen_notifications(self, stop: asyncio.Event) -> None:
         """Tell live sockets when another process's sweeper abandons their session."""
         pubsub = self.store.redis.pubsub()
-        await pubsub.subscribe(keys.NOTIFY_CHANNEL)
         try:
-            async for message in pubsub.listen():
-                if message.get("type") != "message":
+            await pubsub.subscribe(keys.NOTIFY_CHANNEL)
+            while not stop.is_set():
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=NOTIFY_POLL_S
+                )
+                if message is None or message.get("type") != "message":
                     continue
                 try:
                     ids = json.loads(message["data"]).get("abandoned", [])
@@ -108,6 +113,4 @@ class Runtime:
                     continue
                 self.hub.abandoned(ids)
         finally:
-            # closing a cancelled subscriber can wait on its socket; never hold shutdown
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(pubsub.aclose(), 2)  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call]

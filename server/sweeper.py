@@ -14,6 +14,7 @@ import logging
 
 from server import metrics
 from server.errors import StoreError
+from server.loops import rest
 from server.store import Store, SweepResult
 
 __all__ = ["Sweeper", "pause_after"]
@@ -52,12 +53,13 @@ class Sweeper:
                 self.on_flagged.set()
         return result
 
-    async def run(self) -> None:
-        while True:
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sweep until ``stop`` is set; survives Redis outages."""
+        while not stop.is_set():
             try:
                 result = await self.sweep_once()
             except StoreError as exc:
                 log.warning("sweep_failed error=%s", exc)
-                await asyncio.sleep(1)
+                await rest(stop, 1)
                 continue
-            await asyncio.sleep(pause_after(result))
+            await rest(stop, pause_after(result))

@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from server import keys
+from server.protocol import CLIENT_FRAME_TYPES
 
 __all__ = [
     "ACK_SECONDS",
@@ -50,7 +51,10 @@ CONNECTIONS = Gauge(
     "chatlead_connections", "Open widget sockets", registry=REGISTRY, multiprocess_mode="livesum"
 )
 FRAMES = Counter(
-    "chatlead_frames_total", "Client frames received, by type", ["type"], registry=REGISTRY
+    "chatlead_frames_total",
+    "Client frames received, by protocol type (invalid: refused as bad_frame)",
+    ["type"],
+    registry=REGISTRY,
 )
 ACK_SECONDS = Histogram(
     "chatlead_ack_seconds",
@@ -58,10 +62,7 @@ ACK_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
     registry=REGISTRY,
 )
-FRAME_COUNTERS = {
-    name: FRAMES.labels(name)
-    for name in ("Hello", "VisitorMessage", "FieldAnswer", "Submit", "Ping")
-}
+FRAME_COUNTERS = {name: FRAMES.labels(name) for name in (*CLIENT_FRAME_TYPES, "invalid")}
 """Bound once: ``labels()`` on every frame showed up in profiles."""
 SESSIONS = Counter(
     "chatlead_sessions_total",

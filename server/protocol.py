@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -64,6 +64,7 @@ class Page:
 
 @dataclass(frozen=True)
 class Hello:
+    TYPE: ClassVar[str] = "hello"
     site: str
     session_id: str | None = None
     resume_token: str | None = None
@@ -75,12 +76,14 @@ class Hello:
 
 @dataclass(frozen=True)
 class VisitorMessage:
+    TYPE: ClassVar[str] = "message"
     id: str
     text: str
 
 
 @dataclass(frozen=True)
 class FieldAnswer:
+    TYPE: ClassVar[str] = "field"
     id: str
     name: str
     value: str
@@ -88,11 +91,13 @@ class FieldAnswer:
 
 @dataclass(frozen=True)
 class Submit:
+    TYPE: ClassVar[str] = "submit"
     id: str
 
 
 @dataclass(frozen=True)
 class Ping:
+    TYPE: ClassVar[str] = "ping"
     pass
 
 
@@ -185,6 +190,8 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], ClientFrame]] = {
     "submit": _submit,
     "ping": _ping,
 }
+CLIENT_FRAME_TYPES = tuple(_PARSERS)
+"""The ``type`` of every client frame, as on the wire (and in metrics labels)."""
 
 
 def parse_client_frame(text: str) -> ClientFrame:

@@ -245,6 +245,7 @@ class Connection:
         except FrameError as exc:
             self.send(protocol.error_frame("bad_frame", str(exc)))
             frame = None
+        metrics.FRAME_COUNTERS["invalid" if frame is None else frame.TYPE].inc()
         if not isinstance(frame, Hello):
             if frame is not None:
                 self.send(protocol.error_frame("bad_frame", "the first frame must be hello"))
@@ -360,9 +361,10 @@ class Connection:
             return
         self.strikes = 0
         if isinstance(frame, FrameError):
+            metrics.FRAME_COUNTERS["invalid"].inc()
             self.send(protocol.error_frame("bad_frame", str(frame), frame.frame_id))
             return
-        metrics.FRAME_COUNTERS[type(frame).__name__].inc()
+        metrics.FRAME_COUNTERS[frame.TYPE].inc()
         if isinstance(frame, Ping):
             self.send(protocol.pong_frame())
         elif isinstance(frame, Hello):

@@ -26,7 +26,9 @@ async def test_metrics_count_what_happened(app: RunningApp) -> None:
             return text if 'chatlead_delivery_attempts_total{outcome="delivered"}' in text else None
 
         text = await wait_for(delivered, 5)
-    assert _value(text, 'chatlead_frames_total{type="FieldAnswer"}') >= 4
+    # labels are the protocol's frame types; every socket's hello is counted
+    assert _value(text, 'chatlead_frames_total{type="field"}') >= 4
+    assert _value(text, 'chatlead_frames_total{type="hello"}') >= 1
     assert _value(text, "chatlead_ack_seconds_count") >= 4
     assert _value(text, 'chatlead_sessions_total{event="completed"}') >= 1
     assert _value(text, "chatlead_outbox_depth") == 0

@@ -50,7 +50,7 @@ async def test_two_workers_serve_visitors_deliver_once_and_report_together(
         # whichever worker answers, the counts are of both
         for _ in range(4):
             text = (await http.get(server.base + "/metrics")).text
-            answers = _value(text, 'chatlead_frames_total{type="FieldAnswer"}')
+            answers = _value(text, 'chatlead_frames_total{type="field"}')
             assert answers == VISITORS * len(FULL_CONVERSATION)
             assert _value(text, 'chatlead_sessions_total{event="completed"}') == VISITORS
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 __all__ = ["SCRIPT", "demo_page", "routes", "versioned_path"]
@@ -131,7 +131,13 @@ async def demo(request: Request) -> Response:
     return demo_page(site_id)
 
 
+async def home(request: Request) -> Response:
+    """The server's root has nothing of its own: a new user lands on the demo."""
+    return RedirectResponse("demo", status_code=302)  # relative: right behind a path prefix
+
+
 routes: list[BaseRoute] = [
+    Route("/", home, methods=["GET"]),
     Route("/widget/chatlead.js", widget_script, methods=["GET"]),
     Route("/widget/chatlead.{version}.js", versioned_script, methods=["GET"]),
     Route("/demo", demo, methods=["GET"]),

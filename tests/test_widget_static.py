@@ -114,6 +114,12 @@ async def test_demo_embeds_the_versioned_widget_for_the_default_site(
     assert (await client.get(tag.group(1))).status_code == 200
 
 
+async def test_the_root_sends_a_new_user_to_the_demo(client: httpx.AsyncClient) -> None:
+    response = await client.get("/", follow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["location"] == "demo"
+
+
 async def test_demo_takes_a_site_from_the_query(client: httpx.AsyncClient) -> None:
     assert 'data-site="other-site"' in (await client.get("/demo?site=other-site")).text
     assert (await client.get("/demo?site=%22%3E%3Cscript%3E")).status_code == 400

@@ -8,13 +8,17 @@ Every problem is reported as one :class:`ConfigError` line naming the setting.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
+import socket
 import tomllib
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -36,31 +40,60 @@ __all__ = [
     "Settings",
     "Site",
     "Webhook",
+    "check_targets",
+    "describe",
+    "format_duration",
     "load_settings",
     "load_sites",
     "parse_duration",
+    "unknown_env",
 ]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
 
 
 def parse_duration(value: str | float | int) -> float:
-    """Parse ``90s``, ``15m``, ``2h``, ``30d``, ``250ms`` or bare seconds into seconds.
+    """Parse ``90s``, ``15m``, ``2h``, ``30d``, ``250ms`` (or ``0``) into seconds.
+
+    Text needs a unit: ``15`` could mean seconds or minutes, so it is refused.
+    Numbers given from code are seconds.
 
     Raises:
-        ValueError: the text is not a duration.
+        ValueError: the text is not a duration, or has no unit.
     """
     if isinstance(value, int | float):
         seconds = float(value)
     else:
         match = _DURATION.match(value)
         if not match:
-            raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 15m, 2h, 7d)")
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 15m, 2h or 7d")
+        number, unit = match.groups()
+        if unit is None and float(number) != 0:
+            raise ValueError(f"{number} has no unit; write {number}s, {number}m or {number}h")
+        seconds = float(number) * _UNIT_SECONDS[unit or "s"]
     if seconds < 0:
         raise ValueError(f"negative duration: {value!r}")
     return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest text :func:`parse_duration` reads back as ``seconds`` (``900`` -> ``15m``)."""
+    if seconds == 0:
+        return "0"
+    for unit, size in _UNIT_SECONDS.items():
+        count = seconds / size
+        if count >= 1 and round(count, 6).is_integer():
+            return f"{round(count)}{unit}"
+    return f"{seconds * 1000:g}ms"
+
+
+class _FieldProblem(ValueError):
+    """A rule across fields broken by one of them: the loaders name that field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 Duration = Annotated[float, NoDecode]
@@ -148,19 +181,44 @@ class Webhook(BaseModel):
                 raise ValueError("a secret must look like whsec_<base64>")
         return value
 
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        problem = None if value is None else _url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _format_needs(self) -> Webhook:
-        if self.format == "pulse" and not (self.pulse_api_key and self.pulse_api_secret):
-            raise ValueError("format 'pulse' needs PULSE_API_KEY and PULSE_API_SECRET")
-        if self.format == "pulse" and not self.url:
-            raise ValueError("format 'pulse' needs the Pulse API base URL as the webhook url")
-        if self.format == "copper" and not (self.copper_api_key and self.copper_user_email):
-            raise ValueError("format 'copper' needs COPPER_API_KEY and COPPER_USER_EMAIL")
-        if self.format == "template" and not self.template:
-            raise ValueError("format 'template' needs a template")
-        if self.format in ("external-lead", "template") and self.url is None and self.template:
-            raise ValueError("a template needs a url")
+        needs = {
+            "pulse": ("pulse_api_key", "pulse_api_secret", "url"),
+            "copper": ("copper_api_key", "copper_user_email"),
+            "template": ("template", "url"),
+        }
+        for field in needs.get(self.format, ()):
+            if not getattr(self, field):
+                what = "the Pulse API base URL" if self.format == "pulse" and field == "url" else ""
+                raise _FieldProblem(
+                    field, f"{what or 'required'} for webhook format {self.format!r}"
+                )
+        if self.format == "external-lead" and self.template and self.url is None:
+            raise _FieldProblem("url", "required with a template")
         return self
+
+
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` is not an absolute http(s) URL; the URL is never quoted (it may hold a token)."""
+    if "://" not in url:
+        return "has no scheme; include https:// (e.g. https://hooks.example.com/leads)"
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"scheme {parts.scheme}:// is not supported; use https://"
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return f"bad port for {parts.hostname}"
+    return None if parts.hostname else "has no host"
 
 
 class Site(BaseModel):
@@ -168,7 +226,7 @@ class Site(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    id: str
     allowed_origins: tuple[str, ...] = ("*",)
     company: str | None = None
     idle_timeout: float = 900.0
@@ -183,6 +241,18 @@ class Site(BaseModel):
     place_id: str | None = None
     max_connections: Annotated[int | None, Field(ge=1)] = None
     """Open sockets for this site across all processes; unset: ``MAX_CONN_PER_SITE``."""
+
+    @field_validator("id")
+    @classmethod
+    def _site_id(cls, value: str) -> str:
+        if not _SITE_ID.match(value):
+            raise ValueError(f"{value!r} is not a site id; use letters, digits, - and _ (up to 64)")
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_origin(origin) for origin in value)
 
     @field_validator("idle_timeout", mode="before")
     @classmethod
@@ -206,6 +276,22 @@ class Site(BaseModel):
         return "*" in self.allowed_origins or origin in self.allowed_origins
 
 
+_SITE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ORIGIN = re.compile(r"^https?://[^/?#\s]+$")
+
+
+def _origin(origin: str) -> str:
+    """``origin`` as browsers send it (no trailing slash), or ValueError saying what is wrong."""
+    if origin == "*":
+        return origin
+    if "://" not in origin:
+        raise ValueError(f"{origin!r} has no scheme; include https:// (https://{origin})")
+    clean = origin.rstrip("/")
+    if not _ORIGIN.match(clean):
+        raise ValueError(f"{origin!r} is not an origin; write scheme://host[:port], no path")
+    return clean
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -213,6 +299,13 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+_DURATIONS = ("idle_timeout", "retention", "retry_schedule")
+SECRET_SETTINGS = frozenset(
+    {"webhook_secret", "copper_api_key", "pulse_api_key", "pulse_api_secret", "admin_token"}
+)
+"""Settings whose values are never printed."""
 
 
 class Settings(BaseSettings):
@@ -231,6 +324,7 @@ class Settings(BaseSettings):
     webhook_format: WebhookFormat = "external-lead"
     webhook_secret: Annotated[tuple[str, ...], NoDecode] = ()
     webhook_allow_private: bool = False
+    webhook_template: Path | None = None
     copper_api_key: str | None = None
     copper_user_email: str | None = None
     pulse_api_key: str | None = None
@@ -260,7 +354,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
 
-    @field_validator("idle_timeout", "retention", mode="before")
+    @field_validator(*_DURATIONS[:2], mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
@@ -299,42 +393,79 @@ class Settings(BaseSettings):
     def loopback_only(self) -> bool:
         return _is_loopback(self.host)
 
-    def env_site(self) -> Site:
-        """The single site defined by environment variables."""
-        origins = self.allowed_origins
-        if origins is None:
-            if not self.loopback_only:
-                raise ConfigError(
-                    "CHATLEAD_ALLOWED_ORIGINS is required when listening beyond loopback"
-                )
-            origins = ("*",)
-        webhook = Webhook(
-            url=self.webhook_url,
-            format=self.webhook_format,
-            secrets=self.webhook_secret,
-            allow_private=self.webhook_allow_private,
-            copper_api_key=self.copper_api_key,
-            copper_user_email=self.copper_user_email,
-            pulse_api_key=self.pulse_api_key,
-            pulse_api_secret=self.pulse_api_secret,
-            pulse_account_id=self.pulse_account_id,
-            pulse_team_id=self.pulse_team_id,
-            pulse_lead_source_id=self.pulse_lead_source_id,
-        )
-        return Site(
-            id=self.site,
-            allowed_origins=origins,
-            idle_timeout=self.idle_timeout,
-            forward_abandoned=self.forward_abandoned,
-            webhook=webhook,
-        )
+
+# Settings behind the env-defined site's fields, where the names differ.
+_ENV_FIELDS = {
+    "id": "site",
+    "url": "webhook_url",
+    "format": "webhook_format",
+    "secrets": "webhook_secret",
+    "allow_private": "webhook_allow_private",
+    "template": "webhook_template",
+}
+_ENV_WEBHOOK = (
+    "url",
+    "format",
+    "secrets",
+    "allow_private",
+    "copper_api_key",
+    "copper_user_email",
+    "pulse_api_key",
+    "pulse_api_secret",
+    "pulse_account_id",
+    "pulse_team_id",
+    "pulse_lead_source_id",
+)
+_TOML_KEYS = {"secrets": "secret"}
 
 
-def _first_error(exc: ValidationError, prefix: str, *, upper: bool = False) -> str:
+def _env_name(field: str) -> str:
+    return "CHATLEAD_" + _ENV_FIELDS.get(field, field).upper()
+
+
+def _problem(exc: ValidationError) -> tuple[tuple[str | int, ...], str]:
+    """Where the first error is (field path) and what it says, never the value given."""
     err = exc.errors()[0]
-    where = ".".join(str(part) for part in err["loc"])
-    message = str(err["msg"]).removeprefix("Value error, ")
-    return f"{prefix}{where.upper() if upper else where}: {message}"
+    loc = tuple(err["loc"])
+    cause = err.get("ctx", {}).get("error")
+    if isinstance(cause, _FieldProblem):
+        loc = (*loc, cause.field)
+    return loc, str(err["msg"]).removeprefix("Value error, ")
+
+
+def _read_template(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"CHATLEAD_WEBHOOK_TEMPLATE: cannot read {path}: {exc.strerror}"
+        ) from None
+
+
+def _env_site(settings: Settings) -> Site:
+    """The single site defined by environment variables; errors name the variable."""
+    origins = settings.allowed_origins
+    if origins is None:
+        if not settings.loopback_only:
+            raise ConfigError("CHATLEAD_ALLOWED_ORIGINS is required when listening beyond loopback")
+        origins = ("*",)
+    webhook = {field: getattr(settings, _ENV_FIELDS.get(field, field)) for field in _ENV_WEBHOOK}
+    try:
+        hook = Webhook(template=_read_template(settings.webhook_template), **webhook)
+        site = Site(
+            id=settings.site,
+            allowed_origins=origins,
+            idle_timeout=settings.idle_timeout,
+            forward_abandoned=settings.forward_abandoned,
+            webhook=hook,
+        )
+    except ValidationError as exc:
+        loc, message = _problem(exc)
+        raise ConfigError(f"{_env_name(str(loc[0]))}: {message}") from None
+    _check_templates(hook, _env_name)
+    return site
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -346,7 +477,8 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        raise ConfigError(_first_error(exc, "CHATLEAD_", upper=True)) from None
+        loc, message = _problem(exc)
+        raise ConfigError(f"CHATLEAD_{str(loc[0]).upper()}: {message}") from None
 
 
 def _resolve_env_refs(value: Any, where: str) -> Any:
@@ -374,29 +506,37 @@ def _site_from_toml(site_id: str, raw: dict[str, Any], settings: Settings, path:
             secret = webhook.pop(old)
             webhook[new] = [secret] if isinstance(secret, str) else secret
     webhook.setdefault("allow_private", settings.webhook_allow_private)
+    if isinstance(raw.get("idle_timeout"), int | float):
+        raw["idle_timeout"] = str(raw["idle_timeout"])  # refused: a number has no unit
     where = f"{path}: sites.{site_id}."
+
+    def key(*loc: str | int) -> str:
+        return where + ".".join(_TOML_KEYS.get(str(part), str(part)) for part in loc)
+
     try:
         hook = Webhook(**webhook)
     except ValidationError as exc:
-        raise ConfigError(_first_error(exc, where + "webhook.")) from None
-    _check_templates(hook, where + "webhook.")
+        loc, message = _problem(exc)
+        raise ConfigError(f"{key('webhook', *loc)}: {message}") from None
+    _check_templates(hook, lambda name: key("webhook", name))
     try:
         return Site(id=site_id, webhook=hook, **raw)
     except ValidationError as exc:
-        raise ConfigError(_first_error(exc, where)) from None
+        loc, message = _problem(exc)
+        raise ConfigError(f"{key(*loc)}: {message}") from None
 
 
-def _check_templates(hook: Webhook, where: str) -> None:
+def _check_templates(hook: Webhook, name: Callable[[str], str]) -> None:
     """A template that cannot render valid JSON fails at start, not on every lead."""
     from server.formats.template import validate_template
 
     checks = [("template", hook.template, True)] if hook.template else []
-    checks += [(f"headers.{name}", value, False) for name, value in hook.headers.items()]
+    checks += [(f"headers.{header}", value, False) for header, value in hook.headers.items()]
     for key, text, json_body in checks:
         try:
             validate_template(text, json_body=json_body)
         except ConfigError as exc:
-            raise ConfigError(f"{where}{key}: {exc}") from None
+            raise ConfigError(f"{name(key)}: {exc}") from None
 
 
 def load_sites(settings: Settings) -> dict[str, Site]:
@@ -406,7 +546,7 @@ def load_sites(settings: Settings) -> dict[str, Site]:
         ConfigError: the file or a site in it is invalid (file, site and key named).
     """
     if settings.config is None:
-        site = settings.env_site()
+        site = _env_site(settings)
         return {site.id: site}
     path = settings.config
     try:
@@ -424,3 +564,97 @@ def load_sites(settings: Settings) -> dict[str, Site]:
     return {
         site_id: _site_from_toml(site_id, raw, settings, path) for site_id, raw in sites_raw.items()
     }
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
+def check_targets(
+    settings: Settings,
+    sites: Mapping[str, Site],
+    resolve: Callable[[str, int], list[str]] = _resolve,
+) -> list[str]:
+    """Refuse webhook targets every delivery would refuse (§5): http, or a private address.
+
+    A site that allows private targets is not checked. The host is resolved now;
+    deliveries check it again at send time (DNS may change).
+
+    Returns:
+        Warnings: hosts that do not resolve now (deliveries retry until they do).
+
+    Raises:
+        ConfigError: naming the url setting and the setting that allows it.
+    """
+    from server.formats.guard import is_public_address
+
+    warnings = []
+    for site in sites.values():
+        url = site.webhook.url
+        if url is None or site.webhook.allow_private:
+            continue
+        if settings.config is None:
+            name, allow = "CHATLEAD_WEBHOOK_URL", "set CHATLEAD_WEBHOOK_ALLOW_PRIVATE=true"
+        else:
+            name = f"{settings.config}: sites.{site.id}.webhook.url"
+            allow = f"set allow_private = true in [sites.{site.id}.webhook]"
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.scheme.lower() != "https":
+            raise ConfigError(
+                f"{name}: http:// would send leads to {host} unencrypted; use https://, "
+                f"or {allow} for a development receiver"
+            )
+        try:
+            addresses = resolve(host, parts.port or 443)
+        except (OSError, UnicodeError):
+            warnings.append(f"{name}: {host} does not resolve now; deliveries retry until it does")
+            continue
+        blocked = [ip for ip in addresses if not is_public_address(ip)]
+        if blocked:
+            raise ConfigError(
+                f"{name}: {host} is a loopback or private address ({blocked[0]}); "
+                f"{allow} to deliver there (development, tests)"
+            )
+    return warnings
+
+
+def _shown(name: str, value: Any) -> str:
+    if value is None or value == ():
+        return "(unset)"
+    if name in SECRET_SETTINGS:
+        return "***"
+    if name == "redis_url":
+        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", value)
+    if name in _DURATIONS:
+        values = value if isinstance(value, tuple) else (value,)
+        return ",".join(format_duration(seconds) for seconds in values)
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def describe(settings: Settings) -> list[str]:
+    """Every setting as ``CHATLEAD_NAME=value``, as it is in effect; secrets as ``***``."""
+    return [
+        f"CHATLEAD_{name.upper()}={_shown(name, getattr(settings, name))}"
+        for name in type(settings).model_fields
+    ]
+
+
+def unknown_env(environ: Iterable[str]) -> list[tuple[str, str | None]]:
+    """``CHATLEAD_*`` names in ``environ`` that are no setting, each with the nearest one."""
+    known = [name.upper() for name in Settings.model_fields]
+    unknown = sorted(
+        name
+        for name in environ
+        if name.upper().startswith("CHATLEAD_") and name.upper()[9:] not in known
+    )
+    # compared without the common prefix, which would make every name look close
+    nearest = (difflib.get_close_matches(name.upper()[9:], known, n=1) for name in unknown)
+    return [
+        (name, f"CHATLEAD_{match[0]}" if match else None)
+        for name, match in zip(unknown, nearest, strict=True)
+    ]

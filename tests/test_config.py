@@ -4,16 +4,31 @@ from pathlib import Path
 
 import pytest
 
-from server.config import load_settings, load_sites, parse_duration
+from server.config import (
+    check_targets,
+    describe,
+    format_duration,
+    load_settings,
+    load_sites,
+    parse_duration,
+    unknown_env,
+)
 from server.errors import ConfigError
 
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90s", 90), ("15m", 900), ("2h", 7200), ("30d", 2592000), ("250ms", 0.25), ("5", 5)],
+    [("90s", 90), ("15m", 900), ("2h", 7200), ("30d", 2592000), ("250ms", 0.25), ("0", 0)],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_a_number_without_a_unit_is_refused_with_the_forms_to_write() -> None:
+    with pytest.raises(ValueError, match="^15 has no unit; write 15s, 15m or 15h$"):
+        parse_duration("15")
+    assert format_duration(900) == "15m" and format_duration(0.2) == "200ms"
 
 
 @pytest.mark.parametrize(
@@ -25,6 +40,8 @@ def test_durations(text: str, seconds: float) -> None:
         ({"CHATLEAD_FORWARD_ABANDONED": "sometimes"}, "CHATLEAD_FORWARD_ABANDONED"),
         ({"CHATLEAD_REDIS_URL": "http://x"}, "CHATLEAD_REDIS_URL"),
         ({"CHATLEAD_RETRY_SCHEDULE": "0,soon"}, "CHATLEAD_RETRY_SCHEDULE"),
+        ({"CHATLEAD_RETRY_SCHEDULE": "0,5,5m"}, "CHATLEAD_RETRY_SCHEDULE: 5 has no unit"),
+        ({"CHATLEAD_RETENTION": "30"}, "CHATLEAD_RETENTION: 30 has no unit"),
     ],
 )
 def test_bad_settings_fail_with_one_line_naming_the_setting(
@@ -84,9 +101,157 @@ options = ["Repair", "Install"]
 
 
 @pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"CHATLEAD_WEBHOOK_SECRET": "supersecret"},
+            "CHATLEAD_WEBHOOK_SECRET: a secret must look like whsec_<base64>",
+        ),
+        (
+            {"CHATLEAD_WEBHOOK_FORMAT": "copper", "CHATLEAD_COPPER_API_KEY": "k"},
+            "CHATLEAD_COPPER_USER_EMAIL: required for webhook format 'copper'",
+        ),
+        (
+            {"CHATLEAD_WEBHOOK_FORMAT": "template", "CHATLEAD_WEBHOOK_URL": "https://x.example"},
+            "CHATLEAD_WEBHOOK_TEMPLATE: required for webhook format 'template'",
+        ),
+        ({"CHATLEAD_WEBHOOK_FORMAT": "pulse"}, "CHATLEAD_PULSE_API_KEY: required"),
+        ({"CHATLEAD_SITE": "my site"}, "CHATLEAD_SITE: 'my site' is not a site id"),
+        ({"CHATLEAD_ALLOWED_ORIGINS": "example.com"}, "CHATLEAD_ALLOWED_ORIGINS: 'example.com'"),
+        (
+            {"CHATLEAD_ALLOWED_ORIGINS": "https://a.example/shop"},
+            "CHATLEAD_ALLOWED_ORIGINS: 'https://a.example/shop' is not an origin",
+        ),
+        (
+            {"CHATLEAD_WEBHOOK_URL": "hooks.example.com/leads"},
+            "CHATLEAD_WEBHOOK_URL: has no scheme; include https://",
+        ),
+        (
+            {"CHATLEAD_WEBHOOK_URL": "ftp://hooks.example.com"},
+            "CHATLEAD_WEBHOOK_URL: scheme ftp:// is not supported",
+        ),
+        ({"CHATLEAD_WEBHOOK_TEMPLATE": "/no/such.j2"}, "CHATLEAD_WEBHOOK_TEMPLATE: cannot read"),
+    ],
+)
+def test_env_site_errors_name_the_variable_never_the_secret(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], line: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError) as info:
+        load_sites(load_settings())
+    assert str(info.value).startswith(line) and "\n" not in str(info.value)
+    assert "supersecret" not in str(info.value)
+
+
+def test_env_site_template_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    template = tmp_path / "body.j2"
+    template.write_text('{"who": {{ fields.name | tojson }}}')
+    monkeypatch.setenv("CHATLEAD_WEBHOOK_FORMAT", "template")
+    monkeypatch.setenv("CHATLEAD_WEBHOOK_URL", "https://crm.example/leads")
+    monkeypatch.setenv("CHATLEAD_WEBHOOK_TEMPLATE", str(template))
+    assert load_sites(load_settings())["default"].webhook.template == template.read_text()
+    template.write_text("{{ not json")
+    with pytest.raises(ConfigError, match="^CHATLEAD_WEBHOOK_TEMPLATE: template syntax"):
+        load_sites(load_settings())
+
+
+def test_origins_lose_a_trailing_slash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATLEAD_ALLOWED_ORIGINS", "https://a.example/,http://localhost:3000")
+    site = load_sites(load_settings())["default"]
+    assert site.allowed_origins == ("https://a.example", "http://localhost:3000")
+
+
+def _resolver(table: dict[str, list[str]]) -> object:
+    def resolve(host: str, port: int) -> list[str]:
+        if host not in table:
+            raise OSError("no such host")
+        return table[host]
+
+    return resolve
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("http://localhost/leads", "CHATLEAD_WEBHOOK_URL: http:// would send leads to localhost"),
+        ("https://localhost/leads", "localhost is a loopback or private address (127.0.0.1)"),
+        ("https://10.1.2.3/leads", "(10.1.2.3); set CHATLEAD_WEBHOOK_ALLOW_PRIVATE=true"),
+        ("https://mixed.example/leads", "mixed.example is a loopback or private address (::1)"),
+    ],
+)
+def test_private_and_http_targets_are_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, url: str, needle: str
+) -> None:
+    monkeypatch.setenv("CHATLEAD_WEBHOOK_URL", url)
+    settings = load_settings()
+    resolve = _resolver(
+        {
+            "localhost": ["127.0.0.1"],
+            "10.1.2.3": ["10.1.2.3"],
+            "mixed.example": ["93.184.215.14", "::1"],
+        }
+    )
+    with pytest.raises(ConfigError) as info:
+        check_targets(settings, load_sites(settings), resolve)  # type: ignore[arg-type]
+    assert needle in str(info.value)
+    monkeypatch.setenv("CHATLEAD_WEBHOOK_ALLOW_PRIVATE", "true")
+    settings = load_settings()
+    assert check_targets(settings, load_sites(settings), resolve) == []  # type: ignore[arg-type]
+
+
+def test_public_and_unresolvable_targets_pass_a_file_site_names_its_key(tmp_path: Path) -> None:
+    path = tmp_path / "sites.toml"
+    path.write_text(
+        "[sites.a.webhook]\nurl = 'https://crm.example/x'\n"
+        "[sites.b.webhook]\nurl = 'https://gone.example/x'\n"
+    )
+    settings = load_settings(config=path)
+    resolve = _resolver({"crm.example": ["93.184.215.14"]})
+    warnings = check_targets(settings, load_sites(settings), resolve)  # type: ignore[arg-type]
+    assert warnings == [f"{path}: sites.b.webhook.url: gone.example does not resolve now; "
+                        "deliveries retry until it does"]  # fmt: skip
+    path.write_text("[sites.a.webhook]\nurl = 'http://127.0.0.1:9/x'\n")
+    settings = load_settings(config=path)
+    with pytest.raises(ConfigError) as info:
+        check_targets(settings, load_sites(settings), resolve)  # type: ignore[arg-type]
+    assert str(info.value).startswith(f"{path}: sites.a.webhook.url: http://")
+    assert "allow_private = true in [sites.a.webhook]" in str(info.value)
+
+
+def test_describe_masks_secrets_and_writes_durations_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATLEAD_WEBHOOK_SECRET", "whsec_c2VjcmV0")
+    monkeypatch.setenv("CHATLEAD_ADMIN_TOKEN", "t" * 30)
+    monkeypatch.setenv("CHATLEAD_REDIS_URL", "redis://app:hunter2@db.example:6379/0")
+    lines = describe(load_settings())
+    text = "\n".join(lines)
+    assert "c2VjcmV0" not in text and "ttt" not in text and "hunter2" not in text
+    assert "CHATLEAD_WEBHOOK_SECRET=***" in lines and "CHATLEAD_ADMIN_TOKEN=***" in lines
+    assert "CHATLEAD_REDIS_URL=redis://app:***@db.example:6379/0" in lines
+    assert "CHATLEAD_IDLE_TIMEOUT=15m" in lines and "CHATLEAD_WEBHOOK_URL=(unset)" in lines
+    assert "CHATLEAD_RETRY_SCHEDULE=0,5s,5m,30m,2h,5h,10h,10h" in lines
+
+
+def test_unknown_env_names_get_the_nearest_setting() -> None:
+    environ = [
+        "CHATLEAD_IDLETIMEOUT",
+        "CHATLEAD_IDLE_TIMEOUT",
+        "chatlead_site",
+        "CHATLEAD_ZZZ",
+        "HOME",
+    ]
+    assert unknown_env(environ) == [
+        ("CHATLEAD_IDLETIMEOUT", "CHATLEAD_IDLE_TIMEOUT"),
+        ("CHATLEAD_ZZZ", None),
+    ]
+
+
+@pytest.mark.parametrize(
     ("body", "needle"),
     [
         ("[sites.a]\ncolour = 'red'\n", "sites.a.colour"),
+        ("[sites.a]\nidle_timeout = 15\n", "sites.a.idle_timeout: 15 has no unit"),
+        ("[sites.a]\nallowed_origins = ['a.example']\n", "sites.a.allowed_origins: 'a.example'"),
         ("[sites.a]\nidle_timeout = 'later'\n", "sites.a.idle_timeout"),
         ("[sites.a.webhook]\nformat = 'fax'\n", "sites.a.webhook.format"),
         ("[sites.a.webhook]\nsecret = 'env:NOPE_NOT_SET'\n", "NOPE_NOT_SET"),
@@ -125,8 +290,10 @@ def test_example_site_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
             "webhook.template",
         ),
         ("format = 'pulse'\npulse_api_key = 'k'\npulse_api_secret = 's'\n", "base URL"),
-        ("format = 'copper'\n", "COPPER_API_KEY"),
-        ("secret = 'plain'\n", "whsec_"),
+        ("format = 'copper'\n", "webhook.copper_api_key: required"),
+        ("format = 'template'\nurl = 'https://x.example'\n", "webhook.template: required"),
+        ("url = 'hooks.example/x'\n", "webhook.url: has no scheme"),
+        ("secret = 'plain'\n", "webhook.secret: a secret must look like whsec_"),
     ],
 )
 def test_bad_webhooks_fail_at_load(tmp_path: Path, webhook: str, needle: str) -> None:

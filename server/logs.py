@@ -70,7 +70,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(fmt: str = "text", level: int = logging.INFO) -> None:
-    """Set up the root logger once; uvicorn's loggers propagate to it."""
+    """Set up the root logger once; uvicorn's loggers propagate to it.
+
+    Except its access log, which stays off, in worker processes too (they call this
+    after uvicorn has set ``access_log=False`` up): it writes every client's address.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(Redact())
     if fmt == "json":
@@ -82,5 +86,5 @@ def configure(fmt: str = "text", level: int = logging.INFO) -> None:
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
+        logging.getLogger(name).propagate = name != "uvicorn.access"
     logging.getLogger("httpx").setLevel(logging.WARNING)

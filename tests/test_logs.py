@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from server.logs import JsonFormatter, Redact, redact
+from server.logs import JsonFormatter, Redact, configure, redact
 
 
 @pytest.mark.parametrize(
@@ -45,3 +45,14 @@ def test_json_lines_carry_event_and_fields() -> None:
     assert line["event"] == "delivery" and line["outcome"] == "dead"
     assert line["logger"] == "chatlead.delivery" and line["level"] == "info"
     assert "abc" not in json.dumps(line)
+
+
+def test_configure_keeps_the_access_log_off() -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure()
+        assert not logging.getLogger("uvicorn.access").hasHandlers()
+        assert logging.getLogger("uvicorn.error").hasHandlers()
+    finally:
+        root.handlers[:], root.level = handlers, level

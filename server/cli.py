@@ -5,35 +5,62 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
 import signal
+import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import uvloop
 
 from server import logs
-from server.config import Settings, Site, load_settings, load_sites
-from server.errors import ChatleadError
+from server.config import (
+    Settings,
+    Site,
+    check_targets,
+    describe,
+    load_settings,
+    load_sites,
+    unknown_env,
+)
+from server.errors import ChatleadError, ConfigError
 
 __all__ = ["main"]
 
 log = logging.getLogger("chatlead")
 
+DESCRIPTION = (
+    "Website chat that captures leads and delivers them to your CRM. "
+    "Settings come from CHATLEAD_* environment variables; chatlead check shows them."
+)
+BACKLOG = 2048  # uvicorn's default
+STARTUP_FAILURE = 3  # uvicorn's exit code when the app did not start
+TEST_EVENT_WAIT_S = 30.0
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatlead", description=__doc__)
+    parser = argparse.ArgumentParser(prog="chatlead", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="web + websocket + sweeper + delivery")
     serve.add_argument("--host", default=None, help="default 127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default 8000")
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        help="proxies trusted for X-Forwarded-For/-Proto, comma-separated, or * "
+        "(default: $FORWARDED_ALLOW_IPS or 127.0.0.1,::1)",
+    )
     commands.add_parser("worker", help="delivery worker and sweeper only")
-    check = commands.add_parser("check", help="validate settings and site config, then exit")
+    check = commands.add_parser(
+        "check", help="show the settings, validate them and the sites, check Redis, then exit"
+    )
     check.add_argument("--config", default=None, help="TOML file (else CHATLEAD_CONFIG)")
     _admin_commands(commands)
     return parser
@@ -57,19 +84,43 @@ def _admin_commands(commands: Any) -> None:
     listing.add_argument("--format", choices=("table", "json"), default="table")
     replay = actions.add_parser("replay", help="deliver a delivered or dead event again")
     replay.add_argument("id", help="event id (evt_...)")
-    test_event = commands.add_parser("test-event", help="send a sample lead to a site's CRM")
+    test_event = commands.add_parser(
+        "test-event", help="send a sample lead to a site's CRM and show the first attempt"
+    )
     test_event.add_argument("site")
+    test_event.add_argument(
+        "--wait",
+        type=float,
+        default=TEST_EVENT_WAIT_S,
+        help=f"seconds to wait for the first attempt (default {TEST_EVENT_WAIT_S:g})",
+    )
+
+
+def _warn_settings(settings: Settings, sites: dict[str, Site]) -> None:
+    """Log what is probably a mistake but does not stop the start."""
+    for name, nearest in unknown_env(os.environ):
+        hint = f" did_you_mean={nearest}" if nearest else ""
+        log.warning("unknown_setting name=%s%s (ignored)", name, hint)
+    for warning in check_targets(settings, sites):
+        log.warning("webhook_target %s", warning)
+
+
+def _no_site(site_id: str, sites: Iterable[str]) -> str:
+    return f"no site {site_id!r}; known sites: {', '.join(sorted(sites))}"
 
 
 @contextlib.contextmanager
 def _redis_for(settings: Settings) -> Iterator[Settings]:
     """Settings with a Redis URL: the configured one, or a started embedded server."""
+    from server.embedded import EmbeddedRedis, socket_url
+
     if settings.redis_url is not None:
-        log.info("redis_external url=%s", settings.redis_url)
+        if settings.redis_url == socket_url(settings.data_dir):  # a running serve's own
+            log.info("redis_embedded_running dir=%s", settings.data_dir.resolve())
+        else:
+            log.info("redis_external url=%s", settings.redis_url)
         yield settings
         return
-    from server.embedded import EmbeddedRedis
-
     embedded = EmbeddedRedis(settings.data_dir)
     url = embedded.start()
     # worker processes (--workers N) inherit the URL and never start their own server
@@ -94,36 +145,87 @@ def _metrics_dir(workers: int) -> Iterator[None]:
             del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
+def _listen_error(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is already in use; "
+            "stop the other server or pick another with --port"
+        )
+    return f"cannot listen on {host} port {port}: {exc.strerror}; check --host and --port"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server socket, bound and listening, as uvicorn binds it (``Config.bind_socket``).
+
+    Raises:
+        ConfigError: the address is in use or cannot be bound (one line, names it).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        # listening now, not when uvicorn gets to it: with SO_REUSEADDR two servers
+        # could both bind and only the second one's listen() would fail, after start-up
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(_listen_error(host, port, exc)) from None
+    sock.set_inheritable(True)  # --workers N: the worker processes serve on it
+    return sock
+
+
+def _start_urls(host: str, port: int) -> list[tuple[str, str]]:
+    """Where a person opens the demo, the admin and the widget script."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    return [
+        ("demo", f"{base}/demo"),
+        ("admin", f"{base}/admin"),
+        ("widget", f"{base}/widget/chatlead.js"),
+    ]
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     settings = load_settings(host=args.host, port=args.port)
     logs.configure(settings.log_format)
-    load_sites(settings)  # fail before starting anything
-    for name, value in (("HOST", settings.host), ("PORT", settings.port)):
-        os.environ[f"CHATLEAD_{name}"] = str(value)
+    _warn_settings(settings, load_sites(settings))  # fail before starting anything
+    sock = _listen(settings.host, settings.port)  # before the embedded server too
+    port = sock.getsockname()[1]
+    for name, value in (("HOST", settings.host), ("PORT", port)):
+        os.environ[f"CHATLEAD_{name}"] = str(value)  # what the app (and workers) load
+    for name, url in _start_urls(settings.host, port):
+        log.info("open %s=%s", name, url)
+    config = uvicorn.Config(
+        "server.app:create_app",
+        factory=True,
+        workers=args.workers,
+        ws_max_size=settings.max_frame,
+        ws_per_message_deflate=False,
+        # a client that stops reading (and so never answers pings) is dropped
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        lifespan="on",
+        log_level="info",
+        log_config=None,  # keep our handler: one format, secrets redacted
+        access_log=False,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        timeout_graceful_shutdown=10,
+    )
     # uvicorn re-raises SIGTERM after its graceful shutdown; turn that into SystemExit
     # so the embedded server below is stopped too instead of being orphaned
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    with _redis_for(settings), _metrics_dir(args.workers):
-        uvicorn.run(
-            "server.app:create_app",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=args.workers if args.workers > 1 else None,
-            ws_max_size=settings.max_frame,
-            ws_per_message_deflate=False,
-            # a client that stops reading (and so never answers pings) is dropped
-            ws_ping_interval=20,
-            ws_ping_timeout=20,
-            lifespan="on",
-            log_level="info",
-            log_config=None,  # keep our handler: one format, secrets redacted
-            access_log=False,
-            timeout_graceful_shutdown=10,
-        )
-    return 0
+    with sock, _redis_for(settings), _metrics_dir(args.workers):
+        if args.workers > 1:
+            Multiprocess(config, sockets=[sock]).run()
+            return 0
+        server = uvicorn.Server(config)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[sock])
+        return 0 if server.started else STARTUP_FAILURE
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
@@ -152,24 +254,71 @@ async def _work(settings: Settings) -> None:
 def _worker(args: argparse.Namespace) -> int:
     settings = load_settings()
     logs.configure(settings.log_format)
-    load_sites(settings)
+    _warn_settings(settings, load_sites(settings))
     with _redis_for(settings) as ready:
         uvloop.run(_work(ready))  # the same loop uvicorn picks for `serve`
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {"config": args.config}
-    settings = load_settings(**overrides)
+    settings = load_settings(config=args.config)
     sites = load_sites(settings)
+    _warn_settings(settings, sites)
     from server.formats.copper import COPPER_BASE
 
+    print("settings:")
+    for line in describe(settings):
+        print(f"  {line}")
     for site in sites.values():
         default = COPPER_BASE if site.webhook.format == "copper" else "inbox"
         target = site.webhook.url or default
         print(f"site {site.id}: {len(site.flow)} steps, {site.webhook.format} -> {target}")
-    print("ok")
-    return 0
+    ok, line = _check_redis(settings)
+    print(line, file=sys.stdout if ok else sys.stderr)
+    if ok:
+        print("ok")
+    return 0 if ok else 1
+
+
+def _check_redis(settings: Settings) -> tuple[bool, str]:
+    """Whether chatlead can run on the configured Redis, and one line saying so."""
+    if settings.redis_url is None:
+        where = settings.data_dir.resolve()
+        return (
+            True,
+            f"redis: CHATLEAD_REDIS_URL unset; serve and worker use an embedded server in {where}",
+        )
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    shown = logs.redact(settings.redis_url)
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=2,
+        socket_timeout=2,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=True,
+    )
+    try:
+        server, memory = client.info("server"), client.info("memory")
+    except (redis.RedisError, OSError) as exc:
+        return False, f"redis: cannot reach {shown}: {logs.redact(str(exc))}"
+    finally:
+        client.close()
+    return _redis_verdict(shown, server, memory)
+
+
+def _redis_verdict(shown: str, server: dict[str, Any], memory: dict[str, Any]) -> tuple[bool, str]:
+    name = "Valkey" if "valkey_version" in server else "Redis"
+    version = f"{name} {server.get('valkey_version') or server.get('redis_version', '?')}"
+    policy = memory.get("maxmemory_policy", "noeviction")
+    if policy != "noeviction":
+        return False, (
+            f"redis: {shown}: {version}, maxmemory-policy {policy}; chatlead needs noeviction "
+            "so that sessions and undelivered leads are never evicted"
+        )
+    return True, f"redis: {shown} reachable, {version}, maxmemory-policy noeviction"
 
 
 def _running_embedded(settings: Settings) -> str | None:
@@ -193,13 +342,20 @@ def _running_embedded(settings: Settings) -> str | None:
 def _admin(args: argparse.Namespace) -> int:
     settings = load_settings()
     sites = load_sites(settings)
+    site_id = getattr(args, "site", None)  # report --site, test-event <site>
+    if site_id is not None and site_id not in sites:
+        raise ChatleadError(_no_site(site_id, sites))
     if settings.redis_url is None and (url := _running_embedded(settings)):
         settings = settings.model_copy(update={"redis_url": url})
+    # still no URL: no chatlead serve holds the embedded server, so nothing delivers
+    delivering = settings.redis_url is not None
     with _redis_for(settings) as ready:
-        return asyncio.run(_admin_command(ready, sites, args))
+        return asyncio.run(_admin_command(ready, sites, args, delivering=delivering))
 
 
-async def _admin_command(settings: Settings, sites: dict[str, Site], args: Any) -> int:
+async def _admin_command(
+    settings: Settings, sites: dict[str, Site], args: Any, *, delivering: bool
+) -> int:
     from server.app import open_store
     from server.runtime import Runtime
 
@@ -209,7 +365,8 @@ async def _admin_command(settings: Settings, sites: dict[str, Site], args: Any) 
         if args.command == "report":
             return await _report(runtime, args)
         if args.command == "test-event":
-            return await _test_event(runtime, args.site)
+            wait = args.wait if delivering else 0.0
+            return await _test_event(runtime, args.site, wait)
         if args.action == "replay":
             return await _replay(runtime, args.id)
         return await _deliveries(runtime, args)
@@ -322,15 +479,46 @@ async def _replay(runtime: Any, event_id: str) -> int:
     return 0 if outcome == "ok" else 1
 
 
-async def _test_event(runtime: Any, site_id: str) -> int:
-    from server.api import send_test_event
+async def _test_event(runtime: Any, site_id: str, wait_s: float) -> int:
+    """Queue a sample lead and report its first delivery attempt (0: it was delivered)."""
+    from server.api import Reader, send_test_event
 
-    if site_id not in runtime.sites:
-        print(f"chatlead: no site {site_id!r} (sites: {', '.join(runtime.sites)})", file=sys.stderr)
-        return 2
     event_id = await send_test_event(runtime, site_id)
-    print(f"{event_id}: queued (a running server or worker delivers it)")
-    return 0
+    reader, deadline = Reader(runtime), time.monotonic() + wait_s
+    item = await reader.delivery(event_id)
+    while item is not None and item.status == "pending" and not item.attempts:
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.1)
+        item = await reader.delivery(event_id)
+    delivered, line = _first_attempt(item, wait_s)
+    print(f"{event_id}: {line}", file=sys.stdout if delivered else sys.stderr)
+    return 0 if delivered else 1
+
+
+def _first_attempt(item: Any, waited_s: float) -> tuple[bool, str]:
+    """Whether a test event was delivered, and one line saying how its first attempt went."""
+    if item is None:
+        return False, "the event is gone (erased or expired)"
+    last = item.attempts[-1] if item.attempts else None
+    if item.status == "delivered":
+        if last is None or last.status_code is None:
+            return True, "delivered to the inbox (/admin/inbox)"
+        return True, f"delivered: HTTP {last.status_code} in {last.latency_ms or 0:.0f} ms"
+    if last is None:
+        if not waited_s:
+            return (
+                False,
+                "queued; no chatlead serve is running to deliver it (it will when one starts)",
+            )
+        return False, (
+            f"queued, not attempted within {waited_s:g} s; "
+            "is chatlead serve or chatlead worker running on this Redis?"
+        )
+    why = last.error or f"HTTP {last.status_code}"
+    if item.status == "dead":
+        return False, f"failed: {why} (dead; fix it, then chatlead deliveries replay {item.id})"
+    return False, f"failed: {why}; will retry at {item.next_attempt_at}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,11 +22,16 @@ import redis
 
 from server.errors import ConfigError, StoreError
 
-__all__ = ["EmbeddedRedis"]
+__all__ = ["EmbeddedRedis", "socket_url"]
 
 log = logging.getLogger("chatlead.embedded")
 
 STARTUP_TIMEOUT_S = 15.0
+
+
+def socket_url(data_dir: Path) -> str:
+    """The URL of the embedded server that keeps its data in ``data_dir``."""
+    return f"unix://{data_dir.resolve() / 'valkey.sock'}"
 
 
 class EmbeddedRedis:
@@ -41,7 +46,7 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        return f"unix://{self.socket}"
+        return socket_url(self.dir)
 
     def start(self) -> str:
         """Start the server (or reuse one this directory's owner left running)."""

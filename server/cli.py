@@ -29,7 +29,7 @@ from server.config import (
     load_sites,
     unknown_env,
 )
-from server.errors import ChatleadError, ConfigError
+from server.errors import ChatleadError, ConfigError, StoreError
 
 __all__ = ["main"]
 
@@ -218,7 +218,8 @@ def _serve(args: argparse.Namespace) -> int:
     # uvicorn re-raises SIGTERM after its graceful shutdown; turn that into SystemExit
     # so the embedded server below is stopped too instead of being orphaned
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    with sock, _redis_for(settings), _metrics_dir(args.workers):
+    with sock, _redis_for(settings) as ready, _metrics_dir(args.workers):
+        _require_redis(ready)
         if args.workers > 1:
             Multiprocess(config, sockets=[sock]).run()
             return 0
@@ -256,6 +257,7 @@ def _worker(args: argparse.Namespace) -> int:
     logs.configure(settings.log_format)
     _warn_settings(settings, load_sites(settings))
     with _redis_for(settings) as ready:
+        _require_redis(ready)
         uvloop.run(_work(ready))  # the same loop uvicorn picks for `serve`
     return 0
 
@@ -307,6 +309,13 @@ def _check_redis(settings: Settings) -> tuple[bool, str]:
     finally:
         client.close()
     return _redis_verdict(shown, server, memory)
+
+
+def _require_redis(settings: Settings) -> None:
+    """One line, not the app's start-up traceback, when Redis cannot serve chatlead."""
+    ok, line = _check_redis(settings)
+    if not ok:
+        raise StoreError(line)
 
 
 def _redis_verdict(shown: str, server: dict[str, Any], memory: dict[str, Any]) -> tuple[bool, str]:

@@ -141,6 +141,18 @@ def test_check_fails_when_redis_is_unreachable_and_names_the_embedded_server(
     assert f"embedded server in {tmp_path}" in result.stdout
 
 
+def test_serve_with_redis_unreachable_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    result = chatlead("serve", "--port", "0", redis_url=f"redis://127.0.0.1:{port}/0")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith(
+        f"chatlead: redis: cannot reach redis://127.0.0.1:{port}/0: "
+    )
+    assert "Traceback" not in result.stderr
+
+
 def test_redis_verdict_refuses_eviction() -> None:
     ok, line = _redis_verdict("redis://r", {"redis_version": "7.0.15"}, {"maxmemory_policy": "lru"})
     assert not ok and "maxmemory-policy lru; chatlead needs noeviction" in line

@@ -96,8 +96,12 @@ def _admin_commands(commands: Any) -> None:
     )
 
 
-def _warn_settings(settings: Settings, sites: dict[str, Site]) -> None:
-    """Log what is probably a mistake but does not stop the start."""
+def _check_start(settings: Settings, sites: dict[str, Site]) -> None:
+    """Refuse webhook targets every delivery would refuse; log likely mistakes.
+
+    Raises:
+        ConfigError: an http or private webhook target (see :func:`check_targets`).
+    """
     for name, nearest in unknown_env(os.environ):
         hint = f" did_you_mean={nearest}" if nearest else ""
         log.warning("unknown_setting name=%s%s (ignored)", name, hint)
@@ -192,7 +196,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = load_settings(host=args.host, port=args.port)
     logs.configure(settings.log_format)
-    _warn_settings(settings, load_sites(settings))  # fail before starting anything
+    _check_start(settings, load_sites(settings))  # fail before starting anything
     sock = _listen(settings.host, settings.port)  # before the embedded server too
     port = sock.getsockname()[1]
     for name, value in (("HOST", settings.host), ("PORT", port)):
@@ -255,7 +259,7 @@ async def _work(settings: Settings) -> None:
 def _worker(args: argparse.Namespace) -> int:
     settings = load_settings()
     logs.configure(settings.log_format)
-    _warn_settings(settings, load_sites(settings))
+    _check_start(settings, load_sites(settings))
     with _redis_for(settings) as ready:
         _require_redis(ready)
         uvloop.run(_work(ready))  # the same loop uvicorn picks for `serve`
@@ -265,7 +269,7 @@ def _worker(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     settings = load_settings(config=args.config)
     sites = load_sites(settings)
-    _warn_settings(settings, sites)
+    _check_start(settings, sites)
     from server.formats.copper import COPPER_BASE
 
     print("settings:")

@@ -354,7 +354,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
 
-    @field_validator(*_DURATIONS[:2], mode="before")
+    @field_validator("idle_timeout", "retention", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)

@@ -11,6 +11,12 @@ double-submit CSRF token (form field ``csrf`` or header ``X-CSRF-Token``, equal
 to the ``chatlead_csrf`` cookie). Tokens are compared in constant time; the
 login cookie holds an expiring HMAC derived from the token, never the token.
 
+Admin pages send ``Referrer-Policy: same-origin``, so a browser names our origin
+on their form posts. A browser that still sends ``Origin: null`` (a stricter
+policy of its own, a privacy extension) is accepted only when it also says
+``Sec-Fetch-Site: same-origin`` -- a header no page script can set -- and the
+CSRF token matches.
+
 The decisions (:func:`decide`, :func:`csrf_problem`) are pure; :func:`guard`
 applies them to a starlette endpoint.
 """
@@ -136,6 +142,18 @@ def decide(
     return Verdict(401, "an admin token is required")
 
 
+def _same_origin(origin: str, fetch_site: str | None, own_origin: str) -> bool:
+    """``Origin`` names us, or is ``null`` from a browser that vouches for same-origin.
+
+    Browsers send ``Origin: null`` on a form post when the referrer policy hides the
+    origin (Fetch standard, "serializing a request origin"); ``Sec-Fetch-Site`` is
+    still sent and cannot be forged by the page.
+    """
+    if origin == "null":
+        return fetch_site == "same-origin"
+    return origin.rstrip("/") == own_origin
+
+
 def csrf_problem(
     *,
     method: str,
@@ -153,7 +171,7 @@ def csrf_problem(
     browser = origin is not None or fetch_site is not None or has_cookies
     if via == "loopback" and not browser:
         return None  # curl or the CLI on this machine: no ambient credentials involved
-    if origin is not None and origin.rstrip("/") != own_origin:
+    if origin is not None and not _same_origin(origin, fetch_site, own_origin):
         return "cross-origin request refused"
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
         return "cross-site request refused"
@@ -183,7 +201,7 @@ def finish(request: Request, response: Response) -> Response:
             CSRF_COOKIE, issued, httponly=True, samesite="strict", secure=_secure(request)
         )
     response.headers.setdefault("cache-control", "no-store")
-    response.headers.setdefault("referrer-policy", "no-referrer")
+    response.headers.setdefault("referrer-policy", "same-origin")
     response.headers.setdefault("x-content-type-options", "nosniff")
     response.headers.setdefault("x-frame-options", "DENY")
     return response

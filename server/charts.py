@@ -16,7 +16,7 @@ from pygal.style import Style
 
 from server.reports import DayCount, StepDropOff
 
-__all__ = ["COLORS", "daily_chart", "drop_off_chart"]
+__all__ = ["COLORS", "count_ticks", "daily_chart", "drop_off_chart"]
 
 COLORS = {
     "started": "#1d4ed8",
@@ -66,6 +66,28 @@ _COMMON = {
 }
 
 
+def count_ticks(top: int, most: int = 5) -> list[int]:
+    """Y-axis ticks for counts: whole numbers from 0, steps of 1, 2 or 5 times a power
+    of ten, at most ``most`` steps, the last at or above ``top``.
+
+    pygal's own ticks split small ranges into fractions (0.2 sessions); counts have
+    none.
+    """
+    top = max(top, 1)
+    power = 1
+    while True:
+        for step in (power, 2 * power, 5 * power):
+            steps = -(-top // step)  # ceiling division
+            if steps <= most:
+                return list(range(0, step * steps + 1, step))
+        power *= 10
+
+
+def _count_axis(values: Sequence[int]) -> dict[str, object]:
+    ticks = count_ticks(max(values, default=0))
+    return {"y_labels": ticks, "range": (0, ticks[-1])}
+
+
 def _style(*series: str) -> Style:
     return Style(colors=tuple(COLORS[name] for name in series), **_STYLE_ARGS)
 
@@ -90,6 +112,7 @@ def drop_off_chart(steps: Sequence[StepDropOff], *, width: int = 600, height: in
         print_values_position="top",
         legend_at_bottom_columns=2,
         y_title="Sessions",
+        **_count_axis([step.reached for step in steps]),
         **_COMMON,
     )
     chart.x_labels = [step.step for step in steps]
@@ -110,6 +133,7 @@ def daily_chart(days: Sequence[DayCount], *, width: int = 600, height: int = 340
         legend_at_bottom_columns=3,
         show_minor_x_labels=False,
         y_title="Sessions",
+        **_count_axis([max(d.started, d.completed, d.abandoned) for d in days]),
         **_COMMON,
     )
     chart.x_labels = [day.day[5:] for day in days]  # MM-DD; the period is shown above

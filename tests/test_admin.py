@@ -14,10 +14,13 @@ import test_api
 from markupsafe import escape
 from test_api import TOKEN, Served, eventually, seed_module, visit, wait_delivery, wait_status
 
+from server import auth, charts
+from server.reports import DayCount, StepDropOff
+
 shared_server = test_api.shared_server
 served = test_api.served
 sync_redis = test_api.sync_redis
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+on_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,6 +38,69 @@ def _csrf(page: str) -> str:
     return match.group(1)
 
 
+OWN = "http://127.0.0.1:8000"
+
+
+def _problem(origin: str | None, fetch_site: str | None, given: str | None = "t") -> str | None:
+    return auth.csrf_problem(
+        method="POST",
+        via="cookie",
+        origin=origin,
+        fetch_site=fetch_site,
+        own_origin=OWN,
+        has_cookies=True,
+        cookie_token="t",
+        given_token=given,
+    )
+
+
+@pytest.mark.parametrize(
+    ("origin", "fetch_site", "given", "refused"),
+    [
+        (OWN, "same-origin", "t", None),
+        (OWN + "/", None, "t", None),
+        # a browser whose referrer policy hides the origin still vouches for it
+        ("null", "same-origin", "t", None),
+        ("null", "same-origin", "x", "CSRF token mismatch"),
+        ("null", "same-origin", None, "missing CSRF token"),
+        ("null", "cross-site", "t", "cross-origin"),
+        ("null", "same-site", "t", "cross-origin"),
+        ("null", None, "t", "cross-origin"),
+        ("https://evil.example", "cross-site", "t", "cross-origin"),
+        ("http://127.0.0.1:8001", "same-site", "t", "cross-origin"),
+        (None, "cross-site", "t", "cross-site"),
+    ],
+)
+def test_csrf_accepts_same_origin_posts_only(
+    origin: str | None, fetch_site: str | None, given: str | None, refused: str | None
+) -> None:
+    problem = _problem(origin, fetch_site, given)
+    if refused is None:
+        assert problem is None
+    else:
+        assert problem is not None and refused in problem
+
+
+def test_chart_axes_count_in_whole_numbers() -> None:
+    assert charts.count_ticks(0) == [0, 1]
+    assert charts.count_ticks(3) == [0, 1, 2, 3]
+    assert charts.count_ticks(7) == [0, 2, 4, 6, 8]
+    assert charts.count_ticks(24) == [0, 5, 10, 15, 20, 25]
+    assert charts.count_ticks(1234) == [0, 500, 1000, 1500]
+    for top in range(0, 2000, 7):
+        ticks = charts.count_ticks(top)
+        assert ticks[0] == 0 and ticks[-1] >= top and len(ticks) <= 6
+    day = DayCount("2024-05-01", started=2, completed=1, abandoned=1, recovered=0)
+    for svg in (
+        charts.daily_chart([day, day]),
+        charts.drop_off_chart([StepDropOff("name", "Name?", 2, 1)]),
+    ):
+        labels = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+        numbers = [label for label in labels if re.fullmatch(r"[\d.,]+", label)]
+        assert numbers and all("." not in label for label in numbers), numbers
+
+
+@on_module_loop
 async def test_dashboard_shows_the_api_numbers(served: Served, sync_redis: redis.Redis) -> None:
     seed_module().seed(sync_redis, abandoned=120, completed=60, sites=["default"])
     report = (await served.http.get("/api/reports/abandoned", params={"since": "7d"})).json()
@@ -64,6 +130,7 @@ async def test_dashboard_shows_the_api_numbers(served: Served, sync_redis: redis
     assert page.headers["x-frame-options"] == "DENY"
 
 
+@on_module_loop
 async def test_visitor_text_is_escaped_everywhere(served: Served) -> None:
     sid = await visit(served, [("name", HOSTILE), ("email", "mallory@example.com")])
     await wait_status(served, sid, "abandoned")
@@ -76,6 +143,7 @@ async def test_visitor_text_is_escaped_everywhere(served: Served) -> None:
     assert "mallory@example.com" in session and "Erase session" in session
 
 
+@on_module_loop
 async def test_pages_for_unknown_things_are_clear(served: Served) -> None:
     missing = await served.http.get("/admin/sessions/0123456789abcdef01234567")
     assert missing.status_code == 404 and "No such session" in missing.text
@@ -86,6 +154,7 @@ async def test_pages_for_unknown_things_are_clear(served: Served) -> None:
     assert (await served.http.get("/admin/deliveries?status=x")).status_code == 400
 
 
+@on_module_loop
 async def test_login_cookie_and_csrf(served: Served) -> None:
     sid = await visit(served, [("name", "Hal"), ("email", "hal@example.com")])
     async with httpx.AsyncClient(base_url=served.url) as browser:
@@ -128,6 +197,7 @@ async def test_login_cookie_and_csrf(served: Served) -> None:
         assert (await browser.get("/admin")).status_code == 401
 
 
+@on_module_loop
 async def test_replay_and_erase_forms(served: Served) -> None:
     sid = await visit(served, [("name", "Ivy"), ("email", "ivy@example.com")])
     await wait_status(served, sid, "abandoned")
@@ -168,6 +238,7 @@ async def test_replay_and_erase_forms(served: Served) -> None:
     assert (await served.http.get(f"/api/sessions/{sid}")).status_code == 404
 
 
+@on_module_loop
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no chromium at /usr/bin/chromium")
 async def test_dashboard_in_chromium(served: Served, sync_redis: redis.Redis) -> None:

@@ -191,13 +191,13 @@ def _start_urls(host: str, port: int) -> list[tuple[str, str]]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
     settings = load_settings(host=args.host, port=args.port)
     logs.configure(settings.log_format)
     _check_start(settings, load_sites(settings))  # fail before starting anything
     sock = _listen(settings.host, settings.port)  # before the embedded server too
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
     port = sock.getsockname()[1]
     for name, value in (("HOST", settings.host), ("PORT", port)):
         os.environ[f"CHATLEAD_{name}"] = str(value)  # what the app (and workers) load

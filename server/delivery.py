@@ -81,6 +81,23 @@ def sample_lead(site: Site, event_id: str) -> dict[str, Any]:
     }
 
 
+class _Clients:
+    """The HTTP clients of one concurrent attempt.
+
+    ``public`` connects only to public addresses, checked as it connects (DNS
+    rebinding cannot move it); ``private`` is for sites with ``allow_private``.
+    Separate pools, so a connection made under one policy never serves the other.
+    """
+
+    def __init__(self) -> None:
+        self.public = guard.pinned_client(REQUEST_TIMEOUT_S, public_only=True)
+        self.private = guard.pinned_client(REQUEST_TIMEOUT_S, public_only=False)
+
+    async def aclose(self) -> None:
+        await self.public.aclose()
+        await self.private.aclose()
+
+
 class Deliverer:
     def __init__(
         self,
@@ -96,13 +113,10 @@ class Deliverer:
         self.wakeup = wakeup
         # One client per concurrent attempt: a single httpx pool shared by many
         # concurrent requests gets slower per request (see docs/BENCHMARKS.md).
-        self._clients = [
-            httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, follow_redirects=False)
-            for _ in range(CONCURRENCY)
-        ]
-        self._idle: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
-        for client in self._clients:
-            self._idle.put_nowait(client)
+        self._clients = [_Clients() for _ in range(CONCURRENCY)]
+        self._idle: asyncio.Queue[_Clients] = asyncio.Queue()
+        for clients in self._clients:
+            self._idle.put_nowait(clients)
         self._inflight: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -122,10 +136,10 @@ class Deliverer:
                             await self.wakeup.wait()
         finally:
             await self.drain()
-            for client in self._clients:
-                await client.aclose()
+            for clients in self._clients:
+                await clients.aclose()
 
-    def _done(self, http: httpx.AsyncClient, task: asyncio.Task[None]) -> None:
+    def _done(self, http: _Clients, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         self._idle.put_nowait(http)
 
@@ -144,7 +158,7 @@ class Deliverer:
             await rest(stop, 1)
             return []
 
-    async def _deliver(self, claim: Claim, http: httpx.AsyncClient) -> None:
+    async def _deliver(self, claim: Claim, http: _Clients) -> None:
         try:
             event, session = await self.outbox.load_with_session(claim.event_id)
             if event is None:
@@ -171,7 +185,7 @@ class Deliverer:
         claim: Claim,
         event: EventRecord,
         record: SessionRecord | None,
-        http: httpx.AsyncClient,
+        http: _Clients,
     ) -> None:
         lead_event = self._lead_event(event, record)
         if isinstance(lead_event, str):
@@ -191,16 +205,17 @@ class Deliverer:
         latency_ms = (time.perf_counter() - started) * 1000
         await self._settle(claim, event, result, latency_ms)
 
-    async def _send(self, event: LeadEvent, http: httpx.AsyncClient) -> SendResult:
+    async def _send(self, event: LeadEvent, http: _Clients) -> SendResult:
         webhook = event.site.webhook
         if webhook.url is None and webhook.format == "external-lead":
             await self.outbox.push_inbox(
                 {"id": event.id, "type": event.type, "site": event.site.id, "data": event.lead}
             )
             return SendResult(ok=True, retryable=False, status_code=None)
-        # §5: checked on the resolved address at send time, not only at config load
-        await guard.check_target(webhook.url or copper.COPPER_BASE, webhook.allow_private)
-        return await formats.send(http, event, redis=self.store.redis)
+        guard.check_url(webhook.url or copper.COPPER_BASE, webhook.allow_private)
+        # the public client checks each address it connects to, at send time
+        client = http.private if webhook.allow_private else http.public
+        return await formats.send(client, event, redis=self.store.redis)
 
     async def _settle(
         self, claim: Claim, event: EventRecord, result: SendResult, latency_ms: float

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import httpx
 import pytest
+import trustme
 
 from server.errors import DeliveryError
-from server.formats.guard import check_target, is_public_address
+from server.formats.guard import check_target, is_public_address, pinned_client
 
 
 @pytest.mark.parametrize(
@@ -114,3 +120,98 @@ async def test_error_does_not_quote_the_url_path():
     with pytest.raises(DeliveryError) as caught:
         await check_target("gopher://hooks.example/catch/123/s3cr3t-token", allow_private=False)
     assert "s3cr3t" not in str(caught.value)
+
+
+class _Rebinding:
+    """A resolver that answers ``first`` once, then ``then`` (a DNS-rebinding name)."""
+
+    def __init__(self, first: str, then: str) -> None:
+        self.answers = [first, then]
+        self.calls = 0
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.calls += 1
+        return [self.answers[min(self.calls, 2) - 1]]
+
+
+@pytest.fixture
+def tls_receiver() -> Iterator[tuple[int, list[str], trustme.CA]]:
+    """An https server on loopback with a certificate for ``hooks.example``."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("hooks.example")
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            seen.append(self.headers["host"])
+            self.rfile.read(int(self.headers["content-length"]))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1], seen, ca
+    httpd.shutdown()
+    httpd.server_close()
+
+
+async def test_a_name_rebinding_to_loopback_after_the_check_never_reaches_it(tls_receiver):
+    port, seen, ca = tls_receiver
+    resolver = _Rebinding("93.184.216.34", "127.0.0.1")
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    await check_target(f"https://hooks.example:{port}/", False, resolve=resolver)  # public: passes
+    async with pinned_client(0.5, public_only=True, resolve=resolver, ssl_context=context) as http:
+        with pytest.raises((DeliveryError, httpx.HTTPError)):
+            await http.post(f"https://hooks.example:{port}/", content=b"{}")
+    # the send resolved once more and saw loopback: refused before connecting
+    assert resolver.calls == 2
+    assert seen == []
+
+
+async def test_the_client_connects_to_the_address_it_checked(tls_receiver):
+    port, seen, ca = tls_receiver
+    resolver = _Rebinding("93.184.216.34", "127.0.0.1")
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    async with pinned_client(0.5, public_only=True, resolve=resolver, ssl_context=context) as http:
+        with pytest.raises(httpx.HTTPError):  # the public address is unreachable here
+            await http.post(f"https://hooks.example:{port}/", content=b"{}")
+    assert resolver.calls == 1  # no second lookup could point the connection elsewhere
+    assert seen == []
+
+
+async def test_a_pinned_connection_keeps_sni_certificate_checks_and_host(tls_receiver):
+    port, seen, ca = tls_receiver
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+
+    async def to_loopback(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    async with pinned_client(
+        2, public_only=False, resolve=to_loopback, ssl_context=context
+    ) as http:
+        response = await http.post(f"https://hooks.example:{port}/", content=b"{}")
+        assert response.status_code == 204
+        with pytest.raises(httpx.ConnectError, match="certificate"):  # the name is verified
+            await http.post(f"https://other.example:{port}/", content=b"{}")
+    assert seen == [f"hooks.example:{port}"]
+
+
+async def test_public_only_refuses_loopback_answers(tls_receiver):
+    port, seen, ca = tls_receiver
+
+    async def to_loopback(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    async with pinned_client(2, public_only=True, resolve=to_loopback) as http:
+        with pytest.raises(DeliveryError, match="non-public"):
+            await http.post(f"https://hooks.example:{port}/", content=b"{}")
+    assert seen == []

@@ -8,6 +8,12 @@ to loopback, a private network, link-local metadata services (169.254.169.254)
 or multicast. IPv6 forms that embed an IPv4 address (IPv4-mapped
 ``::ffff:a.b.c.d``, NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``) are judged by
 the embedded address.
+
+The check and the connection must see the same address, or a DNS answer that
+changes between them (rebinding) would send the lead wherever the second answer
+points. Deliveries therefore go through :class:`PinnedBackend`: httpx's network
+backend, which resolves each host once, checks every address, and connects to a
+checked one; TLS still verifies, and sends SNI for, the URL's host name.
 """
 
 from __future__ import annotations
@@ -15,13 +21,16 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
+from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from server.errors import DeliveryError
 
-__all__ = ["check_target", "is_public_address"]
+__all__ = ["PinnedBackend", "check_target", "check_url", "is_public_address", "pinned_client"]
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -71,7 +80,11 @@ def _literal(host: str) -> bool:
     return True
 
 
-async def _resolve(host: str, port: int) -> list[str]:
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def system_resolve(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to (an IP literal resolves to itself)."""
     if _literal(host):
         return [host]
     loop = asyncio.get_running_loop()
@@ -84,16 +97,11 @@ async def _resolve(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-async def check_target(url: str, allow_private: bool) -> None:
-    """Refuse to deliver to ``url`` unless it is ``https`` on public addresses only.
-
-    With ``allow_private`` (development, tests) any ``http``/``https`` URL passes.
-    The host is resolved now, at send time, and every address it resolves to is
-    checked, not just the first.
+def check_url(url: str, allow_private: bool) -> None:
+    """Refuse ``url`` unless it is ``https`` with a host (``http`` too with ``allow_private``).
 
     Raises:
-        DeliveryError: the scheme or an address is not allowed (the message says which).
-        httpx.ConnectError: the host name could not be resolved (a retryable condition).
+        DeliveryError: the scheme, host or port is not allowed (the message says which).
     """
     parts = urlsplit(url)
     scheme, host = parts.scheme.lower(), parts.hostname
@@ -102,17 +110,17 @@ async def check_target(url: str, allow_private: bool) -> None:
         raise DeliveryError(
             f"webhook url must be an http(s) URL with a host (scheme {scheme or 'missing'!r})"
         )
-    if allow_private:
-        return
-    if scheme != "https":
+    if not allow_private and scheme != "https":
         raise DeliveryError(
             f"webhook url must use https (set allow_private for http targets): {host}"
         )
     try:
-        port = parts.port or 443
+        parts.port  # noqa: B018 - parsing the port is the check
     except ValueError as exc:
         raise DeliveryError(f"webhook url has a bad port: {host}") from exc
-    addresses = await _resolve(host, port)
+
+
+def _refuse_blocked(host: str, addresses: list[str]) -> None:
     if not addresses:
         raise httpx.ConnectError(f"cannot resolve {host}: no addresses")
     blocked = sorted({ip for ip in addresses if not is_public_address(ip)})
@@ -121,3 +129,86 @@ async def check_target(url: str, allow_private: bool) -> None:
             f"webhook host {host} resolves to a non-public address ({', '.join(blocked)}); "
             "set allow_private to deliver to private networks"
         )
+
+
+async def check_target(url: str, allow_private: bool, resolve: Resolver = system_resolve) -> None:
+    """:func:`check_url`, then resolve the host now and check every address, not just the first.
+
+    Raises:
+        DeliveryError: the scheme or an address is not allowed (the message says which).
+        httpx.ConnectError: the host name could not be resolved (a retryable condition).
+    """
+    check_url(url, allow_private)
+    if allow_private:
+        return
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    _refuse_blocked(host, await resolve(host, parts.port or 443))
+
+
+class PinnedBackend(httpcore.AsyncNetworkBackend):
+    """Resolves once and connects to the address it resolved (and, if asked, checked).
+
+    With ``public_only`` every address must be public. httpcore asks the backend for
+    a TCP stream to ``host:port`` and then starts TLS on it with the URL's host
+    name, so connecting to the resolved IP keeps certificate checks, SNI and the
+    ``Host`` header as they were.
+    """
+
+    def __init__(self, *, public_only: bool, resolve: Resolver = system_resolve) -> None:
+        self._public_only = public_only
+        self._resolve = resolve
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            addresses = await self._resolve(host, port)
+        except httpx.ConnectError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        if not addresses:
+            raise httpcore.ConnectError(f"cannot resolve {host}: no addresses")
+        if self._public_only:
+            _refuse_blocked(host, addresses)
+        return await self._inner.connect_tcp(
+            addresses[0].split("%", 1)[0], port, timeout, local_address, socket_options
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise DeliveryError("webhook targets are TCP addresses")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def pinned_client(
+    timeout: float,
+    *,
+    public_only: bool,
+    resolve: Resolver = system_resolve,
+    ssl_context: ssl.SSLContext | None = None,
+) -> httpx.AsyncClient:
+    """An httpx client whose connections go through a :class:`PinnedBackend`."""
+    transport = httpx.AsyncHTTPTransport()
+    limits = httpx.Limits()  # the transport's defaults
+    # httpx builds its pool without a way to pass a network backend; this is the
+    # same pool with ours (the pool is the transport's one moving part).
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=ssl_context or httpx.create_ssl_context(),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=PinnedBackend(public_only=public_only, resolve=resolve),
+    )
+    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)

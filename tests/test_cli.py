@@ -182,15 +182,19 @@ def test_start_logs_urls_and_the_embedded_server_and_test_event_reaches_the_inbo
     assert alone.returncode == 1
     assert "queued; no chatlead serve is running to deliver it" in alone.stderr
     server = process_factory(redis=None, data_dir=str(data))
-    server.start("serve", "--forwarded-allow-ips", "10.0.0.1")
-    base = f"http://127.0.0.1:{server.port}"
-    for path in ("/demo", "/admin", "/widget/chatlead.js"):
-        assert f"={base}{path}\n" in server.output()
-    assert "redis_embedded dir=" in server.output()
-    result = chatlead("test-event", "default", data_dir=str(data))
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.endswith(": delivered to the inbox (/admin/inbox)\n")
-    assert "redis_embedded_running" in result.stderr and "redis_external" not in result.stderr
+    try:
+        server.start("serve", "--forwarded-allow-ips", "10.0.0.1")
+        base = f"http://127.0.0.1:{server.port}"
+        for path in ("/demo", "/admin", "/widget/chatlead.js"):
+            assert f"={base}{path}\n" in server.output()
+        assert "redis_embedded dir=" in server.output()
+        result = chatlead("test-event", "default", data_dir=str(data))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.endswith(": delivered to the inbox (/admin/inbox)\n")
+        assert "redis_embedded_running" in result.stderr and "redis_external" not in result.stderr
+    finally:
+        server.terminate()  # SIGTERM stops the embedded server too
+    assert processes_using(data) == []
 
 
 def test_test_event_waits_for_the_first_attempt_and_shows_it(

@@ -201,8 +201,6 @@ def _serve(args: argparse.Namespace) -> int:
     port = sock.getsockname()[1]
     for name, value in (("HOST", settings.host), ("PORT", port)):
         os.environ[f"CHATLEAD_{name}"] = str(value)  # what the app (and workers) load
-    for name, url in _start_urls(settings.host, port):
-        log.info("open %s=%s", name, url)
     config = uvicorn.Config(
         "server.app:create_app",
         factory=True,
@@ -224,6 +222,8 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_on_signal)
     with sock, _redis_for(settings) as ready, _metrics_dir(args.workers):
         _require_redis(ready)
+        for name, url in _start_urls(settings.host, port):
+            log.info("open %s=%s", name, url)
         if args.workers > 1:
             Multiprocess(config, sockets=[sock]).run()
             return 0

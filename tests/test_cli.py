@@ -60,6 +60,17 @@ def test_serve_on_a_busy_port_fails_fast_before_starting_anything(tmp_path: Path
     assert not (tmp_path / "data").exists() and processes_using(tmp_path) == []
 
 
+def test_serve_warns_of_unknown_settings_before_anything_else(tmp_path: Path) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        result = chatlead("serve", "--port", str(port), data_dir=str(tmp_path), idletimeout="5m")
+    first, last = result.stderr.splitlines()
+    assert "unknown_setting name=CHATLEAD_IDLETIMEOUT did_you_mean=CHATLEAD_IDLE_TIMEOUT" in first
+    assert last.startswith(f"chatlead: port {port} on 127.0.0.1 is already in use")
+
+
 @pytest.mark.parametrize("command", ["check", "serve"])
 @pytest.mark.parametrize(
     ("env", "line"),

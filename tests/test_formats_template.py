@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from fakes.leads import event_for, lead, site_with
 from fakes.receiver import FakeReceiver
@@ -12,7 +15,15 @@ from standardwebhooks.webhooks import Webhook as Verifier
 
 from server.errors import ConfigError, DeliveryError
 from server.formats import send as dispatch
-from server.formats.template import build_request, render_body, send, validate_template
+from server.formats.template import (
+    BUDGET_S,
+    build_request,
+    render_body,
+    send,
+    validate_template,
+)
+from server.outbox import Outbox
+from tests.conftest import FULL_CONVERSATION, Visitor
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OLD_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
@@ -167,3 +178,73 @@ async def test_default_format_still_dispatches_without_redis(http):
     assert result.ok
     envelope = Verifier(SECRET).verify(receiver.seen[0].body.decode(), receiver.seen[0].headers)
     assert envelope["type"] == "lead.completed" and envelope["data"]["sessionId"]
+
+
+# --- templates cannot freeze the process ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"x": "{{ "a" * 10**9 }}"}',
+        '{"x": "{{ 10 ** (10 ** 9) }}"}',
+        '{"x": "{{ "%0999999999d" % 1 }}"}',
+        '{"x": "{{ "x" | center(10**9) }}"}',
+        '{"x": "{% for i in range(100000) %}{{ "y" * 100 }}{% endfor %}"}',  # 10 MB of output
+    ],
+)
+def test_huge_values_are_refused_before_they_are_built(body):
+    started = time.monotonic()
+    with pytest.raises(DeliveryError):
+        render_body(event_for(template_site(template=body), lead()))
+    assert time.monotonic() - started < 0.5
+
+
+def test_a_template_that_loops_is_stopped_at_its_budget():
+    loop = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}{}"
+    started = time.monotonic()
+    with pytest.raises(DeliveryError, match="took longer than 200 ms"):
+        render_body(event_for(template_site(template=loop), lead()))
+    assert time.monotonic() - started < BUDGET_S + 0.3
+
+
+def test_visitor_text_cannot_add_json_keys():
+    hostile = 'Eve", "admin": true, "x": "\\'
+    site = template_site(template='{"name": "{{ fields.name }}", "n": {{ 2 }}}')
+    event = event_for(site, lead({"name": hostile}))
+    assert json.loads(render_body(event)) == {"name": hostile, "n": 2}
+
+
+async def test_a_slow_template_on_a_real_server_never_holds_up_healthz(app_factory, tmp_path):
+    # cheap on the config-time sample (an empty transcript), a long loop on a real lead
+    slow = (
+        "{% for i in range(lead.transcript | length * 100) %}"
+        "{% for j in range(100000) %}{% endfor %}{% endfor %}{}"
+    )
+    config = tmp_path / "sites.toml"
+    config.write_text(
+        "[sites.default]\n[sites.default.webhook]\n"
+        'url = "http://127.0.0.1:9/hook"\nformat = "template"\nallow_private = true\n'
+        f"template = {json.dumps(slow)}\n"
+    )
+    app = await app_factory(config=str(config))
+    worst = 0.0
+    async with Visitor.connect(app.ws_url) as v, httpx.AsyncClient() as http:
+        for name, value in FULL_CONVERSATION:
+            await v.field(name, value)
+        await v.expect("lead")
+        store = app.server.config.app.state.runtime.store
+        outbox = Outbox(store)
+        event_id = f"evt_{v.welcome['session_id']}_completed"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            assert (await http.get(app.base + "/healthz")).status_code == 200
+            worst = max(worst, time.monotonic() - started)
+            record = await outbox.load(event_id)
+            if record is not None and record.status == "dead":
+                break
+            await asyncio.sleep(0.01)
+    assert record.status == "dead"
+    assert "took longer than" in record.attempts[-1]["error"]
+    assert worst < 0.15, worst

@@ -19,6 +19,7 @@ checked one; TLS still verifies, and sends SNI for, the URL's host name.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import ssl
@@ -192,6 +193,13 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+@functools.cache
+def _default_tls() -> ssl.SSLContext:
+    """One verifying TLS context for every delivery client (loading the CA bundle
+    takes tens of milliseconds; the delivery loop has dozens of clients)."""
+    return httpx.create_ssl_context()
+
+
 def pinned_client(
     timeout: float,
     *,
@@ -200,12 +208,13 @@ def pinned_client(
     ssl_context: ssl.SSLContext | None = None,
 ) -> httpx.AsyncClient:
     """An httpx client whose connections go through a :class:`PinnedBackend`."""
-    transport = httpx.AsyncHTTPTransport()
+    tls = ssl_context or _default_tls()
+    transport = httpx.AsyncHTTPTransport(verify=tls)
     limits = httpx.Limits()  # the transport's defaults
     # httpx builds its pool without a way to pass a network backend; this is the
     # same pool with ours (the pool is the transport's one moving part).
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context or httpx.create_ssl_context(),
+        ssl_context=tls,
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,

@@ -16,10 +16,10 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
 from starlette.requests import Request
@@ -30,8 +30,18 @@ from server import auth, keys, reports
 from server.config import Site
 from server.erase import erase_session
 from server.errors import StoreError
+from server.inbox import (
+    InboxPage,
+    InboxQuery,
+    InboxSelection,
+    MarkResult,
+    decode_entry,
+    inbox_row,
+    need_fields,
+    parse_inbox_query,
+)
 from server.openapi import openapi_json
-from server.outbox import EVENT_ID, Outbox
+from server.outbox import EVENT_ID, INBOX_KEEP, Outbox
 from server.protocol import iso_ms
 from server.reports import (
     AbandonedReport,
@@ -42,6 +52,7 @@ from server.reports import (
     QueryError,
     RowValues,
     SessionDetail,
+    SessionPage,
     Summary,
 )
 from server.runtime import Runtime
@@ -65,8 +76,12 @@ PREFETCH = 3
 EXPORT_BUFFER = 32_000
 """Rows an export holds in memory across all its sorted sets (pages read ahead included):
 each set's page is this divided by the number of sets, within ``[100, 1000]``."""
-DELIVERY_SCAN = 5000
-"""Most log entries one ``/api/deliveries`` page looks at (a filtered page may be short)."""
+SCAN = 5000
+"""Most index entries one filtered page looks at (such a page may be short)."""
+INBOX_CHUNK = 200
+"""Inbox entries read per ``LRANGE`` (a page usually needs the first chunk only)."""
+SESSION_KINDS = {None: "started", "open": "started", "completed": "completed"}
+"""The report index a session list of each status walks (``abandoned`` walks its own)."""
 MAX_EVENTS_PER_SESSION = 50
 
 _ROW_LUA = """
@@ -136,8 +151,19 @@ return cjson.encode(out)
 _ROW_WIDTH = 12
 
 _ADAPTERS: dict[type, TypeAdapter[Any]] = {
-    t: TypeAdapter(t) for t in (AbandonedReport, DeliveryItem, DeliveryPage, SessionDetail)
+    t: TypeAdapter(t)
+    for t in (
+        AbandonedReport,
+        DeliveryItem,
+        DeliveryPage,
+        InboxPage,
+        MarkResult,
+        SessionDetail,
+        SessionPage,
+        Summary,
+    )
 }
+T = TypeVar("T")
 
 
 def dump(value: Any) -> bytes:
@@ -308,6 +334,36 @@ class IndexMerge:
             out += self._ready[self._taken : end]
             self._taken = end
         return out
+
+
+async def _filtered_page(
+    merge: IndexMerge,
+    load: Callable[[Sequence[Entry]], Awaitable[list[T | None]]],
+    keep: Callable[[T], bool] | None,
+    limit: int,
+) -> tuple[list[T], str | None]:
+    """Up to ``limit`` loaded items of a merge that ``keep`` accepts, and the next cursor.
+
+    With a filter a page looks at most at ``SCAN`` entries and may come back short
+    (its cursor goes on from the last entry looked at).
+    """
+    items: list[T] = []
+    last: Entry | None = None
+    scanned, cut_short = 0, False
+    while len(items) < limit and scanned < SCAN:
+        entries = await merge.take(limit - len(items) if keep is None else limit)
+        if not entries:
+            break
+        scanned += len(entries)
+        for position, (entry, item) in enumerate(zip(entries, await load(entries), strict=True)):
+            last = entry
+            if item is not None and (keep is None or keep(item)):
+                items.append(item)
+                if len(items) == limit:
+                    cut_short = position < len(entries) - 1
+                    break
+    more = last is not None and (cut_short or not merge.exhausted)
+    return items, reports.encode_cursor(last[0], last[1]) if more and last else None
 
 
 # --- reads ------------------------------------------------------------------
@@ -488,24 +544,98 @@ class Reader:
         merge = IndexMerge(self.redis, sources, float("-inf"), float("inf"), max(limit, 50))
         if after:
             await merge.start_after(*after)
-        items: list[DeliveryItem] = []
-        last: Entry | None = None
-        scanned, cut_short = 0, False
-        while len(items) < limit and scanned < DELIVERY_SCAN:
-            entries = await merge.take(limit - len(items) if status is None else limit)
-            if not entries:
+
+        async def load(entries: Sequence[Entry]) -> list[DeliveryItem | None]:
+            return await self._events([entry[1] for entry in entries])
+
+        keep = (lambda item: item.status == status) if status else None
+        return await _filtered_page(merge, load, keep, limit)
+
+    async def sessions(
+        self,
+        site_id: str | None,
+        period: Period,
+        status: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> SessionPage:
+        """Sessions of the period, newest first; with ``status``, only those in it now.
+
+        All sessions and open ones walk the ``started`` index, completed and abandoned
+        ones their own (ordered by that moment); each page of an index comes with its
+        rows (``PAGE_SCRIPT``).
+        """
+        after = reports.decode_cursor(cursor, SESSION_ID)
+        kind = SESSION_KINDS.get(status, "abandoned")
+        pairs = [
+            (site, shard) for site in self.sites(site_id) for shard in range(self.store.shards)
+        ]
+        sources = [(keys.site_index(shard, site.id, kind), site.id) for site, shard in pairs]
+        tags = [keys.tag(shard) for _, shard in pairs]
+        low, high = period.since_ms, period.until_ms - 1
+        merge = IndexMerge(self.redis, sources, low, high, max(limit, 50), tags)
+        if after:
+            await merge.start_after(*after)
+
+        async def load(entries: Sequence[Entry]) -> list[reports.SessionRow | None]:
+            return [
+                reports.session_row(sid, site, score, page, at)
+                for score, sid, site, page, at in entries
+            ]
+
+        keep = (lambda row: row.status == status) if status else None
+        return SessionPage(*await _filtered_page(merge, load, keep, limit))
+
+    # --- the inbox --------------------------------------------------------------
+
+    async def inbox(self, query: InboxQuery, cursor: str | None, limit: int) -> InboxPage:
+        """One page of the inbox (newest lead first), read a chunk at a time."""
+        if cursor and not EVENT_ID.match(cursor):
+            raise QueryError("cursor", "not a cursor returned by this API")
+        needs = {
+            site.id: need_fields([step.field for step in site.flow])
+            for site in self.runtime.sites.values()
+        }
+        selection = InboxSelection(query, limit, cursor or None)
+        start = 0
+        while not selection.done and start < INBOX_KEEP:
+            with _redis_errors():
+                raw = await self.redis.lrange(keys.INBOX, start, start + INBOX_CHUNK - 1)
+                entries = [entry for entry in map(decode_entry, raw) if entry is not None]
+                marks = (
+                    await self.redis.zmscore(keys.INBOX_HANDLED, [e["id"] for e in entries])
+                    if entries
+                    else []
+                )
+            rows = (
+                inbox_row(entry, needs.get(str(entry.get("site")), ("message",)), mark, SESSION_ID)
+                for entry, mark in zip(entries, marks, strict=True)
+            )
+            selection.feed(row for row in rows if row is not None)
+            start += len(raw)
+            if len(raw) < INBOX_CHUNK:
                 break
-            scanned += len(entries)
-            loaded = await self._events([entry[1] for entry in entries])
-            for position, (entry, item) in enumerate(zip(entries, loaded, strict=True)):
-                last = entry
-                if item is not None and (status is None or item.status == status):
-                    items.append(item)
-                    if len(items) == limit:
-                        cut_short = position < len(entries) - 1
-                        break
-        more = last is not None and (cut_short or not merge.exhausted)
-        return items, reports.encode_cursor(last[0], last[1]) if more and last else None
+        return selection.page()
+
+    async def mark(self, event_id: str, handled: bool) -> MarkResult | None:
+        """Mark an inbox lead handled (or new again); None when there is no such event."""
+        if not EVENT_ID.match(event_id):
+            return None
+        shard = self.store.shard(event_id[4:28])
+        with _redis_errors():
+            if not await self.redis.exists(keys.event(shard, event_id)):
+                return None
+            now = await self.now_ms()
+            async with self.redis.pipeline(transaction=True) as pipe:
+                if handled:
+                    pipe.zadd(keys.INBOX_HANDLED, {event_id: now})
+                else:
+                    pipe.zrem(keys.INBOX_HANDLED, event_id)
+                pipe.zremrangebyscore(keys.INBOX_HANDLED, "-inf", now - self.store.retention_ms)
+                await pipe.execute()
+        if handled:
+            return MarkResult(event_id, "handled", iso_ms(now))
+        return MarkResult(event_id, "new", None)
 
     async def session_deliveries(self, session_id: str, abandons: int) -> list[DeliveryItem]:
         candidates = [f"evt_{session_id}_completed"] + [
@@ -629,6 +759,62 @@ async def abandoned_report(request: Request) -> Response:
 
 
 @endpoint
+async def summary_report(request: Request) -> Response:
+    """``GET /api/reports/summary?site=&since=&until=``: totals, drop-off and per-day counts."""
+    reader = Reader(_runtime(request))
+    sites = reader.sites(request.query_params.get("site") or None)
+    return _json(await reader.summary(sites, await _period(request, reader)))
+
+
+SESSION_STATUSES = (None, "open", "completed", "abandoned")
+
+
+def session_status(text: str | None) -> str | None:
+    """The ``status`` filter of a session list.
+
+    Raises:
+        QueryError: not open, completed or abandoned.
+    """
+    status = text or None
+    if status not in SESSION_STATUSES:
+        raise QueryError("status", "must be open, completed or abandoned")
+    return status
+
+
+@endpoint
+async def list_sessions(request: Request) -> Response:
+    """``GET /api/sessions?site=&status=&since=&until=&cursor=&limit=``."""
+    reader = Reader(_runtime(request))
+    query = request.query_params
+    status = session_status(query.get("status"))
+    period = await _period(request, reader)
+    limit = reports.parse_limit(query.get("limit"), default=50)
+    page = await reader.sessions(
+        query.get("site") or None, period, status, query.get("cursor"), limit
+    )
+    return _json(page)
+
+
+@endpoint
+async def list_inbox(request: Request) -> Response:
+    """``GET /api/inbox?status=new|handled&kind=leads|tests|all&q=&cursor=&limit=``."""
+    query = request.query_params
+    wanted = parse_inbox_query(query.get("status"), query.get("kind"), query.get("q"))
+    limit = reports.parse_limit(query.get("limit"), default=50)
+    return _json(await Reader(_runtime(request)).inbox(wanted, query.get("cursor"), limit))
+
+
+@endpoint
+async def mark_inbox(request: Request) -> Response:
+    """``POST /api/inbox/{id}/handled`` marks a lead handled; ``DELETE`` makes it new again."""
+    reader = Reader(_runtime(request))
+    result = await reader.mark(request.path_params["event_id"], request.method == "POST")
+    if result is None:
+        return _error(404, "not_found", "no such lead")
+    return _json(result)
+
+
+@endpoint
 async def get_session(request: Request) -> Response:
     """``GET /api/sessions/{id}``: transcript, fields, lead and its delivery events."""
     detail = await Reader(_runtime(request)).session(request.path_params["session_id"])
@@ -716,11 +902,15 @@ async def test_event(request: Request) -> Response:
 
 routes: list[BaseRoute] = [
     Route("/api/reports/abandoned", abandoned_report, methods=["GET"]),
+    Route("/api/reports/summary", summary_report, methods=["GET"]),
+    Route("/api/sessions", list_sessions, methods=["GET"]),
     Route("/api/sessions/{session_id}", get_session, methods=["GET"]),
     Route("/api/sessions/{session_id}", delete_session, methods=["DELETE"]),
     Route("/api/deliveries", list_deliveries, methods=["GET"]),
     Route("/api/deliveries/{event_id}", get_delivery, methods=["GET"]),
     Route("/api/deliveries/{event_id}/replay", replay_delivery, methods=["POST"]),
     Route("/api/sites/{site}/test-event", test_event, methods=["POST"]),
+    Route("/api/inbox", list_inbox, methods=["GET"]),
+    Route("/api/inbox/{event_id}/handled", mark_inbox, methods=["POST", "DELETE"]),
     Route("/openapi.json", openapi_json, methods=["GET"]),
 ]

@@ -9,7 +9,8 @@ What holds personal data, and what erasing does to it:
   payload survives; pending ones are dead-lettered with the error ``erased``,
   and every attempt log loses its CRM response snippet (a CRM may echo the
   lead) and any captured value quoted in an error;
-- the built-in inbox: the session's delivered leads are removed.
+- the built-in inbox: the session's delivered leads are removed, with their
+  handled marks.
 
 The per-day counters are anonymous and stay. The shard's keys change in one
 ``MULTI`` (watched, retried if a delivery lands meanwhile); the inbox is a
@@ -158,8 +159,10 @@ async def _erase_inbox(runtime: Runtime, session_id: str) -> int:
             continue
         data = item.get("data")
         owner = data.get("sessionId") if isinstance(data, dict) else None
-        if owner == session_id or str(item.get("id", "")).startswith(prefix):
+        event_id = str(item.get("id", ""))
+        if owner == session_id or event_id.startswith(prefix):
             removed += int(await redis.lrem(keys.INBOX, 0, raw))
+            await redis.zrem(keys.INBOX_HANDLED, event_id)
     return removed
 
 

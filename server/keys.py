@@ -35,6 +35,11 @@ def ip_slots(ip: str) -> str:
     return f"{PREFIX}conns:ip:{ip}"
 
 
+def new_sessions(network: str) -> str:
+    """Hash: the new-session token bucket of one client network (its own slot)."""
+    return f"{PREFIX}rate:sessions:{network}"
+
+
 def site_slots(site: str) -> str:
     """Sorted set: open socket id -> lease expiry (ms), for one site."""
     return f"{PREFIX}conns:site:{site}"
@@ -136,3 +141,9 @@ def site_stats(shard: int, site: str, day: int) -> str:
 
 INDEX_KINDS = ("started", "completed", "abandoned", "recovered")
 """Every ``kind`` of :func:`site_index` the session scripts write."""
+
+
+# --- the inbox's handled marks (global, like the inbox) ------------------------
+
+INBOX_HANDLED = PREFIX + "inbox:handled"
+"""Sorted set: inbox event id -> when an owner marked it handled (ms); pruned by retention."""

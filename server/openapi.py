@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from server.erase import EraseResult
+from server.inbox import MAX_QUERY, InboxPage, MarkResult
 from server.reports import (
     MAX_DAYS,
     MAX_LIMIT,
@@ -23,12 +24,23 @@ from server.reports import (
     DeliveryItem,
     DeliveryPage,
     SessionDetail,
+    SessionPage,
+    Summary,
 )
 
 __all__ = ["document", "openapi_json"]
 
 _REF = "#/components/schemas/{model}"
-_MODELS: tuple[type, ...] = (AbandonedReport, DeliveryItem, DeliveryPage, SessionDetail)
+_MODELS: tuple[type, ...] = (
+    AbandonedReport,
+    DeliveryItem,
+    DeliveryPage,
+    InboxPage,
+    MarkResult,
+    SessionDetail,
+    SessionPage,
+    Summary,
+)
 
 _ERROR = {
     "type": "object",
@@ -112,6 +124,9 @@ def _limit(default: int) -> dict[str, Any]:
 
 
 _SESSION_ID = _path("session_id", "24 lowercase hex digits")
+_SITE = _query("site", "a site id; default all sites", {"type": "string"})
+_SINCE = _query("since", "ISO-8601 date/time or relative (`7d`); default 30 days", _TIME)
+_UNTIL = _query("until", "ISO-8601 date/time or relative; default now", _TIME)
 _EVENT_ID = _path("event_id", "`evt_<session id>_completed|abandoned_<n>|test`")
 
 _PATHS: dict[str, Any] = {
@@ -127,9 +142,9 @@ _PATHS: dict[str, Any] = {
                 "every row of the period as RFC 4180 CSV (UTF-8 with BOM, formula-safe)."
             ),
             "parameters": [
-                _query("site", "a site id; default all sites", {"type": "string"}),
-                _query("since", "ISO-8601 date/time or relative (`7d`); default 30 days", _TIME),
-                _query("until", "ISO-8601 date/time or relative; default now", _TIME),
+                _SITE,
+                _SINCE,
+                _UNTIL,
                 _query("format", "answer format", {"type": "string", "enum": ["json", "csv"]}),
                 _CURSOR,
                 _limit(100),
@@ -144,6 +159,53 @@ _PATHS: dict[str, Any] = {
                         "text/csv": {"schema": {"type": "string"}},
                     },
                 },
+                "400": _error("a parameter is invalid (named in `param`)"),
+                "404": _error("unknown site"),
+                **_GUARDED,
+            },
+        }
+    },
+    "/api/reports/summary": {
+        "get": {
+            "operationId": "summaryReport",
+            "summary": "Totals, abandonment rate, drop-off by flow step and counts per day",
+            "description": (
+                "What the dashboard shows above its lead list: counted over the whole UTC "
+                "days the period touches (`first_day` .. `last_day`), per site and overall."
+            ),
+            "parameters": [_SITE, _SINCE, _UNTIL],
+            "responses": {
+                "200": _ok("Summary", "the summary"),
+                "400": _error("a parameter is invalid (named in `param`)"),
+                "404": _error("unknown site"),
+                **_GUARDED,
+            },
+        }
+    },
+    "/api/sessions": {
+        "get": {
+            "operationId": "listSessions",
+            "summary": "Sessions of the period (open ones included), newest first",
+            "description": (
+                "All sessions and open ones are ordered by start, completed and abandoned "
+                "ones by the moment they completed or were abandoned; `status` is the "
+                "session's status now. A filtered page may hold fewer items; follow "
+                "`next_cursor`."
+            ),
+            "parameters": [
+                _SITE,
+                _query(
+                    "status",
+                    "only sessions in this state now; default all",
+                    {"type": "string", "enum": ["open", "completed", "abandoned"]},
+                ),
+                _SINCE,
+                _UNTIL,
+                _CURSOR,
+                _limit(50),
+            ],
+            "responses": {
+                "200": _ok("SessionPage", "a page of sessions"),
                 "400": _error("a parameter is invalid (named in `param`)"),
                 "404": _error("unknown site"),
                 **_GUARDED,
@@ -239,6 +301,58 @@ _PATHS: dict[str, Any] = {
             },
         },
     },
+    "/api/inbox": {
+        "get": {
+            "operationId": "listInbox",
+            "summary": "Leads in the built-in inbox, newest first, one per session",
+            "description": (
+                "Leads of sites without a webhook. Test events (`lead.test`) are apart: "
+                "`kind=tests` lists them, `kind=all` mixes them in. `q` searches name, "
+                "email, phone, company, site and what the visitor needs."
+            ),
+            "parameters": [
+                _query(
+                    "status",
+                    "only new or only handled leads; default both",
+                    {"type": "string", "enum": ["new", "handled"]},
+                ),
+                _query(
+                    "kind",
+                    "real leads, test events or both; default leads",
+                    {"type": "string", "enum": ["leads", "tests", "all"]},
+                ),
+                _query("q", "search text", {"type": "string", "maxLength": MAX_QUERY}),
+                _CURSOR,
+                _limit(50),
+            ],
+            "responses": {
+                "200": _ok("InboxPage", "a page of the inbox"),
+                "400": _error("a parameter is invalid (named in `param`)"),
+                **_GUARDED,
+            },
+        }
+    },
+    "/api/inbox/{event_id}/handled": {
+        "parameters": [_EVENT_ID],
+        "post": {
+            "operationId": "markInboxHandled",
+            "summary": "Mark an inbox lead handled",
+            "responses": {
+                "200": _ok("MarkResult", "the lead's status now"),
+                "404": _error("no such lead"),
+                **_GUARDED,
+            },
+        },
+        "delete": {
+            "operationId": "markInboxNew",
+            "summary": "Mark an inbox lead new again",
+            "responses": {
+                "200": _ok("MarkResult", "the lead's status now"),
+                "404": _error("no such lead"),
+                **_GUARDED,
+            },
+        },
+    },
 }
 
 
@@ -265,7 +379,8 @@ def document() -> dict[str, Any]:
             "title": "chatlead admin API",
             "version": _package_version(),
             "description": (
-                "Reports on abandoned leads, the delivery log with replay, sessions and "
+                "Reports on abandoned leads (with the dashboard's totals, drop-off and "
+                "per-day counts), the inbox, sessions, the delivery log with replay and "
                 "GDPR erasure. Send `Authorization: Bearer $CHATLEAD_ADMIN_TOKEN`; without "
                 "a configured token the API answers only to loopback clients."
             ),

@@ -42,6 +42,8 @@ __all__ = [
     "DeliveryPage",
     "Period",
     "SessionDetail",
+    "SessionPage",
+    "SessionRow",
     "QueryError",
     "RowValues",
     "SiteSummary",
@@ -62,6 +64,7 @@ __all__ = [
     "row_values",
     "safe_cell",
     "session_detail",
+    "session_row",
     "summarize",
 ]
 
@@ -329,6 +332,45 @@ def abandoned_row(
     """:func:`row_values` as an :class:`AbandonedRow` (what the JSON answer holds)."""
     row = row_values(session_id, site, indexed_ms, values, at)
     return AbandonedRow(*row) if row is not None else None  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """One session in the session list (any status). Times are ISO-8601 UTC."""
+
+    session_id: str
+    site: str
+    status: Literal["open", "completed", "abandoned"]
+    started_at: str
+    last_activity_at: str
+    step: str
+    name: str | None
+    email: str | None
+    phone: str | None
+    company: str | None
+    recovered: bool
+
+
+def session_row(
+    session_id: str, site: str, indexed_ms: int, values: Sequence[str], at: int = 0
+) -> SessionRow | None:
+    """A session-list row from the same 12 strings as :func:`row_values`; None when gone."""
+    row = row_values(session_id, site, indexed_ms, values, at)
+    if row is None:
+        return None
+    return SessionRow(
+        session_id,
+        site,
+        row[2],  # type: ignore[arg-type]
+        row[3],
+        row[4],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        values[at + 5] == "1",
+    )
 
 
 # --- CSV --------------------------------------------------------------------
@@ -703,4 +745,12 @@ class AbandonedReport:
 @dataclass(frozen=True, slots=True)
 class DeliveryPage:
     items: list[DeliveryItem]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    """One page of ``/api/sessions`` (newest first)."""
+
+    items: list[SessionRow]
     next_cursor: str | None

@@ -410,8 +410,8 @@ async def test_delivery_log_replay_and_test_event(served: Served) -> None:
     test = await served.http.post("/api/sites/default/test-event")
     assert test.status_code == 202 and test.json()["event"] == "lead.test"
     await wait_delivery(served, test.json()["id"], "delivered")
-    inbox = (await served.http.get("/admin/inbox", headers={"accept": "application/json"})).json()
-    assert {item["type"] for item in inbox["items"]} == {"lead.completed", "lead.test"}
+    inbox = (await served.http.get("/api/inbox", params={"kind": "all"})).json()
+    assert {item["event"] for item in inbox["items"]} == {"completed", "test"}
 
 
 async def test_replaying_a_pending_event_is_a_conflict(

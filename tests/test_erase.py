@@ -104,6 +104,9 @@ async def test_erase_leaves_nothing_personal_in_redis(
 
         await eventually(tried, what="a failed attempt")
         assert crm.requests("POST"), "the CRM saw the lead"
+        inboxed_event = f"evt_{inboxed}_abandoned_1"
+        marked = await served.http.post(f"/api/inbox/{inboxed_event}/handled")
+        assert marked.json()["status"] == "handled"
         before = everything(sync_redis)
         assert EMAIL in before and NAME in before  # the data really was there
         counted = counters(sync_redis)
@@ -128,8 +131,9 @@ async def test_erase_leaves_nothing_personal_in_redis(
         dead = (await served.http.get(f"/api/deliveries/evt_{failing}_abandoned_1")).json()
         assert dead["status"] == "dead" and dead["next_attempt_at"] is None
         assert [a["error"] for a in dead["attempts"]] == ["HTTP 500", "erased"]
-        inbox = (await served.http.get("/admin/inbox?format=json")).json()["items"]
-        assert [item["data"]["sessionId"] for item in inbox] == [other]
+        inbox = (await served.http.get("/api/inbox")).json()["items"]
+        assert [item["session_id"] for item in inbox] == [other]
+        assert sync_redis.zscore("chatlead:inbox:handled", inboxed_event) is None
 
 
 async def test_scrubbing_an_attempt_keeps_what_is_not_personal() -> None:

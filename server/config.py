@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -46,6 +46,7 @@ __all__ = [
     "load_settings",
     "load_sites",
     "parse_duration",
+    "parse_rate",
     "unknown_env",
 ]
 
@@ -86,6 +87,38 @@ def format_duration(seconds: float) -> str:
         if count >= 1 and round(count, 6).is_integer():
             return f"{round(count)}{unit}"
     return f"{seconds * 1000:g}ms"
+
+
+class Rate(NamedTuple):
+    """``count`` events per ``per_s`` seconds, in bursts of up to ``count``."""
+
+    count: int
+    per_s: float
+
+    def __str__(self) -> str:
+        """As :func:`parse_rate` reads it back (``300/min``, ``5/s``, ``50/10m``)."""
+        period = {1.0: "s", 60.0: "min", 3600.0: "h"}.get(self.per_s)
+        return f"{self.count}/{period or format_duration(self.per_s)}"
+
+
+_RATE_UNITS = {"s": "1s", "sec": "1s", "min": "1m", "h": "1h", "hour": "1h", "d": "1d"}
+
+
+def parse_rate(value: str | Rate) -> Rate:
+    """Parse ``300/min``, ``5/s``, ``1000/h`` or ``50/10m`` into a :class:`Rate`.
+
+    Raises:
+        ValueError: not ``<count>/<unit or duration>`` with a positive count and period.
+    """
+    if isinstance(value, Rate):
+        return value
+    count, slash, period = str(value).partition("/")
+    if not slash or not count.strip().isdigit() or int(count) < 1:
+        raise ValueError(f"{value!r} is not a rate; write e.g. 300/min, 5/s or 1000/h")
+    per_s = parse_duration(_RATE_UNITS.get(period.strip(), period))
+    if per_s <= 0:
+        raise ValueError(f"{value!r} needs a period longer than zero")
+    return Rate(int(count), per_s)
 
 
 class _FieldProblem(ValueError):
@@ -339,6 +372,7 @@ class Settings(BaseSettings):
     max_conn_per_site: int = Field(10_000, ge=1)
     msg_rate: float = Field(10.0, gt=0)
     msg_burst: int = Field(30, ge=1)
+    new_sessions_per_ip: Annotated[Rate, NoDecode] = Rate(300, 60.0)
     retry_schedule: Annotated[tuple[float, ...], NoDecode] = (
         0,
         5,
@@ -372,6 +406,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("new_sessions_per_ip", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Rate:
+        return parse_rate(value)
 
     @field_validator("retry_schedule", mode="before")
     @classmethod
@@ -634,6 +673,8 @@ def _shown(name: str, value: Any) -> str:
     if name in _DURATIONS:
         values = value if isinstance(value, tuple) else (value,)
         return ",".join(format_duration(seconds) for seconds in values)
+    if isinstance(value, Rate):
+        return str(value)
     if isinstance(value, tuple):
         return ",".join(value)
     if isinstance(value, bool):

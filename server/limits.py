@@ -1,4 +1,7 @@
-"""Connection caps shared by every server process: per client IP and per site.
+"""Connection caps and the new-session rate, shared by every server process.
+
+Both count per client network: one IPv4 address, or one IPv6 /64 (a single
+subscriber's allocation, where every address is the same client).
 
 Each open socket holds a lease in a Redis sorted set (socket id -> lease expiry on
 Redis' clock). ``slot.lua`` drops lapsed leases and takes a slot only while the set
@@ -14,21 +17,58 @@ runs unchanged on Redis Cluster (CONTRACT §8).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import logging
 import secrets
 from collections import defaultdict
 
+from server import keys
+from server.config import Rate
 from server.errors import StoreError
 from server.loops import rest
 from server.store import REDIS_ERRORS, Coalescer, Store
 
-__all__ = ["LEASE_MS", "ConnectionSlots"]
+__all__ = ["LEASE_MS", "ConnectionSlots", "NewSessions", "client_network"]
 
 log = logging.getLogger("chatlead.limits")
 
 LEASE_MS = 60_000
 """A lease is renewed three times per lease (a missed renewal is not a lost slot)."""
+
+
+def client_network(ip: str) -> str:
+    """What caps count as one client: the IPv4 address, or the IPv6 /64 (``2001:db8::/64``)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class NewSessions:
+    """How many new sessions one client network may start: a token bucket in Redis."""
+
+    def __init__(self, store: Store, rate: Rate) -> None:
+        self.rate = rate
+        self._take = Coalescer(store.redis, store.script("session_rate"))
+
+    async def admit(self, ip: str) -> bool:
+        """Take a token for a new session from ``ip``'s network; False when it has none.
+
+        Raises:
+            StoreError: Redis is unreachable (the caller refuses the session).
+        """
+        key = keys.new_sessions(client_network(ip))
+        try:
+            taken = await self._take.call([key], [self.rate.count, int(self.rate.per_s * 1000)])
+        except REDIS_ERRORS as exc:
+            raise StoreError(f"Redis error in the new-session rate: {exc}") from exc
+        return bool(taken == 1)
 
 
 def _log_failed_release(done: asyncio.Future[object]) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from server import keys
 from server.config import Settings, Site
-from server.limits import ConnectionSlots
+from server.limits import ConnectionSlots, NewSessions
 from server.store import Store
 
 if TYPE_CHECKING:
@@ -70,9 +70,11 @@ class Runtime:
     hub: Hub = field(default_factory=Hub)
     delivery_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     slots: ConnectionSlots = field(init=False)
+    new_sessions: NewSessions = field(init=False)
 
     def __post_init__(self) -> None:
         self.slots = ConnectionSlots(self.store)
+        self.new_sessions = NewSessions(self.store, self.settings.new_sessions_per_ip)
 
     def site_cap(self, site: Site) -> int:
         """Open sockets allowed for ``site`` across all processes."""

@@ -50,6 +50,12 @@ __all__ = [
 POOL_SIZE = 50
 MAX_TRANSCRIPT = 2000
 """Transcript entries per session; beyond it visitor events are refused (abuse cap)."""
+MAX_TRANSCRIPT_BYTES = 256 * 1024
+"""Transcript size per session; beyond it the oldest visitor texts are replaced by a
+marker (the fields are kept)."""
+EMPTY_SESSION_TTL_MS = 3600_000
+"""How long a session is kept while its visitor has sent nothing (at least twice its
+idle timeout, at most the retention)."""
 HASH = "hash"
 """A read of a whole hash in :meth:`Store.read` (else a list start index)."""
 REDIS_ERRORS = (RedisError, RedisClusterException)
@@ -346,6 +352,7 @@ class Store:
                 "read",
                 "slot",
                 "unslot",
+                "session_rate",
             )
         }
         # the calls many sockets (or deliveries) make at once share a pipeline
@@ -424,10 +431,18 @@ class Store:
             ``(seq, created_ms)``.
         """
         shard = self.shard(session_id)
+        empty_ttl = min(self.retention_ms, max(EMPTY_SESSION_TTL_MS, 2 * int(meta["idle"])))
         result = await self._call(
             "create",
             [*keys.session_keys(shard, session_id), keys.deadlines(shard)],
-            [session_id, json.dumps(meta), json.dumps(entries), self.retention_ms, keys.tag(shard)],
+            [
+                session_id,
+                json.dumps(meta),
+                json.dumps(entries),
+                self.retention_ms,
+                keys.tag(shard),
+                empty_ttl,
+            ],
         )
         return int(result[0]), int(result[1])
 
@@ -494,6 +509,7 @@ class Store:
             "step": step,
             "completes": completes,
             "max": MAX_TRANSCRIPT,
+            "max_bytes": MAX_TRANSCRIPT_BYTES,
             "rate": self.msg_rate,
             "burst": self.msg_burst,
         }

@@ -27,6 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from server import flow, keys, metrics, protocol
 from server.config import Site
 from server.errors import FieldInvalid, FrameError, StoreError
+from server.limits import client_network
 from server.protocol import CloseCode, FieldAnswer, Hello, Ping, Submit, VisitorMessage
 from server.session import SessionRecord, SessionStatus, page_meta
 from server.store import VisitorResult
@@ -267,6 +268,11 @@ class Connection:
                 return False
             if hello.session_id and hello.resume_token and await self._resume(site, hello):
                 return True
+            if not await self.rt.new_sessions.admit(self._client_ip()):
+                busy = "Too many new chats from your network; try again in a minute"
+                self.send(protocol.error_frame("rate_limited", busy))
+                self.close(CloseCode.TOO_MANY)
+                return False
             if hello.session_id:
                 self.send(protocol.error_frame("bad_resume", "cannot resume; starting anew"))
             await self._create(site, hello)
@@ -276,6 +282,9 @@ class Connection:
             self.close(CloseCode.SERVICE_RESTART)
             return False
         return True
+
+    def _client_ip(self) -> str:
+        return self.ws.client.host if self.ws.client else "-"
 
     async def _take_site_slot(self, site: Site) -> bool:
         slot = keys.site_slots(site.id)
@@ -509,7 +518,7 @@ class WidgetSocket:
         ip = ws.client.host if ws.client else "-"
         slots = runtime.slots
         socket_id = slots.new_id()
-        ip_slot = keys.ip_slots(ip)
+        ip_slot = keys.ip_slots(client_network(ip))
         try:
             admitted = await slots.acquire(ip_slot, socket_id, runtime.settings.max_conn_per_ip)
         except StoreError:

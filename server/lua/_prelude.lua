@@ -32,14 +32,18 @@ local function index(tag, site, kind, now, sid, ttl)
 end
 
 -- Append entries ({from, text, ...}) to the transcript with consecutive seqs.
+-- Returns the last seq and the bytes written.
 local function append(transcript_key, entries, seq, now)
+  local bytes = 0
   for _, entry in ipairs(entries) do
     seq = seq + 1
     entry.seq = seq
     entry.ts = now
-    redis.call('RPUSH', transcript_key, cjson.encode(entry))
+    local raw = cjson.encode(entry)
+    bytes = bytes + #raw
+    redis.call('RPUSH', transcript_key, raw)
   end
-  return seq
+  return seq, bytes
 end
 
 -- Write a lead event to the shard's outbox, queued behind the session's

@@ -12,7 +12,7 @@ for i = 1, #due, 2 do
   local sid = due[i]
   redis.call('ZREM', KEYS[1], sid)
   local s = tag .. 's:' .. sid
-  local m = redis.call('HMGET', s, 'status', 'site', 'step', 'fwd', 'deadline')
+  local m = redis.call('HMGET', s, 'status', 'site', 'step', 'fwd', 'deadline', 'exp_due')
   -- the set may hold a time before the session's deadline (visitor.lua does not move
   -- it on every message): the deadline stored with the session decides
   local deadline = tonumber(m[5]) or tonumber(due[i + 1])
@@ -35,7 +35,9 @@ for i = 1, #due, 2 do
     if send then
       emit(tag, sid, site, 'lead.abandoned', 'evt_' .. sid .. '_abandoned_' .. n, now, ttl)
     end
-    expire({s, s .. ':fields', s .. ':transcript', s .. ':ids'}, ttl)
+    if m[6] then  -- the visitor sent something: keep it (an empty session keeps its short TTL)
+      expire({s, s .. ':fields', s .. ':transcript', s .. ':ids'}, ttl)
+    end
     flagged[#flagged + 1] = sid
   end
 end

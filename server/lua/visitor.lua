@@ -4,11 +4,13 @@
 --       {"id": client frame id, "seq": seq the caller's view was built on,
 --        "visitor": entry or null, "bots": [entries], "updates": {field: value},
 --        "step": flow step after, "completes": bool, "max": longest transcript,
---        "rate": visitor events per second, "burst": bucket size}
+--        "rate": visitor events per second, "burst": bucket size,
+--        "max_bytes": transcript byte cap}
 --       The token bucket lives in the session hash, so it holds across every
 --       socket and every server process of the session.
 -- The session hash also holds `exp_due` (when its keys next get their retention TTL)
--- and `queued` (1 while the session is in the shard's deadline set).
+-- and `queued` (1 while the session is in the shard's deadline set), `bytes` (the
+-- transcript's size) and `cut` (where trimming it stopped).
 -- Returns one of
 --   {"dup", seq}         frame id already accepted: ack again with its seq
 --   {"gone"}             no such session (expired or erased)
@@ -20,7 +22,7 @@
 local sid, ttl, tag = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local ev = cjson.decode(ARGV[4])
 local m = redis.call('HMGET', KEYS[1], 'status', 'seq', 'site', 'idle', 'tokens', 'tstamp',
-  'exp_due', 'queued')
+  'exp_due', 'queued', 'bytes', 'cut')
 local status, seq, site = m[1], tonumber(m[2]), m[3]
 if not status then
   return {'gone'}
@@ -55,6 +57,23 @@ local ack = has_visitor and seq + 1 or seq + #ev.bots
 if redis.call('HSETNX', KEYS[4], ev.id, ack) == 0 then
   return {'dup', tonumber(redis.call('HGET', KEYS[4], ev.id))}
 end
+-- Past the byte cap, the oldest visitor texts give way to a marker (bot entries, the
+-- newest entry and the fields are kept); `from` is where the last trim stopped.
+local CUT = '[removed: the conversation was too long]'
+local function trim(bytes, cap, from)
+  local last = redis.call('LLEN', KEYS[3]) - 1
+  local i = from
+  while bytes > cap and i < last do
+    local e = cjson.decode(redis.call('LINDEX', KEYS[3], i))
+    if e.from == 'visitor' and type(e.text) == 'string' and #e.text > #CUT then
+      bytes = bytes - (#e.text - #CUT)
+      e.text = CUT
+      redis.call('LSET', KEYS[3], i, cjson.encode(e))
+    end
+    i = i + 1
+  end
+  return bytes, i
+end
 local recovered = 0
 if status == 'abandoned' then
   redis.call('HSET', KEYS[1], 'status', 'open', 'recovered', '1')
@@ -62,11 +81,14 @@ if status == 'abandoned' then
   index(tag, site, 'recovered', now, sid, ttl)
   recovered = 1
 end
+local bytes, written = tonumber(m[9]) or 0, 0
 if has_visitor then
-  seq = append(KEYS[3], {ev.visitor}, seq, now)
+  seq, written = append(KEYS[3], {ev.visitor}, seq, now)
+  bytes = bytes + written
 end
 local first = seq + 1
-seq = append(KEYS[3], ev.bots, seq, now)
+seq, written = append(KEYS[3], ev.bots, seq, now)
+bytes = bytes + written
 local updates = {}
 for k, v in pairs(ev.updates) do
   updates[#updates + 1] = k
@@ -78,6 +100,14 @@ end
 -- one HSET for every session field this event changes
 local set = {'tokens', tostring(tokens - 1), 'tstamp', now, 'seq', seq, 'active', now,
   'step', ev.step}
+if bytes > ev.max_bytes then
+  local cut
+  bytes, cut = trim(bytes, ev.max_bytes, tonumber(m[10]) or 0)
+  set[#set + 1] = 'cut'
+  set[#set + 1] = cut
+end
+set[#set + 1] = 'bytes'
+set[#set + 1] = bytes
 -- Retention TTLs are pushed forward at most once per EXPIRE_EVERY_MS (four PEXPIREs
 -- were a third of this script's commands); keys first written now get theirs at once.
 local refresh = (tonumber(m[7]) or 0) <= now

@@ -170,7 +170,7 @@ def create_app(
         _exit_with_supervisor()
         metrics.forget_dead_workers()
     if not logging.getLogger().handlers:  # a worker process started by uvicorn
-        logs.configure(settings.log_format)
+        logs.configure(settings.log_format, client_ip=settings.log_client_ip)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:

@@ -192,7 +192,7 @@ def _start_urls(host: str, port: int) -> list[tuple[str, str]]:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(host=args.host, port=args.port)
-    logs.configure(settings.log_format)
+    logs.configure(settings.log_format, client_ip=settings.log_client_ip)
     _check_start(settings, load_sites(settings))  # fail before starting anything
     sock = _listen(settings.host, settings.port)  # before the embedded server too
     import uvicorn
@@ -258,7 +258,7 @@ async def _work(settings: Settings) -> None:
 
 def _worker(args: argparse.Namespace) -> int:
     settings = load_settings()
-    logs.configure(settings.log_format)
+    logs.configure(settings.log_format, client_ip=settings.log_client_ip)
     _check_start(settings, load_sites(settings))
     with _redis_for(settings) as ready:
         _require_redis(ready)

@@ -385,10 +385,13 @@ class Settings(BaseSettings):
     )
     shards: int = Field(16, ge=1, le=1024)
     log_format: Literal["text", "json"] = "text"
+    log_client_ip: Literal["off", "truncated"] = "off"
+    metrics_public: bool = False
+    header_timeout: Duration = 10.0
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
 
-    @field_validator("idle_timeout", "retention", mode="before")
+    @field_validator("idle_timeout", "retention", "header_timeout", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
@@ -398,6 +401,13 @@ class Settings(BaseSettings):
     def _idle_min(cls, value: float) -> float:
         if value < 1:
             raise ValueError("must be at least 1s")
+        return value
+
+    @field_validator("header_timeout")
+    @classmethod
+    def _header_timeout_range(cls, value: float) -> float:
+        if not 0 < value <= 60:
+            raise ValueError("must be more than 0 and at most 60s")
         return value
 
     @field_validator("allowed_origins", "webhook_secret", mode="before")

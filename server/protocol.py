@@ -47,6 +47,7 @@ HELLO_TIMEOUT = 10.0
 class CloseCode(IntEnum):
     """WebSocket close codes chatlead uses (RFC 6455 §7.4 plus private 4xxx)."""
 
+    IDLE = 1000  # a finished session's visitor was idle: connect again on demand
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     SERVICE_RESTART = 1012

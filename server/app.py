@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from server import logs, metrics
 from server.config import Settings, Site, load_settings, load_sites
@@ -40,6 +40,7 @@ PR_SET_PDEATHSIG = 1
 """``prctl`` option: a signal for this process when its parent exits (linux/prctl.h)."""
 STOP_TIMEOUT_S = 25.0
 """Longest shutdown wait for the background loops (delivery drains for up to 20 s)."""
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 
 async def open_store(settings: Settings) -> Store:
@@ -125,6 +126,9 @@ class ChatleadApp(Starlette):
     Every frame a widget socket sends would otherwise pass starlette's exception
     middleware, which wraps ``send`` for the whole life of the socket; the widget
     socket handles its own errors (:class:`server.ws.WidgetSocket`).
+
+    Every HTTP response, errors included (this wraps starlette's error middleware
+    too), says ``X-Content-Type-Options: nosniff``.
     """
 
     widget_socket = WidgetSocket()
@@ -134,7 +138,22 @@ class ChatleadApp(Starlette):
             scope["app"] = self
             await self.widget_socket(scope, receive, send)
             return
+        if scope["type"] == "http":
+            send = _nosniff(send)
         await super().__call__(scope, receive, send)
+
+
+def _nosniff(send: Send) -> Send:
+    """``send`` with ``nosniff`` added to the response start (once, if not already set)."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = message.get("headers", [])
+            if all(name != NOSNIFF[0] for name, _ in headers):  # starlette sends lowercase
+                message = {**message, "headers": [*headers, NOSNIFF]}
+        await send(message)
+
+    return sending
 
 
 def _route_path(scope: Scope) -> str:

@@ -4,11 +4,15 @@ Counters and histograms are updated where things happen (a few hundred
 nanoseconds each). With ``serve --workers N`` every worker writes them to files in
 ``PROMETHEUS_MULTIPROC_DIR`` (set by the CLI) and a scrape, answered by any worker,
 sums all of them. What Redis knows for every process (the outbox depth, the open
-sessions) is read from Redis when scraped.
+sessions) is read from Redis when scraped; without Redis a scrape answers 503.
+
+``/metrics`` follows the admin API's rules (:func:`server.auth.guard`: Prometheus
+sends ``Authorization: Bearer <admin token>``) unless ``METRICS_PUBLIC=true``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,11 +29,12 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from server import keys
+from server import auth, keys
 from server.protocol import CLIENT_FRAME_TYPES
+from server.store import REDIS_ERRORS
 
 __all__ = [
     "ACK_SECONDS",
@@ -44,6 +49,8 @@ __all__ = [
     "forget_dead_workers",
     "routes",
 ]
+
+log = logging.getLogger("chatlead.metrics")
 
 REGISTRY = CollectorRegistry()
 
@@ -144,17 +151,35 @@ def _process_metrics() -> bytes:
     return generate_latest(merged)
 
 
-async def metrics(request: Request) -> Response:
+def _refuse(request: Request, status: int, reason: str) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return PlainTextResponse(f"{reason}\n", status_code=status, headers=headers)
+
+
+async def _scrape(request: Request) -> Response:
     store = request.app.state.runtime.store
-    async with store.redis.pipeline(transaction=False) as pipe:
-        for shard in range(store.shards):
-            pipe.zcard(keys.outbox_due(shard))
-            pipe.zcard(keys.deadlines(shard))
-        counts = await pipe.execute()
+    try:
+        async with store.redis.pipeline(transaction=False) as pipe:
+            for shard in range(store.shards):
+                pipe.zcard(keys.outbox_due(shard))
+                pipe.zcard(keys.deadlines(shard))
+            counts = await pipe.execute()
+    except REDIS_ERRORS as exc:
+        log.warning("metrics_store_unavailable error=%s", type(exc).__name__)
+        return PlainTextResponse("redis unreachable\n", status_code=503)
     REDIS_GAUGES.outbox_depth = sum(counts[0::2])
     REDIS_GAUGES.sessions_open = sum(counts[1::2])
     body = _process_metrics() + generate_latest(_SHARED)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+_guarded_scrape = auth.guard(_refuse)(_scrape)
+
+
+async def metrics(request: Request) -> Response:
+    if request.app.state.runtime.settings.metrics_public:
+        return await _scrape(request)
+    return await _guarded_scrape(request)
 
 
 routes: list[BaseRoute] = [Route("/metrics", metrics)]

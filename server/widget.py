@@ -12,10 +12,18 @@ The app includes these with ``Mount("", routes=widget.routes)`` or
 ``Router(routes=[*widget.routes, ...])``. ``/demo`` embeds the widget for the
 site named by ``?site=``, else ``request.app.state.default_site_id``, else
 ``"default"``.
+
+``/demo`` sends a Content-Security-Policy that allows exactly what the page does:
+scripts from this origin plus the page's one inline script (by its hash, computed
+from ``demo.html`` at import, so it cannot drift), a WebSocket to this host
+(``connect-src 'self'`` covers ``ws:``/``wss:`` of the same host, CSP Level 3),
+and no framing. Styles may be inline: the widget styles its shadow root with a
+``<style>`` element it builds at run time.
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import html
@@ -27,13 +35,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-__all__ = ["SCRIPT", "demo_page", "routes", "versioned_path"]
+__all__ = ["SCRIPT", "demo_csp", "demo_page", "routes", "versioned_path"]
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "widget_static"
 JS_TYPE = "text/javascript; charset=utf-8"
 SHORT_CACHE = "public, max-age=300"
 LONG_CACHE = "public, max-age=31536000, immutable"
 _SITE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,6 @@ class StaticScript:
             "Cache-Control": cache_control,
             "ETag": etag,
             "Vary": "Accept-Encoding",
-            "X-Content-Type-Options": "nosniff",
         }
         if _etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
@@ -92,6 +100,29 @@ SCRIPT = StaticScript.read(STATIC_DIR / "chatlead.js")
 _DEMO_TEMPLATE = (STATIC_DIR / "demo.html").read_text(encoding="utf-8")
 
 
+def demo_csp(page: str) -> str:
+    """The Content-Security-Policy for ``page``: its inline scripts allowed by hash."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+        for body in _INLINE_SCRIPT.findall(page)
+    )
+    return "; ".join(
+        (
+            "default-src 'none'",
+            f"script-src 'self' {hashes}".rstrip(),
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        )
+    )
+
+
+_DEMO_CSP = demo_csp(_DEMO_TEMPLATE)
+
+
 def versioned_path() -> str:
     """The year-cacheable URL path of the current widget build."""
     return f"/widget/chatlead.{SCRIPT.version}.js"
@@ -108,7 +139,9 @@ def demo_page(site_id: str) -> HTMLResponse:
     page = _DEMO_TEMPLATE.replace("{{WIDGET_SRC}}", versioned_path()).replace(
         "{{SITE}}", html.escape(site_id)
     )
-    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+    return HTMLResponse(
+        page, headers={"Cache-Control": "no-cache", "Content-Security-Policy": _DEMO_CSP}
+    )
 
 
 async def widget_script(request: Request) -> Response:

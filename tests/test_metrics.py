@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from tests.conftest import FULL_CONVERSATION, RunningApp, Visitor, wait_for
@@ -33,3 +35,31 @@ async def test_metrics_count_what_happened(app: RunningApp) -> None:
     assert _value(text, 'chatlead_sessions_total{event="completed"}') >= 1
     assert _value(text, "chatlead_outbox_depth") == 0
     assert _value(text, "chatlead_sessions_open") == 0
+
+
+TOKEN = "metrics-scraper-token-0123456789abcdef"
+
+
+async def test_metrics_need_the_admin_token_as_prometheus_sends_it(app_factory: Any) -> None:
+    app = await app_factory(admin_token=TOKEN)
+    async with httpx.AsyncClient(base_url=app.base) as http:
+        assert (await http.get("/metrics")).status_code == 401
+        wrong = await http.get("/metrics", headers={"Authorization": "Bearer not-the-token"})
+        assert wrong.status_code == 401 and TOKEN not in wrong.text
+        scrape = await http.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert scrape.status_code == 200 and "chatlead_outbox_depth" in scrape.text
+
+
+async def test_public_metrics_need_no_token(app_factory: Any) -> None:
+    app = await app_factory(admin_token=TOKEN, metrics_public=True)
+    async with httpx.AsyncClient(base_url=app.base) as http:
+        scrape = await http.get("/metrics")
+    assert scrape.status_code == 200 and "chatlead_sessions_open" in scrape.text
+
+
+async def test_metrics_answer_a_redis_outage_with_503(app_factory: Any, own_redis: Any) -> None:
+    app = await app_factory(redis_url=own_redis.url)
+    async with httpx.AsyncClient(base_url=app.base) as http:
+        assert (await http.get("/metrics")).status_code == 200
+        own_redis.kill()
+        assert (await http.get("/metrics")).status_code == 503

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 
 from server import widget
+from tests.conftest import wait_for
+
+CHROMIUM = Path("/usr/bin/chromium")
 
 JS_PATH = widget.STATIC_DIR / "chatlead.js"
 BUDGET_GZIP_BYTES = 15 * 1024
@@ -147,3 +153,85 @@ def test_widget_never_parses_markup_from_text() -> None:
     assert source.count("innerHTML") == 1
     for sink in ("outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert sink not in source
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/demo"),
+        ("GET", "/"),
+        ("GET", "/widget/chatlead.js"),
+        ("GET", f"/widget/chatlead.{widget.SCRIPT.version}.js"),
+        ("GET", "/widget/chatlead.0000000000.js"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+        ("GET", "/api/deliveries"),
+        ("GET", "/admin"),
+        ("GET", "/nothing-here"),
+        ("POST", "/healthz"),
+        ("GET", "/ws"),
+    ],
+)
+async def test_every_http_response_says_nosniff_once(
+    app_factory: Any, method: str, path: str
+) -> None:
+    app = await app_factory()
+    async with httpx.AsyncClient(base_url=app.base) as http:
+        response = await http.request(method, path)
+    assert response.headers.get_list("x-content-type-options") == ["nosniff"], response
+
+
+def _csp(header: str) -> dict[str, list[str]]:
+    directives = (part.split() for part in header.split(";") if part.strip())
+    return {name: values for name, *values in directives}
+
+
+async def test_demo_policy_allows_its_own_script_socket_and_no_framing(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/demo")
+    csp = _csp(response.headers["content-security-policy"])
+    inline = re.findall(r"<script>(.*?)</script>", response.text, re.S)
+    digest = base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()
+    assert len(inline) == 1 and csp["script-src"] == ["'self'", f"'sha256-{digest}'"]
+    assert csp["default-src"] == ["'none'"] and csp["connect-src"] == ["'self'"]
+    assert csp["frame-ancestors"] == ["'none'"] and csp["base-uri"] == ["'none'"]
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed")
+async def test_demo_chat_works_in_chromium_with_no_policy_violation(process_factory: Any) -> None:
+    async_api = pytest.importorskip("playwright.async_api")
+    server = process_factory().start()
+    async with async_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = await browser.new_page()
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
+            page.on("pageerror", lambda exc: console.append(str(exc)))
+            await page.add_init_script(
+                "window.__violations = [];"
+                "document.addEventListener('securitypolicyviolation',"
+                " e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));"
+            )
+            response = await page.goto(f"{server.base}/demo")
+            assert response is not None and "content-security-policy" in response.headers
+            await page.get_by_role("button", name="Get a free quote in chat").click()
+            await page.get_by_text("What's your name?").wait_for(timeout=10_000)
+            name = page.get_by_label("Your name", exact=True)
+            await name.fill("Ada Lovelace")
+            await name.press("Enter")
+            await page.get_by_text("What's the best email to reach you?").wait_for(timeout=10_000)
+            violations = await page.evaluate("window.__violations")
+        finally:
+            await browser.close()
+    assert violations == [] and not [line for line in console if "Content Security" in line], (
+        violations,
+        console,
+    )
+    assert await wait_for(lambda: "session_started" in server.output(), 5)

@@ -89,6 +89,7 @@ def _render(request: Request, name: str, status: int = 200, **context: Any) -> R
         notice=notice,
         path=request.url.path,
         section=section(request.url.path),
+        bare=name == "login.html",
         **context,
     )
     response = HTMLResponse(html, status_code=status)

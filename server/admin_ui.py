@@ -74,7 +74,7 @@ def percent(rate: float) -> str:
 
 
 _CSS = """
-:root{--fg:#0f172a;--muted:#475569;--faint:#64748b;--line:#e2e8f0;--bg:#f5f7fb;--card:#fff;
+:root{--fg:#0f172a;--muted:#475569;--faint:#5b6577;--line:#e2e8f0;--bg:#f5f7fb;--card:#fff;
 --accent:#2953d6;--accent-soft:#eef2ff;--danger:#b42318;--ok:#067647;--warn:#92400e;
 --radius:12px;--shadow:0 1px 2px rgba(15,23,42,.06),0 1px 3px rgba(15,23,42,.04)}
 *{box-sizing:border-box}
@@ -120,7 +120,9 @@ border-radius:10px;margin:0 0 18px}
 border-radius:10px;margin:0 0 16px}
 .toolbar{display:flex;gap:10px 14px;align-items:center;flex-wrap:wrap}
 .toolbar label{font-weight:600;font-size:14px}
-.toolbar .grow{flex:1 1 220px;min-width:0}
+.toolbar .field{display:flex;align-items:center;gap:8px}
+form.search{display:flex;gap:8px;flex:0 1 440px;min-width:0}
+form.search input{flex:1;min-width:0}
 select,input[type=password],input[type=text],input[type=search]{font:inherit;padding:7px 10px;
 border:1px solid #94a3b8;border-radius:8px;background:#fff;color:var(--fg);max-width:100%}
 input[type=search]{width:100%}
@@ -186,32 +188,40 @@ ol.transcript li.visitor .meta{color:#dbe4ff}
 .text{white-space:pre-wrap;overflow-wrap:anywhere}
 form.inline{display:inline}
 .danger-zone{border-color:#fecdca}
-.login{max-width:400px;margin:8vh auto 0}
-.login .brand{justify-content:center;margin-bottom:18px;font-size:20px}
+.login{max-width:400px;margin:8vh auto 0;padding:28px}
+.login h1{margin-bottom:6px}
 .login label{display:block;font-weight:600;margin-bottom:6px}
 .login input{width:100%;margin-bottom:14px}
 .login button{width:100%;justify-content:center;padding:9px 14px}
 @media (max-width:720px){
-.top .inner{padding:0 14px;gap:12px;flex-wrap:wrap;min-height:54px}
-.top nav{order:3;flex-basis:100%;margin:0 -14px;padding:0 10px 8px}
+.top .inner{padding:0 14px;gap:0 12px;flex-wrap:wrap;min-height:54px}
+.top nav{order:3;flex-basis:100%;margin:0 -14px;padding:0 8px 8px}
+.top nav a{padding:6px 10px}
 main{padding:18px 14px 40px}
 h1{font-size:21px}
-.card{padding:16px}
+.page-head{align-items:stretch;flex-direction:column;gap:14px}
+.toolbar{flex-wrap:nowrap;align-items:flex-end;gap:8px}
+.toolbar .field{flex:1;min-width:0;flex-direction:column;align-items:stretch;gap:2px}
+.toolbar select{width:100%}
+.card{padding:16px}.card.flush>.card-head{padding:14px 16px 0}
+form.search{flex-basis:100%}
 .kpis{grid-template-columns:repeat(2,minmax(0,1fr));gap:10px}
-.kpi .value{font-size:24px}
+.kpi{padding:12px 14px}.kpi .value{font-size:24px}
 table.stack thead{display:none}
-table.stack,table.stack tbody,table.stack tr,table.stack td,table.stack th{display:block;width:100%}
-table.stack tr{padding:12px 16px;border-bottom:1px solid var(--line)}
+table.stack,table.stack tbody{display:block;width:100%}
+table.stack tr{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:8px 16px;
+padding:14px 16px;border-bottom:1px solid var(--line)}
 table.stack tbody tr:last-child{border-bottom:0}
-table.stack td,table.stack th{border:0;padding:3px 0;max-width:none;text-align:left;display:flex;
-gap:12px;justify-content:space-between;align-items:baseline}
-table.stack td>*,table.stack th>*{min-width:0}
+table.stack td,table.stack th{display:block;border:0;padding:0;max-width:none;text-align:left;
+min-width:0}
 table.stack td[data-label]::before,table.stack th[data-label]::before{content:attr(data-label);
-color:var(--faint);font-size:12px;font-weight:650;text-transform:uppercase;letter-spacing:.04em;
-flex:none}
-table.stack td.lead,table.stack th.lead{display:block;padding-bottom:6px}
-table.stack .need{max-width:none;text-align:right}
-dl.facts{grid-template-columns:minmax(0,1fr)}dl.facts dd{margin-bottom:6px}
+display:block;color:var(--faint);font-size:11px;font-weight:650;text-transform:uppercase;
+letter-spacing:.04em}
+table.stack .lead,table.stack .wide{grid-column:1/-1}
+table.stack td:not([data-label]):not(.lead){grid-column:1/-1}
+table.stack td:not([data-label]):not(.lead):empty{display:none}
+.need{max-width:none}
+dl.facts{grid-template-columns:minmax(0,1fr);gap:2px}dl.facts dd{margin-bottom:8px}
 }
 """
 
@@ -225,12 +235,12 @@ _BASE = """<!doctype html>
 <a class="skip" href="#main">Skip to content</a>
 <header class="top"><div class="inner">
 <a class="brand" href="/admin"><span class="mark" aria-hidden="true">✦</span>chatlead</a>
-<nav aria-label="Admin"><ul>
+{% if not bare %}<nav aria-label="Admin"><ul>
 {% for href, label in [("/admin", "Dashboard"), ("/admin/inbox", "Inbox"),
                        ("/admin/sessions", "Sessions"), ("/admin/deliveries", "Deliveries")] %}
 <li><a href="{{ href }}"{% if section == href %} aria-current="page"{% endif %}>{{ label }}</a></li>
 {% endfor %}
-</ul></nav>
+</ul></nav>{% endif %}
 {% if signed_in %}
 <form method="post" action="/admin/logout">{{ csrf_input }}
 <button class="secondary small" type="submit">Sign out</button></form>
@@ -249,15 +259,7 @@ _DASHBOARD = """{% extends "base.html" %}
 <p class="muted">{{ s.first_day }} to {{ s.last_day }} (UTC days){% if site_id %}
  · site <strong>{{ site_id }}</strong>{% else %} · all sites{% endif %}</p></div>
 <form class="toolbar" method="get" action="/admin">
-<label for="f-site">Site</label>
-<select id="f-site" name="site"><option value="">All sites</option>
-{% for sid in sites %}<option value="{{ sid }}"{% if sid == site_id %} selected{% endif %}>{{ sid }}
-</option>{% endfor %}</select>
-<label for="f-since">Period</label>
-<select id="f-since" name="since">
-{% for value, label in periods %}<option value="{{ value }}"{% if value == since %} selected
-{% endif %}>{{ label }}</option>{% endfor %}</select>
-<button type="submit">Apply</button>
+{% include "filters.html" %}
 </form></div>
 
 <section aria-labelledby="h-totals">
@@ -354,6 +356,16 @@ Older leads →</a></div>{% endif %}
 </section>
 <p class="faint" data-zone>Times in UTC</p>
 {% endblock %}"""
+
+_FILTERS = """{% if sites|length > 1 %}<span class="field"><label for="f-site">Site</label>
+<select id="f-site" name="site"><option value="">All sites</option>
+{% for sid in sites %}<option value="{{ sid }}"{% if sid == site_id %} selected{% endif %}>{{ sid }}
+</option>{% endfor %}</select></span>{% endif %}
+<span class="field"><label for="f-since">Period</label>
+<select id="f-since" name="since">
+{% for value, label in periods %}<option value="{{ value }}"{% if value == since %} selected
+{% endif %}>{{ label }}</option>{% endfor %}</select></span>
+<button type="submit">Apply</button>"""
 
 _VISITOR_CELL = """<td class="lead"><span class="who"><a href="/admin/sessions/{{ r.session_id }}">
 {{ r.name or "Anonymous visitor" }}<span class="sr-only">, session {{ r.session_id }}</span>
@@ -467,15 +479,8 @@ _SESSIONS = """{% extends "base.html" %}
  now.</p></div>
 <form class="toolbar" method="get" action="/admin/sessions">
 {% if shown %}<input type="hidden" name="status" value="{{ shown }}">{% endif %}
-{% if sites|length > 1 %}<label for="f-site">Site</label>
-<select id="f-site" name="site"><option value="">All sites</option>
-{% for sid in sites %}<option value="{{ sid }}"{% if sid == site_id %} selected{% endif %}>{{ sid }}
-</option>{% endfor %}</select>{% endif %}
-<label for="f-since">Period</label>
-<select id="f-since" name="since">
-{% for value, label in periods %}<option value="{{ value }}"{% if value == since %} selected
-{% endif %}>{{ label }}</option>{% endfor %}</select>
-<button type="submit">Apply</button></form></div>
+{% include "filters.html" %}
+</form></div>
 <section class="card flush" aria-labelledby="h-sessions">
 <div class="card-head"><h2 id="h-sessions" class="sr-only">Session list</h2>
 <nav aria-label="Filter by status"><ul class="tabs">
@@ -525,12 +530,12 @@ _INBOX = """{% extends "base.html" %}
 <li><a href="{{ tab_url(kind='tests', status=none) }}"{% if query.kind == "tests" %}
  aria-current="page"{% endif %}>Test events</a></li>
 </ul></nav>
-<form class="toolbar grow" method="get" action="/admin/inbox" role="search">
+<form class="search" method="get" action="/admin/inbox" role="search">
 {% if query.status %}<input type="hidden" name="status" value="{{ query.status }}">{% endif %}
 {% if query.kind != "leads" %}<input type="hidden" name="kind" value="{{ query.kind }}">{% endif %}
 <label for="q" class="sr-only">Search leads</label>
-<span class="grow"><input type="search" id="q" name="q" value="{{ query.search }}" maxlength="100"
- placeholder="Search name, email, phone or need"></span>
+<input type="search" id="q" name="q" value="{{ query.search }}" maxlength="100"
+ placeholder="Search leads">
 <button class="secondary" type="submit">Search</button></form></div>
 {% if items %}
 <table class="stack"><caption class="sr-only">Leads in the inbox, newest first</caption>
@@ -544,7 +549,7 @@ _INBOX = """{% extends "base.html" %}
 {% else %}{{ item.name or "Anonymous visitor" }}{% endif %}</span>
 <span class="sub">{{ item.email or "no email" }}{% if item.company %} · {{ item.company }}
 {% endif %}</span></td>
-<td data-label="What they need"><span class="need">{{ item.need or "—" }}</span></td>
+<td class="wide" data-label="What they need"><span class="need">{{ item.need or "—" }}</span></td>
 <td class="nowrap" data-label="Phone">{{ item.phone or "—" }}</td>
 {% if show_site %}<td data-label="Site">{{ item.site }}</td>{% endif %}
 <td class="nowrap" data-label="Last message">{{ item.last_message_at|when }}</td>
@@ -576,7 +581,6 @@ _LOGIN = """{% extends "base.html" %}
 {% block title %}Sign in{% endblock %}
 {% block main %}
 <div class="card login">
-<div class="brand"><span class="mark" aria-hidden="true">✦</span>chatlead</div>
 <h1>Sign in</h1>
 <p class="muted">Enter the admin token (<code>CHATLEAD_ADMIN_TOKEN</code>).</p>
 {% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
@@ -600,6 +604,7 @@ TEMPLATES = {
     "base.html": _BASE,
     "delivery_rows.html": _DELIVERY_ROWS,
     "visitor_cell.html": _VISITOR_CELL,
+    "filters.html": _FILTERS,
     "dashboard.html": _DASHBOARD,
     "deliveries.html": _DELIVERIES,
     "session.html": _SESSION,

@@ -1,10 +1,10 @@
 """The admin pages against the real server: numbers, escaping, login cookie and CSRF,
-forms, and a look through headless Chromium (screenshots under ``tests/artifacts/``)."""
+forms, the inbox and session list; the pure CSRF rule and chart axes. Clicking through
+the pages in Chromium is ``test_admin_browser.py``."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,8 +22,6 @@ served = test_api.served
 sync_redis = test_api.sync_redis
 on_module_loop = pytest.mark.asyncio(loop_scope="module")
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 
@@ -242,63 +240,3 @@ async def test_replay_and_erase_forms(served: Served) -> None:
     )
     assert erased.status_code == 303 and erased.headers["location"] == "/admin?notice=erased"
     assert (await served.http.get(f"/api/sessions/{sid}")).status_code == 404
-
-
-@on_module_loop
-@pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="no chromium at /usr/bin/chromium")
-async def test_dashboard_in_chromium(served: Served, sync_redis: redis.Redis) -> None:
-    from axe_playwright_python.async_playwright import Axe
-    from playwright.async_api import async_playwright
-
-    seed_module().seed(sync_redis, abandoned=1500, completed=900, sites=["default"])
-    sid = await visit(served, [("name", HOSTILE), ("email", "zed@example.com")])
-    await wait_status(served, sid, "abandoned")
-    await wait_delivery(served, f"evt_{sid}_abandoned_1", "delivered")
-    summary = (await served.http.get("/api/reports/abandoned")).json()["summary"]
-    ARTIFACTS.mkdir(exist_ok=True)
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            context = await browser.new_context(
-                viewport={"width": 1360, "height": 900},
-                extra_http_headers={"authorization": f"Bearer {TOKEN}"},
-                java_script_enabled=False,  # the admin must work without it
-            )
-            page = await context.new_page()
-            dialogs: list[str] = []
-            page.on("dialog", lambda dialog: dialogs.append(dialog.message))
-            pages = {
-                "dashboard": "/admin",
-                "session": f"/admin/sessions/{sid}",
-                "deliveries": "/admin/deliveries",
-                "inbox": "/admin/inbox",
-            }
-            for name, path in pages.items():
-                await page.goto(served.url + path)
-                await page.screenshot(path=str(ARTIFACTS / f"admin-{name}.png"), full_page=True)
-            await page.goto(served.url + "/admin")
-            started = await page.locator(".kpi .value").first.inner_text()
-            assert started == str(summary["started"])
-            assert await page.locator("figure svg").count() == 2
-            await page.get_by_label("Period").select_option("7d")
-            await page.get_by_role("button", name="Apply").click()
-            assert "since=7d" in page.url
-            assert not dialogs, "visitor text must never run"
-
-            axe_page = await browser.new_page(
-                extra_http_headers={"authorization": f"Bearer {TOKEN}"}
-            )
-            await axe_page.goto(served.url + "/admin")
-            results = await Axe().run(axe_page)
-            serious = [
-                v["id"]
-                for v in results.response["violations"]
-                if v["impact"] in ("serious", "critical")
-            ]
-            assert serious == [], results.generate_report()
-        finally:
-            await browser.close()

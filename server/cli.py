@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import functools
 import json
 import logging
 import os
@@ -198,6 +199,11 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from server.listener import HeadTimeoutProtocol, concurrency_limit, raise_fd_limit
+
+    fd_limit = raise_fd_limit()  # before the embedded server and the workers: they inherit it
+    limit = concurrency_limit(fd_limit)
+    log.info("fd_limit nofile=%d limit_concurrency=%d", fd_limit, limit)
     port = sock.getsockname()[1]
     for name, value in (("HOST", settings.host), ("PORT", port)):
         os.environ[f"CHATLEAD_{name}"] = str(value)  # what the app (and workers) load
@@ -205,6 +211,9 @@ def _serve(args: argparse.Namespace) -> int:
         "server.app:create_app",
         factory=True,
         workers=args.workers,
+        # a request head (or WebSocket upgrade) must arrive within HEADER_TIMEOUT
+        http=functools.partial(HeadTimeoutProtocol, head_timeout=settings.header_timeout),  # type: ignore[arg-type]
+        limit_concurrency=limit,
         ws_max_size=settings.max_frame,
         ws_per_message_deflate=False,
         # a client that stops reading (and so never answers pings) is dropped

@@ -208,9 +208,11 @@ class Deliverer:
     async def _send(self, event: LeadEvent, http: _Clients) -> SendResult:
         webhook = event.site.webhook
         if webhook.url is None and webhook.format == "external-lead":
-            await self.outbox.push_inbox(
+            pushed = await self.outbox.push_inbox(
                 {"id": event.id, "type": event.type, "site": event.site.id, "data": event.lead}
             )
+            if not pushed:
+                return SendResult(ok=False, retryable=False, error="erased")
             return SendResult(ok=True, retryable=False, status_code=None)
         guard.check_url(webhook.url or copper.COPPER_BASE, webhook.allow_private)
         # the public client checks each address it connects to, at send time

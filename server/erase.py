@@ -8,7 +8,9 @@ What holds personal data, and what erasing does to it:
 - its outbox events: their lead is built from the session at send time, so no
   payload survives; pending ones are dead-lettered with the error ``erased``,
   and every attempt log loses its CRM response snippet (a CRM may echo the
-  lead) and any captured value quoted in an error;
+  lead) and any captured value quoted in an error. Each event is marked
+  ``erased``, so an attempt in flight while erasing is recorded without its
+  response (``settle.lua``) and its lead never lands in the inbox;
 - the built-in inbox: the session's delivered leads are removed, with their
   handled marks.
 
@@ -117,6 +119,8 @@ async def _erase_shard(runtime: Runtime, session_id: str) -> EraseResult:
                         pipe.zrem(keys.site_index(shard, site, kind), session_id)
                 dead = 0
                 for eid, key, status in zip(event_ids, event_keys, statuses, strict=True):
+                    if status is not None:
+                        pipe.hset(key, ERASED, "1")
                     if status == "pending":
                         dead += 1
                         pipe.hset(key, mapping={"status": "dead", "settled": now})

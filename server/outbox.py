@@ -191,12 +191,28 @@ class Outbox:
         sec, usec = await self.redis.time()
         return int(sec) * 1000 + int(usec) // 1000
 
-    async def push_inbox(self, payload: dict[str, Any]) -> None:
-        """The built-in inbox: where leads go when a site has no webhook."""
+    async def push_inbox(self, payload: dict[str, Any]) -> bool:
+        """The built-in inbox: where leads go when a site has no webhook.
+
+        The inbox is one key of its own (another hash slot than the event), so an
+        erase racing this push is caught by looking at the event's ``erased`` mark
+        before and after: marked before, nothing is pushed; marked meanwhile, the
+        entry is taken out again (the erase may have scanned the inbox before it
+        landed). False when the lead was not (or no longer is) in the inbox.
+        """
+        event_id = str(payload["id"])
+        event_key = keys.event(self.store.shard(event_session(event_id)), event_id)
+        if await self.redis.hexists(event_key, "erased"):
+            return False
+        raw = json.dumps(payload)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.lpush(keys.INBOX, json.dumps(payload))
+            pipe.lpush(keys.INBOX, raw)
             pipe.ltrim(keys.INBOX, 0, INBOX_KEEP - 1)
             await pipe.execute()
+        if await self.redis.hexists(event_key, "erased"):
+            await self.redis.lrem(keys.INBOX, 0, raw)
+            return False
+        return True
 
     async def inbox(self, limit: int = 100) -> list[dict[str, Any]]:
         return [json.loads(item) for item in await self.redis.lrange(keys.INBOX, 0, limit - 1)]

@@ -3,9 +3,12 @@ anonymous counters stay, and the append-only file is rewritten without them."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import subprocess
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from test_api import (
     wait_status,
 )
 
+from server import keys
 from server.config import Site, Webhook
 from server.erase import scrub_attempt
 
@@ -72,6 +76,19 @@ def counters(client: redis.Redis) -> dict[str, int]:
         for name, value in client.hgetall(key).items():
             totals[name] = totals.get(name, 0) + int(value)
     return totals
+
+
+class SlowEchoingCrm(FakeServer):
+    """A CRM that takes 3 s to fail and quotes the lead back in its error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+
+    def handle(self, request: Seen) -> Answer:
+        self.started.set()
+        time.sleep(3)
+        return Answer(500, {"error": "busy", "received": request.body.decode()[:300]})
 
 
 @pytest.fixture
@@ -134,6 +151,56 @@ async def test_erase_leaves_nothing_personal_in_redis(
         inbox = (await served.http.get("/api/inbox")).json()["items"]
         assert [item["session_id"] for item in inbox] == [other]
         assert sync_redis.zscore("chatlead:inbox:handled", inboxed_event) is None
+
+
+async def test_erase_during_a_delivery_in_flight_leaves_nothing_personal(
+    sync_redis: redis.Redis,
+) -> None:
+    # erase 1 s into a 3 s delivery: the attempt lands after the erase and must not
+    # bring back the CRM's echo of the lead
+    flush_db()
+    with SlowEchoingCrm() as slow:
+        site = Site(id="acme", idle_timeout=1, webhook=Webhook(url=slow.url, allow_private=True))
+        async with serve(sites={"acme": site}, retry_schedule=(0, 3600)) as served:
+            sid = await visit(served, [("name", NAME), ("email", EMAIL)], site="acme")
+            await wait_status(served, sid, "abandoned")
+
+            async def started() -> bool:
+                return slow.started.is_set()
+
+            await eventually(started, what="the delivery started")
+            await asyncio.sleep(1)
+            answer = await served.http.delete(f"/api/sessions/{sid}")
+            assert answer.status_code == 200 and answer.json()["found"] is True
+
+            event_key = keys.event(keys.shard_of(sid, 16), f"evt_{sid}_abandoned_1")
+
+            async def attempt_recorded() -> bool:
+                return sync_redis.hget(event_key, "attempts") == "1"
+
+            await eventually(attempt_recorded, what="the attempt in flight to be recorded")
+            after = everything(sync_redis)
+            for secret in (EMAIL, NAME, "Erasmus", "erin.erasmus"):
+                assert secret not in after, secret
+            record = (await served.http.get(f"/api/deliveries/evt_{sid}_abandoned_1")).json()
+            assert record["status"] == "dead", json.dumps(record)
+            assert [a["error"] for a in record["attempts"]][-1] == "erased"
+
+
+async def test_an_erased_event_never_lands_in_the_inbox(redis_url: str) -> None:
+    from server.outbox import Outbox
+    from server.store import Store, connect_redis
+
+    flush_db()
+    store = Store(connect_redis(redis_url), 16, 3600)
+    sid = "ab" * 12
+    event_id = f"evt_{sid}_completed"
+    shard = store.shard(sid)
+    await store.redis.hset(keys.event(shard, event_id), mapping={"status": "dead", "erased": "1"})
+    payload = {"id": event_id, "type": "lead.completed", "site": "default", "data": {"n": NAME}}
+    assert await Outbox(store).push_inbox(payload) is False
+    assert NAME not in json.dumps(await Outbox(store).inbox())
+    await store.aclose()
 
 
 async def test_scrubbing_an_attempt_keeps_what_is_not_personal() -> None:

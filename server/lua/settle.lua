@@ -20,6 +20,12 @@ if outcome == 'defer' then
   return 'ok'
 end
 local attempt = cjson.decode(ARGV[4])
+if redis.call('HEXISTS', KEYS[2], 'erased') == 1 then
+  -- erased while this attempt was in flight: keep that it happened, not what the CRM
+  -- answered (it may echo the lead)
+  attempt = {status_code = attempt.status_code, latency_ms = attempt.latency_ms,
+    error = 'erased'}
+end
 attempt.at = now - math.floor(tonumber(attempt.latency_ms) or 0)
 redis.call('RPUSH', KEYS[3], cjson.encode(attempt))
 redis.call('PEXPIRE', KEYS[3], ttl)

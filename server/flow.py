@@ -1,4 +1,4 @@
-"""The scripted conversation (CONTRACT §4), as pure functions.
+"""The scripted conversation (docs/PROTOCOL.md, A conversation), as pure functions.
 
 Given a site's flow, the fields captured so far and one visitor event, decide
 the field updates, the bot's replies and whether the session completes. A field

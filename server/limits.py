@@ -6,12 +6,12 @@ subscriber's allocation, where every address is the same client).
 Each open socket holds a lease in a Redis sorted set (socket id -> lease expiry on
 Redis' clock). ``slot.lua`` drops lapsed leases and takes a slot only while the set
 is under the cap, in one atomic step, so N processes on N hosts never admit more
-than the cap between them (CONTRACT §3: close 4429). A process renews its leases
+than the cap between them (close 4429, docs/PROTOCOL.md). A process renews its leases
 three times per lease; one that dies (SIGKILL, a lost host) stops renewing, and its
 slots free themselves within ``LEASE_MS``.
 
 Every key is one hash slot of its own, touched by one-key commands only, so this
-runs unchanged on Redis Cluster (CONTRACT §8).
+runs unchanged on Redis Cluster (docs/ARCHITECTURE.md, Redis layout).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The widget wire protocol (CONTRACT §3), with no I/O.
+"""The widget wire protocol (docs/PROTOCOL.md), with no I/O.
 
 Client text frames are parsed into small frozen dataclasses; anything else raises
 :class:`~server.errors.FrameError` (wire code ``bad_frame``, the socket stays

@@ -1,6 +1,6 @@
 """One pipelined Redis connection for the visitor hot path.
 
-Every visitor frame is one ``EVALSHA`` (CONTRACT §8). The calls of one event-loop
+Every visitor frame is one ``EVALSHA`` (docs/ARCHITECTURE.md). The calls of one event-loop
 tick are written to this connection as a single packet and their replies, which
 Redis sends in order, are matched back in order; hiredis parses them. Compared with a
 redis-py pipeline per tick, this skips the pool checkout, command encoding, retry

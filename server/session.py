@@ -1,4 +1,4 @@
-"""A chat session as stored in Redis, and its lifecycle (CONTRACT §4).
+"""A chat session as stored in Redis, and its lifecycle (docs/PROTOCOL.md, Rules).
 
 ``open`` -> ``completed`` (terminal) or ``open`` -> ``abandoned`` -> ``open``
 again (flagged ``recovered``) on the next visitor event. The transitions are

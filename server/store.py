@@ -5,7 +5,7 @@ Every state change is one Lua script (``server/lua/*.lua``, each prefixed with
 are idempotent, because redis-py may retry a command that already ran.
 
 The same code runs on one Redis (or Valkey) and on Redis Cluster: each script and
-each multi-key read stays in one shard, i.e. one hash slot (CONTRACT §8), and
+each multi-key read stays in one shard, i.e. one hash slot (docs/ARCHITECTURE.md, Redis layout), and
 :func:`connect_redis` returns a cluster client when the server is a cluster node.
 """
 

@@ -335,6 +335,16 @@ async def test_pages_cover_every_row_once_in_order(served: Served, sync_redis: r
         ("/api/reports/abandoned?site=nope&format=csv", 404, "site"),
         ("/api/deliveries?status=lost", 400, "status"),
         ("/api/deliveries?cursor=%00%01", 400, "cursor"),
+        ("/api/reports/summary?since=soon", 400, "since"),
+        ("/api/reports/summary?site=nope", 404, "site"),
+        ("/api/sessions?status=live", 400, "status"),
+        ("/api/sessions?site=nope", 404, "site"),
+        ("/api/sessions?cursor=bm9wZQ", 400, "cursor"),
+        ("/api/inbox?status=done", 400, "status"),
+        ("/api/inbox?kind=spam", 400, "kind"),
+        ("/api/inbox?q=" + "x" * 101, 400, "q"),
+        ("/api/inbox?cursor=evt_../x", 400, "cursor"),
+        ("/api/inbox?limit=0", 400, "limit"),
     ],
 )
 async def test_bad_input_gets_a_clear_json_error(
@@ -359,11 +369,139 @@ async def test_bad_input_gets_a_clear_json_error(
         ("POST", "/api/deliveries/evt_0123456789abcdef01234567_test/replay"),
         ("POST", "/api/deliveries/..%2F..%2Fx/replay"),
         ("POST", "/api/sites/nope/test-event"),
+        ("POST", "/api/inbox/evt_0123456789abcdef01234567_completed/handled"),
+        ("DELETE", "/api/inbox/..%2F..%2Fx/handled"),
     ],
 )
 async def test_unknown_or_malformed_ids_are_404(served: Served, method: str, path: str) -> None:
     answer = await served.http.request(method, path)
     assert answer.status_code == 404
+
+
+async def test_summary_is_the_dashboard_part_of_the_report(served: Served) -> None:
+    await visit(
+        served, [("name", "Gil"), ("email", "gil@example.com"), ("phone", ""), ("message", "")]
+    )
+    left = await visit(served, [("name", "Hana")])
+    await wait_status(served, left, "abandoned")
+    report = (await served.http.get("/api/reports/abandoned", params={"since": "7d"})).json()
+    summary = (await served.http.get("/api/reports/summary", params={"since": "7d"})).json()
+    assert summary == report["summary"]
+    assert (summary["started"], summary["completed"], summary["abandoned"]) == (2, 1, 1)
+    assert summary["sites"][0]["site"] == "default" and len(summary["daily"]) == 8
+
+
+# --- session list and inbox -----------------------------------------------------
+
+
+async def test_session_list_by_status_with_pages(served: Served) -> None:
+    done = await visit(
+        served, [("name", "Ida"), ("email", "ida@example.com"), ("phone", ""), ("message", "")]
+    )
+    left = await visit(served, [("name", "Jo"), ("email", "jo@example.com")])
+    back = await visit(served, [("name", "Kai"), ("email", "kai@example.com")])
+    for sid in (left, back):
+        await wait_status(served, sid, "abandoned")
+    await come_back(served, back, "Still there?")
+    everything = (await served.http.get("/api/sessions")).json()
+    assert set(everything) == {"items", "next_cursor"}
+    assert [row["session_id"] for row in everything["items"]] == [back, left, done]
+    first = everything["items"][0]
+    assert first["status"] == "open" and first["recovered"] is True and first["name"] == "Kai"
+    assert first["email"] == "kai@example.com" and first["step"] == "phone"
+
+    def ids(answer: httpx.Response) -> list[str]:
+        return [row["session_id"] for row in answer.json()["items"]]
+
+    for status, expected in (("open", [back]), ("completed", [done]), ("abandoned", [left])):
+        answer = await served.http.get("/api/sessions", params={"status": status})
+        assert ids(answer) == expected, status
+    page = await served.http.get("/api/sessions", params={"limit": 2})
+    assert ids(page) == [back, left]
+    rest = await served.http.get(
+        "/api/sessions", params={"limit": 2, "cursor": page.json()["next_cursor"]}
+    )
+    assert ids(rest) == [done] and rest.json()["next_cursor"] is None
+    old = await served.http.get(
+        "/api/sessions", params={"until": "2024-01-01", "since": "2023-12-01"}
+    )
+    assert ids(old) == []
+
+
+async def test_inbox_one_row_per_lead_with_marks_search_and_pages(served: Served) -> None:
+    ada = await visit(served, [("name", "Ada"), ("email", "ada@example.com")])
+    await wait_status(served, ada, "abandoned")
+    await wait_delivery(served, f"evt_{ada}_abandoned_1", "delivered")
+    abandoned_row = (await served.http.get("/api/inbox")).json()["items"][0]
+    assert abandoned_row["event"] == "abandoned" and abandoned_row["status"] == "new"
+    marked = await served.http.post(f"/api/inbox/evt_{ada}_abandoned_1/handled")
+    assert marked.status_code == 200 and marked.json()["status"] == "handled"
+    # she comes back and finishes: the newer event is one new lead, not two rows
+    await come_back(served, ada, "Sorry, I'm back")
+    for name, value in (("phone", "+1 202 555 0143"), ("message", "Quote for a <b>roof</b>")):
+        await visit_answer(served, ada, name, value)
+    await wait_delivery(served, f"evt_{ada}_completed", "delivered")
+    bea = await visit(
+        served,
+        [("name", "Bea"), ("email", "bea@example.com"), ("phone", ""), ("message", "A new sink")],
+    )
+    await wait_delivery(served, f"evt_{bea}_completed", "delivered")
+    test = (await served.http.post("/api/sites/default/test-event")).json()["id"]
+    await wait_delivery(served, test, "delivered")
+
+    async def inbox(**params: Any) -> list[dict[str, Any]]:
+        answer = await served.http.get("/api/inbox", params=params)
+        assert answer.status_code == 200, answer.text
+        items: list[dict[str, Any]] = answer.json()["items"]
+        return items
+
+    rows = await inbox()
+    assert [(r["name"], r["event"], r["status"]) for r in rows] == [
+        ("Bea", "completed", "new"),
+        ("Ada", "completed", "new"),
+    ]
+    assert rows[1]["need"] == "Quote for a <b>roof</b>" and rows[1]["phone"] == "+12025550143"
+    assert rows[1]["session_id"] == ada and rows[1]["test"] is False
+    assert rows[1]["last_message_at"].endswith("Z") and rows[1]["messages"] > 4
+    (sample,) = await inbox(kind="tests")
+    assert sample["id"] == test and sample["session_id"] is None and sample["test"] is True
+    assert len(await inbox(kind="all")) == 3
+
+    handled = await served.http.post(f"/api/inbox/evt_{bea}_completed/handled")
+    assert handled.json()["handled_at"].endswith("Z")
+    assert [r["name"] for r in await inbox(status="handled")] == ["Bea"]
+    assert [r["name"] for r in await inbox(status="new")] == ["Ada"]
+    reopened = await served.http.delete(f"/api/inbox/evt_{bea}_completed/handled")
+    assert reopened.json() == {"id": f"evt_{bea}_completed", "status": "new", "handled_at": None}
+    assert await inbox(status="handled") == []
+
+    assert [r["name"] for r in await inbox(q="SINK")] == ["Bea"]
+    assert [r["name"] for r in await inbox(q="ada@")] == ["Ada"]
+    assert await inbox(q="nobody") == []
+    first = (await served.http.get("/api/inbox", params={"limit": 1})).json()
+    assert [r["name"] for r in first["items"]] == ["Bea"] and first["next_cursor"]
+    second = (
+        await served.http.get("/api/inbox", params={"limit": 1, "cursor": first["next_cursor"]})
+    ).json()
+    assert [r["name"] for r in second["items"]] == ["Ada"] and second["next_cursor"] is None
+
+
+async def visit_answer(served: Served, session_id: str, name: str, value: str) -> None:
+    """The visitor of ``session_id`` answers one more field."""
+    async with websockets.connect(served.ws_url, origin=served.url) as ws:
+        hello = {
+            "type": "hello",
+            "site": "default",
+            "session_id": session_id,
+            "resume_token": RESUME_TOKENS[session_id],
+        }
+        await ws.send(json.dumps(hello))
+        json.loads(await ws.recv())
+        await ws.send(
+            json.dumps({"type": "field", "id": f"late-{name}", "name": name, "value": value})
+        )
+        while (reply := json.loads(await ws.recv()))["type"] != "ack":
+            assert reply["type"] != "error", reply
 
 
 # --- deliveries -----------------------------------------------------------------
@@ -597,7 +735,7 @@ async def test_index_merge_orders_ties_and_resumes_exactly() -> None:
         await client.aclose()
 
 
-# --- Redis Cluster (CONTRACT §8) ----------------------------------------------------
+# --- Redis Cluster ----------------------------------------------------
 
 try:  # the three-primary cluster the core's cluster tests start
     from test_cluster import cluster  # noqa: F401 - fixture

@@ -1,4 +1,4 @@
-"""Redis Cluster: the same code on a real three-primary cluster (CONTRACT §8).
+"""Redis Cluster: the same code on a real three-primary cluster (docs/ARCHITECTURE.md, Redis layout).
 
 The cluster is started from the ``redis-server`` binary for this module; its URL
 replaces the shared Redis here, so ``process_factory`` starts servers against it.

@@ -1,4 +1,4 @@
-"""The widget in a real browser against the real server (CONTRACT §3, §7).
+"""The widget in a real browser against the real server (docs/PROTOCOL.md, README Embedding).
 
 Headless Chromium (Debian's ``/usr/bin/chromium``) drives ``/demo`` and a few
 host pages served from another origin; ``python -m server serve`` runs as a

@@ -48,7 +48,7 @@ class SendResult:
 
     @classmethod
     def from_response(cls, response: httpx.Response, ref_id: str | None = None) -> SendResult:
-        """Classify an HTTP answer by the delivery rules (CONTRACT §5)."""
+        """Classify an HTTP answer by the delivery rules (README, Delivery)."""
         code = response.status_code
         ok = 200 <= code < 300
         retryable = code in (408, 429) or code >= 500

@@ -1,4 +1,4 @@
-"""Format ``copper``: create or update a Copper CRM Lead (CONTRACT §5, seed 002).
+"""Format ``copper``: create or update a Copper CRM Lead (README, CRMs).
 
 Copper's developer API (https://developer.copper.com) authenticates every call
 with ``X-PW-AccessToken``, ``X-PW-Application: developer_api`` and

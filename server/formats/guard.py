@@ -1,4 +1,4 @@
-"""Server-side request forgery guard for delivery targets (CONTRACT §5, delivery rules).
+"""Server-side request forgery guard for delivery targets (docs/ARCHITECTURE.md, Delivery).
 
 A webhook URL comes from site configuration, but the address it resolves to can
 change at any time (DNS). Unless a site sets ``allow_private``, every delivery

@@ -1,4 +1,4 @@
-"""Format ``pulse``: create or update a Pulse CRM Lead (CONTRACT §5, seed 001).
+"""Format ``pulse``: create or update a Pulse CRM Lead (README, CRMs).
 
 Pulse authenticates with a bearer token from ``POST {base}/auth/login``
 (``{"apiKey", "apiSecret"}`` -> ``{"token"`` or ``"accessToken", "expiresIn"?}``).

@@ -1,4 +1,4 @@
-"""Format ``template``: a site's own Jinja2 JSON body, for any other CRM (CONTRACT §5).
+"""Format ``template``: a site's own Jinja2 JSON body, for any other CRM (README, CRMs).
 
 The template is rendered in Jinja2's immutable sandbox (no attribute tricks, no
 mutation of the lead) with autoescaping off, and these names:

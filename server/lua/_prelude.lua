@@ -1,5 +1,5 @@
 -- Shared by every script (prepended at load time). All keys built here carry
--- the shard tag of KEYS[1], so each script touches one hash slot (CONTRACT §8).
+-- the shard tag of KEYS[1], so each script touches one hash slot (docs/ARCHITECTURE.md, Redis layout).
 -- They are not all in KEYS (stats keys name the day on Redis' clock): Redis Cluster
 -- runs a script on the node that owns its KEYS and lets it reach that node's other
 -- keys; keys of KEYS[1]'s slot are on that node unless the slot is mid-migration.

@@ -3,7 +3,7 @@
 -- ARGV: 1 max events, 2 lease ms, 3 shard tag
 -- Returns a flat list {event id, lease token, ...}. A claimed event is due again
 -- when its lease ends, so a worker that dies mid-delivery loses nothing. An event
--- whose session has an older undelivered event waits behind it (CONTRACT §5 order).
+-- whose session has an older undelivered event waits behind it (in order: README, Delivery).
 local limit, lease, tag = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local now = now_ms()
 local out = {}

@@ -1,17 +1,28 @@
-"""``server.reports``: periods, cursors, rows, CSV and summaries (pure, no I/O)."""
+"""``server.reports``: periods, cursors, rows, CSV and summaries; and the inbox's rows,
+filters and pages (``server.inbox``). Pure, no I/O."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from server.config import FlowStep, Site
+from server.inbox import (
+    InboxQuery,
+    InboxSelection,
+    decode_entry,
+    inbox_row,
+    need_fields,
+    parse_inbox_query,
+)
 from server.protocol import iso_ms as protocol_iso_ms
 from server.reports import (
     CSV_HEADER,
@@ -29,6 +40,7 @@ from server.reports import (
     parse_period,
     row_values,
     safe_cell,
+    session_row,
     summarize,
 )
 
@@ -164,6 +176,14 @@ def test_row_flags() -> None:
     again = abandoned_row(SID, "acme", NOW, _values(recovered="1"))
     assert again is not None and not again.recovered
     assert abandoned_row(SID, "acme", NOW, _values(status="")) is None  # erased or expired
+
+
+def test_session_row_keeps_the_recovered_flag_of_any_return() -> None:
+    row = session_row(SID, "acme", NOW, _values(status="abandoned", recovered="1"))
+    assert row is not None and row.status == "abandoned" and row.recovered
+    assert row.started_at == "2024-06-01T11:59:00.000Z" and row.step == "phone"
+    assert (row.name, row.email, row.phone) == ("Ada", "ada@example.com", None)
+    assert session_row(SID, "acme", NOW, _values(status="")) is None
 
 
 def test_row_reads_at_an_offset() -> None:
@@ -308,3 +328,104 @@ def test_delivery_item_has_the_contract_shape() -> None:
     settled = delivery_item("e", {**raw, "status": "delivered"}, [])
     assert settled is not None and settled.next_attempt_at is None
     assert delivery_item("e", {}, []) is None
+
+
+# --- the inbox (server.inbox) ---------------------------------------------------
+
+INBOX_SID = re.compile(r"^[0-9a-f]{24}$")
+
+
+def _entry(sid: str, kind: str = "completed", **fields: str) -> dict[str, Any]:
+    suffix = "abandoned_1" if kind == "abandoned" else kind
+    return {
+        "id": f"evt_{sid}_{suffix}",
+        "type": f"lead.{kind}",
+        "site": "acme",
+        "data": {
+            "sessionId": sid,
+            "fields": [{"name": k, "value": v} for k, v in fields.items()],
+            "transcript": [{"createdTime": "2024-06-01T12:00:00.000Z", "message": "hi"}],
+        },
+    }
+
+
+def _row(entry: dict[str, Any], handled: float | None = None) -> Any:
+    row = inbox_row(entry, ("service", "message"), handled, INBOX_SID)
+    assert row is not None
+    return row
+
+
+def test_inbox_row_says_what_the_visitor_needs() -> None:
+    row = _row(_entry(SID, name="Ada", email="a@x.example", service="Leak", message="Under <sink>"))
+    assert (row.name, row.email, row.phone) == ("Ada", "a@x.example", None)
+    assert row.need == "Leak · Under <sink>" and row.event == "completed"
+    assert row.session_id == SID and not row.test and row.messages == 1
+    assert row.last_message_at == "2024-06-01T12:00:00.000Z"
+    assert row.status == "new" and row.handled_at is None
+    done = _row(_entry(SID), handled=NOW)
+    assert done.status == "handled" and done.handled_at == "2024-06-01T12:00:00.000Z"
+    assert done.need is None
+    # a payload cannot smuggle a link target: odd session ids get no link
+    odd = _row(_entry("../../admin", name="X"))
+    assert odd.session_id is None
+    assert _row(_entry(SID, kind="test")).test
+    assert inbox_row({"id": "x", "data": "no"}, (), None, INBOX_SID) is None
+    assert need_fields(["name", "email", "phone", "message"]) == ("message",)
+    assert need_fields(["name", "email"]) == ("message",)
+
+
+def test_inbox_entries_that_are_not_ours_are_skipped() -> None:
+    assert decode_entry("not json") is None
+    assert decode_entry("[1, 2]") is None
+    assert decode_entry('{"type": "lead.completed"}') is None
+    assert decode_entry('{"id": "evt_x"}') == {"id": "evt_x"}
+
+
+def test_inbox_query_parameters() -> None:
+    assert parse_inbox_query(None, None, None) == InboxQuery()
+    assert parse_inbox_query("new", "tests", "  ada ") == InboxQuery("new", "tests", "ada")
+    for args, param in (
+        (("done", None, None), "status"),
+        ((None, "spam", None), "kind"),
+        ((None, None, "x" * 101), "q"),
+    ):
+        with pytest.raises(QueryError) as caught:
+            parse_inbox_query(*args)
+        assert caught.value.param == param
+
+
+def _ids(n: int) -> list[str]:
+    return [f"{i:024x}" for i in range(n)]
+
+
+def test_inbox_selection_one_row_per_lead_newest_first_in_pages() -> None:
+    sids = _ids(5)
+    # newest first, as the list holds them: sids[1] came back and completed
+    feed = [
+        _row(_entry(sids[0], name="Zoe")),
+        _row(_entry(sids[1], name="Yan")),
+        _row(_entry(sids[1], kind="abandoned", name="Yan")),
+        _row(_entry(sids[2], kind="test", name="Test Lead")),
+        _row(_entry(sids[3], name="Xia"), handled=NOW),
+        _row(_entry(sids[4], name="Wes")),
+    ]
+    first = InboxSelection(InboxQuery(), limit=2)
+    first.feed(feed)
+    page = first.page()
+    assert [r.name for r in page.items] == ["Zoe", "Yan"] and page.items[1].event == "completed"
+    assert first.done and page.next_cursor == f"evt_{sids[1]}_completed"
+    rest = InboxSelection(InboxQuery(), limit=2, after=page.next_cursor)
+    rest.feed(feed)
+    assert [r.name for r in rest.page().items] == ["Xia", "Wes"]
+    assert rest.page().next_cursor is None and not rest.done  # read to the end
+
+    def names(query: InboxQuery) -> list[str | None]:
+        selection = InboxSelection(query, limit=10)
+        selection.feed(feed)
+        return [r.name for r in selection.page().items]
+
+    assert names(InboxQuery(status="handled")) == ["Xia"]
+    assert names(InboxQuery(status="new")) == ["Zoe", "Yan", "Wes"]
+    assert names(InboxQuery(kind="tests")) == ["Test Lead"]
+    assert names(InboxQuery(kind="all")) == ["Zoe", "Yan", "Test Lead", "Xia", "Wes"]
+    assert names(InboxQuery(search="YA")) == ["Yan"]

@@ -205,7 +205,7 @@ async def deliveries_page(request: Request) -> Response:
 
 
 def _paged(path: str, params: dict[str, str | None]) -> Callable[..., str]:
-    """``url(**changes)``: this page's address with some parameters changed (cursor dropped)."""
+    """``url(**changes)``: the address of ``path`` with ``params`` and some changed."""
 
     def url(**changes: str | None) -> str:
         merged = {k: v for k, v in {**params, **changes}.items() if v}
@@ -265,9 +265,7 @@ async def inbox_page(request: Request) -> Response:
         query=wanted,
         back=url(cursor=query.get("cursor")),
         show_site=len(runtime.sites) > 1,
-        tab_url=lambda **changes: _paged("/admin/inbox", {"kind": None, "q": wanted.search})(
-            **changes
-        ),
+        tab_url=_paged("/admin/inbox", {"q": wanted.search}),  # tabs keep the search
         older_url=url(cursor=found.next_cursor) if found.next_cursor else None,
     )
 

@@ -8,7 +8,7 @@ uvicorn's httptools protocol with a deadline for the head: armed when the
 connection is made and when each new request of a keep-alive connection begins,
 cancelled when the head is complete (for an upgrade too: the WebSocket then runs
 its own handshake and ``hello`` timeouts); when it passes, the connection is
-closed. A slowly sent request body is not timed here; a proxy in front should be.
+closed. A slowly sent request body is not timed here: leave that to a proxy in front.
 
 The file descriptor limit is raised to its hard limit at start
 (:func:`raise_fd_limit`), and uvicorn's ``limit_concurrency`` is derived from it

@@ -90,15 +90,15 @@ def format_duration(seconds: float) -> str:
 
 
 class Rate(NamedTuple):
-    """``count`` events per ``per_s`` seconds, in bursts of up to ``count``."""
+    """``events`` per ``per_s`` seconds, in bursts of up to ``events``."""
 
-    count: int
+    events: int
     per_s: float
 
     def __str__(self) -> str:
         """As :func:`parse_rate` reads it back (``300/min``, ``5/s``, ``50/10m``)."""
         period = {1.0: "s", 60.0: "min", 3600.0: "h"}.get(self.per_s)
-        return f"{self.count}/{period or format_duration(self.per_s)}"
+        return f"{self.events}/{period or format_duration(self.per_s)}"
 
 
 _RATE_UNITS = {"s": "1s", "sec": "1s", "min": "1m", "h": "1h", "hour": "1h", "d": "1d"}

@@ -65,7 +65,7 @@ class NewSessions:
         """
         key = keys.new_sessions(client_network(ip))
         try:
-            taken = await self._take.call([key], [self.rate.count, int(self.rate.per_s * 1000)])
+            taken = await self._take.call([key], [self.rate.events, int(self.rate.per_s * 1000)])
         except REDIS_ERRORS as exc:
             raise StoreError(f"Redis error in the new-session rate: {exc}") from exc
         return bool(taken == 1)

@@ -42,8 +42,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, Undefined
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from server.errors import ConfigError, DeliveryError
 from server.formats import LeadEvent, SendResult

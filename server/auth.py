@@ -219,15 +219,29 @@ def set_login_cookie(request: Request, response: Response, token: str) -> None:
 
 
 async def read_form(request: Request) -> dict[str, str]:
-    """An ``application/x-www-form-urlencoded`` body (first value per name), size-capped."""
+    """An ``application/x-www-form-urlencoded`` body (first value per name), size-capped.
+
+    The body is read at most once per request (the CSRF check and the endpoint share
+    it) and stops at ``MAX_FORM_BYTES`` while streaming, so a chunked body without a
+    ``Content-Length`` cannot make us buffer more; a larger body reads as no form.
+    """
+    cached: dict[str, str] | None = request.scope.get("chatlead.form")
+    if cached is None:
+        cached = request.scope["chatlead.form"] = await _read_form(request)
+    return cached
+
+
+async def _read_form(request: Request) -> dict[str, str]:
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return {}
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > MAX_FORM_BYTES:
         return {}
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        return {}
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return {}
     try:
         parsed = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=50)
     except (UnicodeDecodeError, ValueError):

@@ -5,6 +5,7 @@ the pages in Chromium is ``test_admin_browser.py``."""
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -139,7 +140,7 @@ async def test_visitor_text_is_escaped_everywhere(served: Served) -> None:
     sid = await visit(served, [("name", HOSTILE), ("email", "mallory@example.com")])
     await wait_status(served, sid, "abandoned")
     await wait_delivery(served, f"evt_{sid}_abandoned_1", "delivered")
-    for path in ("/admin", f"/admin/sessions/{sid}", "/admin/inbox"):
+    for path in ("/admin", f"/admin/sessions/{sid}", "/admin/inbox", "/admin/sessions"):
         page = (await served.http.get(path)).text
         assert "<script>alert" not in page and "<img src=x" not in page, path
         assert str(escape(HOSTILE)) in page, path
@@ -199,6 +200,23 @@ async def test_login_cookie_and_csrf(served: Served) -> None:
         logout = await browser.post("/admin/logout", data={"csrf": csrf})
         assert logout.status_code == 303
         assert (await browser.get("/admin")).status_code == 401
+
+
+@on_module_loop
+async def test_forms_are_capped_while_read(served: Served) -> None:
+    """A chunked form (no Content-Length) is read up to 16 KiB, then taken as no form."""
+
+    async def chunked(padding_kib: int) -> AsyncIterator[bytes]:
+        yield f"csrf=c&token={TOKEN}&pad=".encode()
+        for _ in range(padding_kib):
+            yield b"p" * 1024
+
+    headers = {"content-type": "application/x-www-form-urlencoded", "cookie": "chatlead_csrf=c"}
+    async with httpx.AsyncClient(base_url=served.url) as browser:
+        small = await browser.post("/admin/login", content=chunked(4), headers=headers)
+        assert small.status_code == 303
+        large = await browser.post("/admin/login", content=chunked(40), headers=headers)
+        assert large.status_code == 403 and "missing CSRF token" in large.text
 
 
 @on_module_loop

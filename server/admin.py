@@ -12,7 +12,6 @@ the CSRF token (see :mod:`server.auth`). The look lives in :mod:`server.admin_ui
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -97,28 +96,33 @@ def _render(request: Request, name: str, status: int = 200, **context: Any) -> R
     return auth.finish(request, response)
 
 
+TITLES = {429: "Too many attempts", 503: "Unavailable"}
+UNAVAILABLE = "Redis is unavailable; try again shortly."
+
+
 def _refuse(request: Request, status: int, reason: str) -> Response:
     if status == 401:
         return _render(request, "login.html", 401, error=None, next=request.url.path)
-    return _render(request, "error.html", status, title="Not allowed", message=reason)
+    title = TITLES.get(status, "Not allowed")
+    return _render(request, "error.html", status, title=title, message=reason)
 
 
 def page(fn: auth.Endpoint) -> auth.Endpoint:
     """Admin-only; bad queries as a 400 page, Redis outages as a 503 page."""
+    guarded = auth.guard(_refuse)(fn)
 
     async def run(request: Request) -> Response:
         try:
-            return await fn(request)
+            return await guarded(request)
         except QueryError as exc:
             status = 404 if exc.param == "site" else 400
             return _render(request, "error.html", status, title="Bad request", message=str(exc))
         except StoreError as exc:
             log.warning("admin_store_unavailable error=%s", exc)
-            message = "Redis is unavailable; try again shortly."
-            return _render(request, "error.html", 503, title="Unavailable", message=message)
+            return _render(request, "error.html", 503, title="Unavailable", message=UNAVAILABLE)
 
     run.__name__ = fn.__name__
-    return auth.guard(_refuse)(run)
+    return run
 
 
 def _back(form: dict[str, str], default: str) -> str:
@@ -327,15 +331,41 @@ async def erase_action(request: Request) -> Response:
 
 # --- login ------------------------------------------------------------------
 
+CODE_PROBLEM = (
+    "That sign-in link is not valid: it was used already, has expired or was mistyped. "
+    "Run chatlead admin-url for a new one."
+)
+
 
 async def login(request: Request) -> Response:
-    """The token form (GET) and its check (POST); no guard: this is the way in."""
-    runtime = _runtime(request)
-    token = runtime.settings.admin_token
-    if not token:
-        return _redirect("/admin")
-    if request.method == "GET":
+    """The way in (no guard): a login code link (GET), the token form and its check (POST).
+
+    The throttle applies: a network with too many failures is refused before
+    anything is checked, and a wrong code or token counts as a failure.
+    """
+    creds = auth.credentials(request)
+    try:
+        snap = await creds.snapshot(auth.network_of(request))
+        if auth.throttled(snap.failures):
+            return auth.too_many(request, _refuse, snap.retry_after_s)
+        if request.method == "GET":
+            return await _login_get(request, creds, snap)
+        return await _login_post(request, creds, snap)
+    except StoreError as exc:
+        log.warning("admin_store_unavailable error=%s", exc)
+        return _render(request, "error.html", 503, title="Unavailable", message=UNAVAILABLE)
+
+
+async def _login_get(request: Request, creds: auth.Credentials, snap: auth.Snapshot) -> Response:
+    code = request.query_params.get("code")
+    if code is None:
         return _render(request, "login.html", error=None, next="/admin")
+    if not await creds.use_code(code):
+        return await _login_failed(request, creds, CODE_PROBLEM)
+    return _signed_in(request, snap, "/admin")
+
+
+async def _login_post(request: Request, creds: auth.Credentials, snap: auth.Snapshot) -> Response:
     form = await auth.read_form(request)
     problem = auth.csrf_problem(
         method="POST",
@@ -343,22 +373,33 @@ async def login(request: Request) -> Response:
         origin=request.headers.get("origin"),
         fetch_site=request.headers.get("sec-fetch-site"),
         own_origin=auth.own_origin(request),
-        has_cookies=True,
         cookie_token=request.cookies.get(auth.CSRF_COOKIE),
         given_token=form.get(auth.CSRF_FIELD),
     )
     if problem:
         return _render(request, "login.html", 403, error=problem, next="/admin")
-    given = form.get("token", "").strip()
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        return _render(request, "login.html", 401, error="That token is not right.", next="/admin")
-    response = _redirect(_back({"back": form.get("next", "")}, "/admin"))
-    auth.set_login_cookie(request, response, token)
+    if not auth.token_matches(form.get("token", "").strip(), snap.token):
+        return await _login_failed(request, creds, "That token is not right.")
+    return _signed_in(request, snap, _back({"back": form.get("next", "")}, "/admin"))
+
+
+async def _login_failed(request: Request, creds: auth.Credentials, error: str) -> Response:
+    retry = await auth.count_failure(request, creds)
+    if retry:
+        return auth.too_many(request, _refuse, retry)
+    return _render(request, "login.html", 401, error=error, next="/admin")
+
+
+def _signed_in(request: Request, snap: auth.Snapshot, to: str) -> Response:
+    response = _redirect(to)
+    auth.set_login_cookie(request, response, snap)
     return auth.finish(request, response)
 
 
 @page
 async def logout(request: Request) -> Response:
+    """Sign out everywhere: every login cookie issued so far stops working."""
+    await auth.credentials(request).sign_out_everywhere()
     response = _redirect("/admin/login?notice=logged_out")
     response.delete_cookie(auth.COOKIE, httponly=True, samesite="strict")
     return response

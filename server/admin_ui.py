@@ -582,14 +582,20 @@ _LOGIN = """{% extends "base.html" %}
 {% block main %}
 <div class="card login">
 <h1>Sign in</h1>
-<p class="muted">Enter the admin token (<code>CHATLEAD_ADMIN_TOKEN</code>).</p>
 {% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
+{% if token_mode %}
+<p class="muted">Enter the admin token (<code>CHATLEAD_ADMIN_TOKEN</code>).</p>
 <form method="post" action="/admin/login">{{ csrf_input }}
 <input type="hidden" name="next" value="{{ next }}">
 <label for="token">Admin token</label>
 <input type="password" id="token" name="token" autocomplete="current-password" required>
 <button type="submit">Sign in</button>
-</form></div>
+</form>
+{% else %}
+<p class="muted">Open the sign-in link <code>chatlead serve</code> printed when it started,
+or get a new one with <code>chatlead admin-url</code>.</p>
+{% endif %}
+</div>
 {% endblock %}"""
 
 _ERROR = """{% extends "base.html" %}

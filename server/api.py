@@ -666,8 +666,16 @@ def _error(status: int, code: str, message: str, **extra: str) -> JSONResponse:
     return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
 
 
+REFUSALS = {
+    401: "unauthorized",
+    403: "forbidden",
+    429: "too_many_attempts",
+    503: "store_unavailable",
+}
+
+
 def _refuse(request: Request, status: int, reason: str) -> Response:
-    response = _error(status, "unauthorized" if status == 401 else "forbidden", reason)
+    response = _error(status, REFUSALS[status], reason)
     if status == 401:
         response.headers["www-authenticate"] = 'Bearer realm="chatlead"'
     return response
@@ -688,9 +696,11 @@ def _json(value: Any, status: int = 200) -> Response:
 def endpoint(fn: auth.Endpoint) -> auth.Endpoint:
     """Admin-only, and chatlead errors as JSON (400 bad query, 503 Redis down)."""
 
+    guarded = auth.guard(_refuse)(fn)
+
     async def run(request: Request) -> Response:
         try:
-            return await fn(request)
+            return await guarded(request)
         except QueryError as exc:
             status = 404 if exc.param == "site" else 400
             code = "unknown_site" if status == 404 else "bad_request"
@@ -701,7 +711,7 @@ def endpoint(fn: auth.Endpoint) -> auth.Endpoint:
 
     run.__name__ = fn.__name__
     run.__doc__ = fn.__doc__
-    return auth.guard(_refuse)(run)
+    return run
 
 
 def _runtime(request: Request) -> Runtime:

@@ -17,9 +17,9 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import logs, metrics
 from server.config import Settings, Site, load_settings, load_sites
@@ -41,6 +41,11 @@ PR_SET_PDEATHSIG = 1
 STOP_TIMEOUT_S = 25.0
 """Longest shutdown wait for the background loops (delivery drains for up to 20 s)."""
 NOSNIFF = (b"x-content-type-options", b"nosniff")
+FORM_BODY_MAX = 16 * 1024
+"""Largest request body with a form content type (the admin's forms)."""
+BODY_MAX = 1 << 20
+"""Largest request body of any other type (JSON)."""
+FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
 async def open_store(settings: Settings) -> Store:
@@ -128,7 +133,8 @@ class ChatleadApp(Starlette):
     socket handles its own errors (:class:`server.ws.WidgetSocket`).
 
     Every HTTP response, errors included (this wraps starlette's error middleware
-    too), says ``X-Content-Type-Options: nosniff``.
+    too), says ``X-Content-Type-Options: nosniff``, and every request body is capped
+    while it is read (:func:`body_cap`): 413 past it.
     """
 
     widget_socket = WidgetSocket()
@@ -139,8 +145,77 @@ class ChatleadApp(Starlette):
             await self.widget_socket(scope, receive, send)
             return
         if scope["type"] == "http":
-            send = _nosniff(send)
+            await _capped(super().__call__, scope, receive, _nosniff(send))
+            return
         await super().__call__(scope, receive, send)
+
+
+def body_cap(headers: list[tuple[bytes, bytes]]) -> tuple[int, int | None]:
+    """The body cap of a request and its declared ``Content-Length`` (None: not given).
+
+    A malformed length counts as over any cap.
+    """
+    content_type, length = b"", None
+    for name, value in headers:
+        if name == b"content-type":
+            content_type = value.lower()
+        elif name == b"content-length":
+            length = int(value) if value.isdigit() else BODY_MAX + 1
+    cap = FORM_BODY_MAX if content_type.startswith(FORM_TYPES) else BODY_MAX
+    return cap, length
+
+
+async def _capped(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run ``app`` on a request whose body is within its cap, else answer 413.
+
+    A declared ``Content-Length`` over the cap is refused before a byte is read; a
+    body without one (chunked) is read up to the cap before the app sees the
+    request, so no endpoint -- authentication and CSRF checks included -- ever
+    holds more than the cap.
+    """
+    cap, length = body_cap(scope["headers"])
+    if length is not None:
+        if length > cap:
+            await _too_large(scope, send, cap)
+            return
+        await app(scope, receive, send)  # the server stops at the declared length
+        return
+    body, more = bytearray(), True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+        if len(body) > cap:
+            await _too_large(scope, send, cap)
+            return
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()  # http.disconnect, for streamed answers
+        replayed = True
+        return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+    await app(scope, replay, send)
+
+
+async def _too_large(scope: Scope, send: Send, cap: int) -> None:
+    message = f"request body over {cap // 1024} KiB"
+    if _route_path(scope).startswith("/api/"):
+        response: Response = JSONResponse(
+            {"error": "payload_too_large", "message": message}, status_code=413
+        )
+    else:
+        response = PlainTextResponse(message + "\n", status_code=413)
+    response.headers["connection"] = "close"  # the rest of the body is never read
+    await response(scope, _never_receive, send)
+
+
+async def _never_receive() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def _nosniff(send: Send) -> Send:

@@ -1,4 +1,4 @@
-"""``chatlead`` command line: serve, worker, check, report, deliveries, test-event."""
+"""``chatlead`` command line: serve, worker, check, report, deliveries, test-event, admin-url."""
 
 from __future__ import annotations
 
@@ -64,6 +64,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--config", default=None, help="TOML file (else CHATLEAD_CONFIG)")
     _admin_commands(commands)
+    admin_url = commands.add_parser(
+        "admin-url", help="print a single-use admin sign-in link (valid 24 h)"
+    )
+    admin_url.add_argument(
+        "--base",
+        default=None,
+        help="the server's address as your browser reaches it "
+        "(default http://127.0.0.1:8000, from CHATLEAD_HOST and CHATLEAD_PORT)",
+    )
     return parser
 
 
@@ -180,10 +189,15 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _base_url(host: str, port: int) -> str:
+    """The server's address as a browser on this machine reaches it."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
 def _start_urls(host: str, port: int) -> list[tuple[str, str]]:
     """Where a person opens the demo, the admin and the widget script."""
-    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    base = _base_url(host, port)
     return [
         ("demo", f"{base}/demo"),
         ("admin", f"{base}/admin"),
@@ -233,6 +247,11 @@ def _serve(args: argparse.Namespace) -> int:
         _require_redis(ready)
         for name, url in _start_urls(settings.host, port):
             log.info("open %s=%s", name, url)
+        if settings.admin_token is None:  # the generated token is never shown: a link is
+            from server.auth import login_url
+
+            code = asyncio.run(_login_code(ready))
+            log.info("open admin_login=%s", login_url(_base_url(settings.host, port), code))
         if args.workers > 1:
             Multiprocess(config, sockets=[sock]).run()
             return 0
@@ -240,6 +259,37 @@ def _serve(args: argparse.Namespace) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             server.run(sockets=[sock])
         return 0 if server.started else STARTUP_FAILURE
+
+
+async def _login_code(settings: Settings) -> str:
+    """A new single-use login code, on the Redis of ``settings`` (which has a URL)."""
+    from server.auth import Credentials
+    from server.store import connect_redis
+
+    assert settings.redis_url is not None
+    client = connect_redis(settings.redis_url)
+    try:
+        return await Credentials(client, settings.admin_token).new_code()
+    finally:
+        await client.aclose()
+
+
+def _admin_url(args: argparse.Namespace) -> int:
+    """Print a sign-in link with a new login code (as ``chatlead serve`` does at start)."""
+    from server.auth import login_url
+
+    settings = load_settings()
+    if settings.redis_url is None:
+        url = _running_embedded(settings)
+        if url is None:
+            raise ChatleadError(
+                f"no chatlead serve is running on the embedded server in "
+                f"{settings.data_dir.resolve()} and CHATLEAD_REDIS_URL is not set"
+            )
+        settings = settings.model_copy(update={"redis_url": url})
+    code = asyncio.run(_login_code(settings))
+    print(login_url(args.base or _base_url(settings.host, settings.port), code))
+    return 0
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
@@ -553,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": _admin,
         "deliveries": _admin,
         "test-event": _admin,
+        "admin-url": _admin_url,
     }
     try:
         return handlers[args.command](args)

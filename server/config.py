@@ -335,6 +335,8 @@ def _is_loopback(host: str) -> bool:
 
 
 _DURATIONS = ("idle_timeout", "retention", "retry_schedule")
+MIN_ADMIN_TOKEN = 24
+"""Shortest ``ADMIN_TOKEN`` accepted: guessing it is then hopeless even unthrottled."""
 SECRET_SETTINGS = frozenset(
     {"webhook_secret", "copper_api_key", "pulse_api_key", "pulse_api_secret", "admin_token"}
 )
@@ -430,6 +432,18 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("needs at least one delay")
         return tuple(parse_duration(part) for part in value)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token_length(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # unset: the server makes one (README, "Operator API and reports")
+        if len(value) < MIN_ADMIN_TOKEN:
+            raise ValueError(
+                f"must be at least {MIN_ADMIN_TOKEN} characters "
+                "(make one with: openssl rand -hex 24), or unset it"
+            )
+        return value
 
     @field_validator("redis_url")
     @classmethod

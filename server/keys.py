@@ -147,3 +147,21 @@ INDEX_KINDS = ("started", "completed", "abandoned", "recovered")
 
 INBOX_HANDLED = PREFIX + "inbox:handled"
 """Sorted set: inbox event id -> when an owner marked it handled (ms); pruned by retention."""
+
+
+# --- admin credentials (global) ---------------------------------------------------
+
+ADMIN_TOKEN = PREFIX + "admin:token"
+"""String: the admin token made at first start when ``CHATLEAD_ADMIN_TOKEN`` is unset."""
+ADMIN_GENERATION = PREFIX + "admin:generation"
+"""Integer: bumped by each sign-out; part of every login cookie's MAC."""
+
+
+def login_code(digest: str) -> str:
+    """String with a 24 h expiry: one unused login code, by the SHA-256 hex of the code."""
+    return f"{PREFIX}admin:code:{digest}"
+
+
+def auth_failures(network: str) -> str:
+    """Integer with a one-minute expiry: failed admin sign-ins from one client network."""
+    return f"{PREFIX}rate:authfail:{network}"

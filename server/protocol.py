@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any, ClassVar
 
 import orjson
@@ -20,6 +20,7 @@ from server.errors import FrameError
 __all__ = [
     "ClientFrame",
     "CloseCode",
+    "ErrorCode",
     "FieldAnswer",
     "Hello",
     "Page",
@@ -42,6 +43,18 @@ MAX_VALUE = 1000
 MAX_URL = 2000
 MAX_SHORT = 200
 HELLO_TIMEOUT = 10.0
+
+
+class ErrorCode(StrEnum):
+    """The ``code`` of an ``error`` frame (docs/PROTOCOL.md, Errors and closes)."""
+
+    BAD_FRAME = "bad_frame"
+    INVALID_FIELD = "invalid_field"
+    SESSION_CLOSED = "session_closed"
+    RATE_LIMITED = "rate_limited"
+    UNKNOWN_SITE = "unknown_site"
+    BAD_RESUME = "bad_resume"
+    UNAVAILABLE = "unavailable"
 
 
 class CloseCode(IntEnum):
@@ -288,8 +301,8 @@ def lead_frame(status: str, session_id: str) -> str:
     return _dump({"type": "lead", "status": status, "session_id": session_id})
 
 
-def error_frame(code: str, message: str, frame_id: str | None = None) -> str:
-    body: dict[str, Any] = {"type": "error", "code": code, "message": message}
+def error_frame(code: ErrorCode, message: str, frame_id: str | None = None) -> str:
+    body: dict[str, Any] = {"type": "error", "code": code.value, "message": message}
     if frame_id is not None:
         body["id"] = frame_id
     return _dump(body)

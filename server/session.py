@@ -14,13 +14,25 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["SessionRecord", "SessionStatus", "page_meta", "parse_session"]
+__all__ = ["SessionRecord", "SessionStatus", "Verdict", "page_meta", "parse_session"]
 
 
 class SessionStatus(StrEnum):
     OPEN = "open"
     COMPLETED = "completed"
     ABANDONED = "abandoned"
+
+
+class Verdict(StrEnum):
+    """What the visitor script answered for one event (``visitor.lua``)."""
+
+    OK = "ok"  # stored: ack it
+    DUP = "dup"  # that frame id was stored before: ack it again
+    STALE = "stale"  # our view is behind the store: reload and decide again
+    CLOSED = "closed"  # the session is completed: read-only
+    GONE = "gone"  # no such session (expired or erased)
+    FULL = "full"  # the transcript reached its length cap
+    LIMITED = "limited"  # the session's token bucket is empty
 
 
 _UTM = ("utm_source", "utm_medium", "utm_campaign")

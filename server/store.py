@@ -34,7 +34,7 @@ from redis.typing import EncodableT
 from server import keys
 from server.errors import StoreError, StoreMisconfigured
 from server.resp import Pipe, pack_script_call
-from server.session import SessionRecord, parse_session
+from server.session import SessionRecord, Verdict, parse_session
 
 __all__ = [
     "Coalescer",
@@ -295,12 +295,12 @@ def _visitor_keys(shard: int, session_id: str) -> tuple[str, ...]:
 
 
 class VisitorResult(NamedTuple):
-    """Answer of the visitor script; ``kind`` is ok | dup | stale | closed | gone.
+    """Answer of the visitor script (``seq`` for ok, dup and stale; the rest for ok).
 
     A named tuple, not a frozen dataclass: one is built per visitor message.
     """
 
-    kind: str
+    kind: Verdict
     seq: int = 0
     first_bot_seq: int = 0
     now_ms: int = 0
@@ -521,12 +521,12 @@ class Store:
             result = await call
         except REDIS_ERRORS as exc:
             raise StoreError(f"Redis error in visitor: {exc}") from exc
-        kind = result[0]
-        if kind == "ok":
+        kind = Verdict(result[0])
+        if kind is Verdict.OK:
             return VisitorResult(
-                "ok", int(result[1]), int(result[2]), int(result[3]), result[4] == 1
+                kind, int(result[1]), int(result[2]), int(result[3]), result[4] == 1
             )
-        if kind in ("dup", "stale"):
+        if kind is Verdict.DUP or kind is Verdict.STALE:
             return VisitorResult(kind, int(result[1]))
         return VisitorResult(kind)
 

@@ -96,7 +96,7 @@ def test_any_object_parses_or_raises_frame_error(obj: dict[str, object]) -> None
 def test_server_frames_are_json_with_type_first() -> None:
     frame = protocol.ack_frame("x", 3)
     assert frame.startswith('{"type":"ack"')
-    assert json.loads(protocol.error_frame("bad_frame", "nope", "x")) == {
+    assert json.loads(protocol.error_frame(protocol.ErrorCode.BAD_FRAME, "nope", "x")) == {
         "type": "error",
         "code": "bad_frame",
         "message": "nope",

@@ -1,0 +1,444 @@
+"""What one widget connection decides, with no I/O.
+
+:class:`Conversation` is the connection's state machine, in the manner of a sans-I/O
+protocol: :mod:`server.ws` feeds it what arrived (a parsed frame, what the store
+answered, the time) and carries out what it returns — frames to send, a close code,
+a command for the store. Nothing here awaits, reads a socket or Redis, or looks at
+the wall clock (the clock is injected), so every rule of the protocol is tested in
+milliseconds (``tests/test_conversation.py``).
+
+The life of a connection::
+
+    AWAITING_HELLO --hello--> READY --close--> CLOSING
+           \\------------------close-------------/
+
+Anything else (a second hello is a frame error, not a transition) raises
+:class:`IllegalTransition`: a bug in the caller, never a client's doing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from server import flow, protocol
+from server.config import Site
+from server.errors import FieldInvalid, FrameError, StoreError
+from server.protocol import (
+    ClientFrame,
+    CloseCode,
+    ErrorCode,
+    FieldAnswer,
+    Hello,
+    Ping,
+    Submit,
+    VisitorMessage,
+)
+from server.session import SessionRecord, SessionStatus, Verdict, page_meta
+
+__all__ = [
+    "STALE_RETRIES",
+    "WIRE_CODES",
+    "ConnState",
+    "Conversation",
+    "IllegalTransition",
+    "NewSession",
+    "Reply",
+    "SessionView",
+    "TokenBucket",
+    "VisitorCommand",
+    "token_hash",
+]
+
+STALE_RETRIES = 3
+"""Times a visitor event is tried again on a reloaded view before giving up."""
+
+WIRE_CODES: dict[type[Exception], ErrorCode] = {
+    FrameError: ErrorCode.BAD_FRAME,
+    FieldInvalid: ErrorCode.INVALID_FIELD,
+    StoreError: ErrorCode.UNAVAILABLE,
+}
+"""The ``error`` code a widget gets for each error chatlead raises while serving it."""
+
+VisitorFrame = VisitorMessage | FieldAnswer | Submit
+
+
+class IllegalTransition(RuntimeError):
+    """The connection was asked to move between states it cannot."""
+
+
+class ConnState(Enum):
+    AWAITING_HELLO = "awaiting_hello"
+    READY = "ready"
+    CLOSING = "closing"
+
+
+_NEXT: dict[ConnState, frozenset[ConnState]] = {
+    ConnState.AWAITING_HELLO: frozenset({ConnState.READY, ConnState.CLOSING}),
+    ConnState.READY: frozenset({ConnState.CLOSING}),
+    ConnState.CLOSING: frozenset(),
+}
+
+
+class TokenBucket:
+    """``rate`` frames per second with bursts of ``burst``, on an injected clock."""
+
+    __slots__ = ("burst", "clock", "rate", "stamp", "tokens")
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate, self.burst, self.clock = rate, float(burst), clock
+        self.tokens, self.stamp = float(burst), clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+def token_hash(token: str) -> str:
+    """What the store keeps of a resume token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class SessionView:
+    """What this connection knows of its session; the store stays the authority."""
+
+    id: str
+    site: Site
+    seq: int
+    status: SessionStatus
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, record: SessionRecord, site: Site) -> SessionView:
+        return cls(record.id, site, record.seq, record.status, dict(record.fields))
+
+    def prompt(self) -> dict[str, Any] | None:
+        if self.status is SessionStatus.COMPLETED:
+            return None
+        step = flow.next_step(self.site, self.fields)
+        return flow.prompt_of(step) if step else None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What to do next: send ``frames``, then close with ``close`` if set.
+
+    ``retry``: the store found our view stale; reload the session and ask again.
+    ``accepted``, ``completed``, ``recovered``: an event was stored, and what it did.
+    """
+
+    frames: tuple[str, ...] = ()
+    close: CloseCode | None = None
+    retry: bool = False
+    accepted: bool = False
+    completed: bool = False
+    recovered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorCommand:
+    """One visitor event for the store (``Store.visitor_event``), decided from the view."""
+
+    client_id: str
+    expected_seq: int
+    visitor_entry: dict[str, Any] | None
+    bots: list[dict[str, Any]]
+    updates: dict[str, str]
+    step: str
+    completes: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    """A session to create (``Store.create_session``) and the welcome once it is."""
+
+    session_id: str
+    resume_token: str
+    user_id: str
+    meta: dict[str, str]
+    entries: list[dict[str, Any]]
+
+
+def _error(code: ErrorCode, message: str, frame_id: str | None = None) -> str:
+    return protocol.error_frame(code, message, frame_id)
+
+
+def _frame_id(frame: ClientFrame | FrameError) -> str | None:
+    if isinstance(frame, FrameError):
+        return frame.frame_id
+    return frame.id if isinstance(frame, VisitorMessage | FieldAnswer | Submit) else None
+
+
+def _visitor_entry(frame: VisitorMessage | FieldAnswer, value: str) -> dict[str, Any]:
+    if isinstance(frame, VisitorMessage):
+        return {"from": "visitor", "text": frame.text}
+    return {"from": "visitor", "text": value or "(skipped)", "field": frame.name}
+
+
+class Conversation:
+    """One connection's protocol state: hello, then visitor events, then the close."""
+
+    __slots__ = ("bucket", "clock", "max_strikes", "quiet_since", "state", "strikes", "view")
+
+    def __init__(
+        self, msg_rate: float, msg_burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.clock = clock
+        self.state = ConnState.AWAITING_HELLO
+        self.bucket = TokenBucket(msg_rate, msg_burst, clock)
+        self.max_strikes = msg_burst
+        self.strikes = 0
+        self.view: SessionView | None = None
+        self.quiet_since = clock()  # the last visitor event, or the session's end
+
+    # --- states ---------------------------------------------------------------
+
+    def advance(self, to: ConnState) -> None:
+        """Move to ``to``; closing an already closing connection changes nothing."""
+        if to is self.state is ConnState.CLOSING:
+            return
+        if to not in _NEXT[self.state]:
+            raise IllegalTransition(f"{self.state.value} -> {to.value}")
+        self.state = to
+
+    def closing(self, reply: Reply) -> Reply:
+        """``reply``, with the state moved to CLOSING when it closes."""
+        if reply.close is not None:
+            self.advance(ConnState.CLOSING)
+        return reply
+
+    # --- the first frame ------------------------------------------------------
+
+    def first_frame(self, frame: ClientFrame | FrameError | None) -> Hello | Reply:
+        """The hello, or why the socket closes (``None``: no frame within the time)."""
+        if isinstance(frame, Hello):
+            return frame
+        frames: tuple[str, ...] = ()
+        if isinstance(frame, FrameError):
+            frames = (_error(ErrorCode.BAD_FRAME, str(frame)),)
+        elif frame is not None:
+            frames = (_error(ErrorCode.BAD_FRAME, "the first frame must be hello"),)
+        return self.closing(Reply(frames, CloseCode.NO_HELLO))
+
+    def unknown_site(self, site_id: str) -> Reply:
+        return self.closing(
+            Reply((_error(ErrorCode.UNKNOWN_SITE, f"no site {site_id!r}"),), CloseCode.UNKNOWN_SITE)
+        )
+
+    def refused(self, code: ErrorCode, message: str, close: CloseCode) -> Reply:
+        """Turn the socket away with one error (a cap reached, Redis unavailable)."""
+        return self.closing(Reply((_error(code, message),), close))
+
+    @staticmethod
+    def may_resume(record: SessionRecord | None, hello: Hello, site: Site) -> bool:
+        """The hello's session and token match a session of this site (constant time)."""
+        return (
+            record is not None
+            and hello.resume_token is not None
+            and hmac.compare_digest(record.token_hash, token_hash(hello.resume_token))
+            and record.site == site.id
+        )
+
+    def resumed(self, record: SessionRecord, site: Site, resume_token: str) -> Reply:
+        """Ready on an existing session: the welcome with what the widget missed."""
+        self.view = SessionView.of(record, site)
+        self.advance(ConnState.READY)
+        welcome = protocol.welcome_frame(
+            session_id=record.id,
+            resume_token=resume_token,
+            status=record.status.value,
+            resumed=True,
+            seq=record.seq,
+            transcript=list(record.transcript),
+            fields=record.fields,
+            prompt=self.view.prompt(),
+            user_id=record.user_id,
+        )
+        return Reply((welcome,))
+
+    @staticmethod
+    def new_session(
+        site: Site, hello: Hello, session_id: str, resume_token: str, user_id: str
+    ) -> NewSession:
+        """What to store for a new session (the ids are the caller's random draws)."""
+        first = flow.next_step(site, {})
+        meta = {
+            "site": site.id,
+            "idle": str(int(site.idle_timeout * 1000)),
+            "fwd": site.forward_abandoned.value,
+            "tok": token_hash(resume_token),
+            "uid": hello.user_id or user_id,
+            "step": first.field if first else flow.DONE,
+            **({"source": hello.source} if hello.source else {}),
+            **page_meta(hello.page.url, hello.page.referrer),
+        }
+        entries = [{"from": "bot", **reply} for reply in flow.opening(site, {})]
+        return NewSession(session_id, resume_token, meta["uid"], meta, entries)
+
+    def created(self, new: NewSession, site: Site, seq: int, now_ms: int) -> Reply:
+        """Ready on the new session: the welcome with the opening messages."""
+        entries = [
+            {**entry, "seq": number, "ts": now_ms}
+            for number, entry in enumerate(new.entries, start=1)
+        ]
+        self.view = SessionView(new.session_id, site, seq, SessionStatus.OPEN)
+        self.advance(ConnState.READY)
+        welcome = protocol.welcome_frame(
+            session_id=new.session_id,
+            resume_token=new.resume_token,
+            status=SessionStatus.OPEN.value,
+            resumed=False,
+            seq=seq,
+            transcript=entries,
+            fields={},
+            prompt=self.view.prompt(),
+            user_id=new.user_id,
+        )
+        return Reply((welcome,))
+
+    # --- frames once ready ----------------------------------------------------
+
+    def frame(self, frame: ClientFrame | FrameError) -> Reply | VisitorCommand:
+        """A frame after the hello: an answer now, or a visitor event for the store."""
+        # every frame counts against the bucket, pings and garbage included
+        if not self.bucket.take():
+            return self.rate_limited(_frame_id(frame))
+        self.strikes = 0
+        if isinstance(frame, FrameError):
+            return Reply((_error(ErrorCode.BAD_FRAME, str(frame), frame.frame_id),))
+        if isinstance(frame, Ping):
+            return Reply((protocol.pong_frame(),))
+        if isinstance(frame, Hello):
+            return Reply((_error(ErrorCode.BAD_FRAME, "hello was already received"),))
+        return self.decide(frame)
+
+    def rate_limited(self, frame_id: str | None) -> Reply:
+        """Refuse one frame (no ack: the widget resends it later); close a flood."""
+        self.strikes += 1
+        close = CloseCode.TOO_MANY if self.strikes > self.max_strikes else None
+        return self.closing(Reply((_error(ErrorCode.RATE_LIMITED, "Slow down", frame_id),), close))
+
+    def decide(self, frame: VisitorFrame) -> Reply | VisitorCommand:
+        """The flow's answer to a visitor event, from our view of the session."""
+        view = self.view
+        if view is None:
+            raise IllegalTransition("a visitor event before the session")
+        entry: dict[str, Any] | None = None
+        try:
+            if view.status is SessionStatus.COMPLETED:
+                outcome = flow.Outcome()  # the store answers dup or closed
+            elif isinstance(frame, Submit):
+                outcome = flow.on_submit(view.site, view.fields)
+            elif isinstance(frame, VisitorMessage):
+                outcome = flow.on_message(view.site, view.fields, frame.text)
+                entry = _visitor_entry(frame, "")
+            else:
+                outcome = flow.on_field(view.site, view.fields, frame.name, frame.value)
+                entry = _visitor_entry(frame, outcome.updates[frame.name])
+        except FieldInvalid as exc:
+            step = flow.next_step(view.site, view.fields)
+            again = f" {step.ask}" if step and isinstance(frame, FieldAnswer) else ""
+            return Reply((_error(WIRE_CODES[FieldInvalid], f"{exc}.{again}", frame.id),))
+        return VisitorCommand(
+            frame.id,
+            view.seq,
+            entry,
+            [{"from": "bot", **reply} for reply in outcome.replies],
+            outcome.updates,
+            outcome.step,
+            outcome.completes,
+        )
+
+    def stored(
+        self,
+        command: VisitorCommand,
+        verdict: Verdict,
+        seq: int = 0,
+        first_bot_seq: int = 0,
+        now_ms: int = 0,
+        recovered: bool = False,
+    ) -> Reply:
+        """What the store answered for ``command``, turned into frames."""
+        view = self.view
+        assert view is not None
+        frame_id = command.client_id
+        if verdict is Verdict.OK:
+            return self._accepted(command, seq, first_bot_seq, now_ms, recovered)
+        if verdict is Verdict.STALE:
+            return Reply(retry=True)
+        if verdict is Verdict.DUP:
+            return Reply((protocol.ack_frame(frame_id, seq),))
+        if verdict is Verdict.LIMITED:
+            return self.rate_limited(frame_id)
+        if verdict is Verdict.FULL:
+            too_long = "This conversation is too long; please call us instead"
+            frames = (_error(ErrorCode.RATE_LIMITED, too_long, frame_id),)
+            return self.closing(Reply(frames, CloseCode.TOO_MANY))
+        view.status = SessionStatus.COMPLETED  # closed or gone
+        closed = _error(ErrorCode.SESSION_CLOSED, "This conversation is closed", frame_id)
+        return Reply((closed,))
+
+    def _accepted(
+        self, command: VisitorCommand, seq: int, first_bot_seq: int, now_ms: int, recovered: bool
+    ) -> Reply:
+        view = self.view
+        assert view is not None
+        bots = command.bots
+        view.fields.update(command.updates)
+        view.seq = first_bot_seq + len(bots) - 1 if bots else seq
+        view.status = SessionStatus.COMPLETED if command.completes else SessionStatus.OPEN
+        self.quiet_since = self.clock()
+        frames = [protocol.ack_frame(command.client_id, seq)]
+        frames.extend(
+            protocol.message_frame({**bot, "seq": first_bot_seq + offset, "ts": now_ms})
+            for offset, bot in enumerate(bots)
+        )
+        if command.completes:
+            frames.append(protocol.lead_frame(SessionStatus.COMPLETED.value, view.id))
+        return Reply(tuple(frames), accepted=True, completed=command.completes, recovered=recovered)
+
+    def reloaded(self, record: SessionRecord | None) -> None:
+        """A fresh read of the session after a stale answer (None: it is gone)."""
+        if record is not None and self.view is not None:
+            self.view = SessionView.of(record, self.view.site)
+
+    def unavailable(self, frame_id: str | None) -> Reply:
+        """Redis could not store the event: no ack (the widget resends after reconnecting)."""
+        frames = (_error(WIRE_CODES[StoreError], "could not save; retrying", frame_id),)
+        return self.closing(Reply(frames, CloseCode.SERVICE_RESTART))
+
+    # --- the session ends -----------------------------------------------------
+
+    def abandoned(self) -> Reply:
+        """Another process's sweeper flagged the session (nothing if it is not open)."""
+        view = self.view
+        if view is None or view.status is not SessionStatus.OPEN:
+            return Reply()
+        view.status = SessionStatus.ABANDONED
+        self.quiet_since = self.clock()
+        return Reply((protocol.lead_frame(SessionStatus.ABANDONED.value, view.id),))
+
+    def idle_for(self) -> float | None:
+        """Seconds until a finished session's quiet socket is let go (<= 0: now);
+        None while the session is open (or there is none, or it is closing)."""
+        view = self.view
+        if view is None or view.status is SessionStatus.OPEN or self.state is ConnState.CLOSING:
+            return None
+        return self.quiet_since + view.site.idle_timeout - self.clock()
+
+    def let_go(self) -> Reply:
+        """Close a finished session's quiet socket (the widget connects again on demand)."""
+        return self.closing(Reply(close=CloseCode.IDLE))

@@ -210,7 +210,8 @@ async def _too_large(scope: Scope, send: Send, cap: int) -> None:
         )
     else:
         response = PlainTextResponse(message + "\n", status_code=413)
-    response.headers["connection"] = "close"  # the rest of the body is never read
+    # no "Connection: close": a client still sending would see a reset instead of the
+    # 413; the server discards the rest of the body without keeping it
     await response(scope, _never_receive, send)
 
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -32,6 +33,7 @@ import uvicorn
 import websockets
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from server import keys
 from server.app import create_app
 from server.config import Settings
 
@@ -327,6 +329,38 @@ FULL_CONVERSATION = [
     ("phone", "+1 202 555 0143"),
     ("message", "My boiler is leaking"),
 ]
+
+
+# --- signing in to the admin ------------------------------------------------------
+
+
+def admin_headers(redis_url: str) -> dict[str, str]:
+    """``Authorization`` with the admin token of a server without ``ADMIN_TOKEN``.
+
+    Read from Redis, where the server keeps it (made here when no server has yet,
+    exactly as a server makes it: whoever comes first sets it).
+    """
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        client.set(keys.ADMIN_TOKEN, secrets.token_urlsafe(32), nx=True)
+        return {"authorization": f"Bearer {client.get(keys.ADMIN_TOKEN)}"}
+    finally:
+        client.close()
+
+
+def admin_url(redis_url: str, base: str) -> str:
+    """A fresh sign-in link, as ``chatlead admin-url`` prints it for an operator."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATLEAD_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "admin-url", "--base", base],
+        env={**env, "CHATLEAD_REDIS_URL": redis_url},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return result.stdout.strip()
 
 
 # --- the real server as a process (for kill tests) ------------------------------

@@ -47,7 +47,6 @@ def _problem(origin: str | None, fetch_site: str | None, given: str | None = "t"
         origin=origin,
         fetch_site=fetch_site,
         own_origin=OWN,
-        has_cookies=True,
         cookie_token="t",
         given_token=given,
     )
@@ -204,7 +203,8 @@ async def test_login_cookie_and_csrf(served: Served) -> None:
 
 @on_module_loop
 async def test_forms_are_capped_while_read(served: Served) -> None:
-    """A chunked form (no Content-Length) is read up to 16 KiB, then taken as no form."""
+    """A chunked form (no Content-Length) is read up to 16 KiB, then refused with 413
+    before the token or the CSRF token is looked at."""
 
     async def chunked(padding_kib: int) -> AsyncIterator[bytes]:
         yield f"csrf=c&token={TOKEN}&pad=".encode()
@@ -216,7 +216,11 @@ async def test_forms_are_capped_while_read(served: Served) -> None:
         small = await browser.post("/admin/login", content=chunked(4), headers=headers)
         assert small.status_code == 303
         large = await browser.post("/admin/login", content=chunked(40), headers=headers)
-        assert large.status_code == 403 and "missing CSRF token" in large.text
+        assert large.status_code == 413 and "chatlead_admin" not in large.headers.get(
+            "set-cookie", ""
+        )
+        declared = await browser.post("/admin/login", content=b"x" * 20_000, headers=headers)
+        assert declared.status_code == 413
 
 
 @on_module_loop

@@ -8,8 +8,10 @@ and timeout wrappers of every call: the visitor step is most of a message's CPU,
 redis-py was a quarter of it (docs/BENCHMARKS.md).
 
 Only what that path needs: ``redis://``, ``rediss://`` and ``unix://`` URLs with a
-user, password and database. Everything else (and Redis Cluster) goes through
-redis-py.
+user, password and database, and a ``rediss://`` URL's TLS options exactly as
+redis-py reads them (``ssl_cert_reqs``, ``ssl_ca_certs``, ``ssl_certfile``,
+``ssl_keyfile``, ``ssl_check_hostname``), so both paths trust the same servers.
+Everything else (and Redis Cluster) goes through redis-py.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["Pipe", "pack", "pack_script_call"]
+__all__ = ["Pipe", "pack", "pack_script_call", "tls_context"]
 
 Arg = str | bytes | int | float
 
@@ -63,6 +65,30 @@ def _reply(item: Any) -> Any:
         text = str(item)
         return NoScriptError(text) if text.startswith("NOSCRIPT") else ResponseError(text)
     return item
+
+
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+def tls_context(params: dict[str, Any]) -> ssl.SSLContext | None:
+    """The TLS context redis-py would use for a parsed URL (None: not ``rediss://``).
+
+    Defaults as redis-py's: certificates required, checked against the system's
+    CAs (or ``ssl_ca_certs``), host name checked unless ``ssl_check_hostname=false``
+    or certificates are not required.
+    """
+    if params.get("connection_class") is not SSLConnection:
+        return None
+    reqs = params.get("ssl_cert_reqs", "required")
+    mode = _CERT_REQS[reqs.lower()] if isinstance(reqs, str) else reqs
+    context = ssl.create_default_context(cafile=params.get("ssl_ca_certs"))
+    context.check_hostname = bool(params.get("ssl_check_hostname", True)) and (
+        mode == ssl.CERT_REQUIRED
+    )
+    context.verify_mode = mode
+    if params.get("ssl_certfile"):
+        context.load_cert_chain(params["ssl_certfile"], params.get("ssl_keyfile"))
+    return context
 
 
 class _Protocol(asyncio.Protocol):
@@ -127,6 +153,7 @@ class Pipe:
 
     def __init__(self, url: str, timeout: float = 5.0, connect_timeout: float = 3.0) -> None:
         self.params: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        self.tls = tls_context(self.params)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._conn: _Protocol | None = None
@@ -177,12 +204,7 @@ class Pipe:
             if "path" in p:
                 opening = loop.create_unix_connection(_Protocol, p["path"])
             else:
-                tls = (
-                    ssl.create_default_context()
-                    if p.get("connection_class") is SSLConnection
-                    else None
-                )
-                opening = loop.create_connection(_Protocol, p["host"], p["port"], ssl=tls)
+                opening = loop.create_connection(_Protocol, p["host"], p["port"], ssl=self.tls)
             transport, conn = await asyncio.wait_for(opening, self.connect_timeout)
             # uvloop may call connection_made only after create_connection returned
             conn.connection_made(transport)

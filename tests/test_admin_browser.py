@@ -1,10 +1,12 @@
 """The admin in headless Chromium, by clicks: sign in and out, send a test event, replay,
-mark inbox leads handled, search, download the CSV, erase -- with an admin token (login
-cookie) and without one (loopback) -- plus local times, axe-core, no sideways scrolling
+mark inbox leads handled, search, download the CSV, erase -- with an admin token (the
+sign-in form) and without one (the server's own token: the sign-in link ``chatlead
+admin-url`` prints, clicked) -- plus local times, axe-core, no sideways scrolling
 at 390 px, and screenshots of every page at 1440x900 and 390x844 (``/tmp/shots/``, or
 ``CHATLEAD_SHOTS``).
 
-The servers run in this process under uvicorn on Redis database 12 of the local Redis.
+The servers run in this process under uvicorn on Redis database ``CHATLEAD_TEST_DB``
+(default 12) of the local Redis.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytest_asyncio
 import redis
+from conftest import admin_headers, admin_url
 from test_api import (
     TOKEN,
     Served,
@@ -44,7 +47,7 @@ if not CHROMIUM.exists():
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
-REDIS_URL = "redis://127.0.0.1:6379/12"
+REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('CHATLEAD_TEST_DB', '12')}"
 SHOTS = Path(os.environ.get("CHATLEAD_SHOTS", "/tmp/shots"))
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 LEAK = [
@@ -84,9 +87,15 @@ async def token_server() -> AsyncIterator[Served]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def loopback_server() -> AsyncIterator[Served]:
+async def tokenless_server() -> AsyncIterator[Served]:
     async with serve(token=None, redis_url=REDIS_URL) as running:
         yield running
+
+
+async def follow_link(page: Any, served: Served) -> None:
+    """Sign in as the operator of a server without ADMIN_TOKEN: open a fresh link."""
+    served.http.headers.update(admin_headers(REDIS_URL))  # the token after a flush
+    await page.goto(admin_url(REDIS_URL, served.url))
 
 
 @dataclass
@@ -114,15 +123,15 @@ async def sign_in(page: Any, served: Served, token: str) -> None:
     await page.get_by_role("button", name="Sign in").click()
 
 
-@pytest_asyncio.fixture(loop_scope="module", params=["token", "loopback"])
+@pytest_asyncio.fixture(loop_scope="module", params=["token", "link"])
 async def admin(
     request: pytest.FixtureRequest,
     browser: Any,
     token_server: Served,
-    loopback_server: Served,
+    tokenless_server: Served,
 ) -> AsyncIterator[Admin]:
     flush()
-    served = token_server if request.param == "token" else loopback_server
+    served = token_server if request.param == "token" else tokenless_server
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     page.set_default_timeout(WAIT_MS)
@@ -130,7 +139,9 @@ async def admin(
     page.on("dialog", lambda dialog: dialogs.append(dialog.message))
     if request.param == "token":
         await sign_in(page, served, TOKEN)
-        await expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    else:
+        await follow_link(page, served)
+    await expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
     yield Admin(served, page, request.param, dialogs)
     assert not dialogs, "visitor text must never run"
     await context.close()
@@ -300,18 +311,20 @@ async def test_sessions_list_pages_and_filters(admin: Admin) -> None:
 
 
 async def test_times_are_local_and_the_admin_works_without_script(
-    browser: Any, loopback_server: Served
+    browser: Any, tokenless_server: Served
 ) -> None:
     flush()
-    sid = await visit(loopback_server, LEAK)
-    started = (await loopback_server.http.get(f"/api/sessions/{sid}")).json()["created_at"]
+    tokenless_server.http.headers.update(admin_headers(REDIS_URL))
+    sid = await visit(tokenless_server, LEAK)
+    started = (await tokenless_server.http.get(f"/api/sessions/{sid}")).json()["created_at"]
     local = datetime.fromisoformat(started).astimezone(ZoneInfo("America/New_York"))
     for script in (True, False):
         context = await browser.new_context(
             timezone_id="America/New_York", locale="en-US", java_script_enabled=script
         )
         page = await context.new_page()
-        await page.goto(f"{loopback_server.url}/admin/sessions/{sid}")
+        await follow_link(page, tokenless_server)
+        await page.goto(f"{tokenless_server.url}/admin/sessions/{sid}")
         shown = page.locator(f'time[datetime="{started}"]').first
         if script:
             await expect(shown).to_contain_text(local.strftime("%I:%M"))

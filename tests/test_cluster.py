@@ -35,6 +35,9 @@ REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
 BUS_OFFSET = 10_000  # a node's cluster bus listens on its port + 10000
 
+ADMIN_TOKEN = "cluster-test-admin-token-0123456789"
+SCRAPER = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
 
 @dataclass
 class Cluster:
@@ -164,8 +167,8 @@ async def test_two_servers_share_sessions_and_each_lead_arrives_once(
         "webhook_allow_private": "true",
         "idle_timeout": "2s",
     }
-    a = process_factory(**hook).start()
-    b = process_factory(**hook).start()
+    a = process_factory(**hook, admin_token=ADMIN_TOKEN).start()
+    b = process_factory(**hook, admin_token=ADMIN_TOKEN).start()
 
     # a visitor starts on A and finishes on B
     async with Visitor.connect(a.ws_url) as v:
@@ -211,7 +214,7 @@ async def test_two_servers_share_sessions_and_each_lead_arrives_once(
     assert by_type["lead.abandoned"]["sessionId"] == gone
     assert by_type["lead.abandoned"]["isAbandoned"] is True
 
-    metrics = httpx.get(f"{a.base}/metrics", timeout=5)
+    metrics = httpx.get(f"{a.base}/metrics", headers=SCRAPER, timeout=5)
     assert metrics.status_code == 200 and "chatlead_outbox_depth 0.0" in metrics.text
     for server in (a, b):
         server.terminate()

@@ -4,7 +4,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import FULL_CONVERSATION, RunningApp, Visitor, wait_for
+from tests.conftest import FULL_CONVERSATION, RunningApp, Visitor, admin_headers, wait_for
 
 
 def _value(text: str, name: str) -> float:
@@ -14,14 +14,14 @@ def _value(text: str, name: str) -> float:
     raise AssertionError(f"{name} not in metrics")
 
 
-async def test_metrics_count_what_happened(app: RunningApp) -> None:
+async def test_metrics_count_what_happened(app: RunningApp, redis_url: str) -> None:
     async with Visitor.connect(app.ws_url) as v:
         for name, value in FULL_CONVERSATION:
             await v.field(name, value)
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(headers=admin_headers(redis_url)) as http:
             live = (await http.get(app.base + "/metrics")).text
         assert _value(live, "chatlead_connections") >= 1
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=admin_headers(redis_url)) as http:
 
         async def delivered() -> str | None:
             text = (await http.get(app.base + "/metrics")).text
@@ -59,7 +59,8 @@ async def test_public_metrics_need_no_token(app_factory: Any) -> None:
 
 async def test_metrics_answer_a_redis_outage_with_503(app_factory: Any, own_redis: Any) -> None:
     app = await app_factory(redis_url=own_redis.url)
-    async with httpx.AsyncClient(base_url=app.base) as http:
+    scraper = admin_headers(own_redis.url)
+    async with httpx.AsyncClient(base_url=app.base, headers=scraper) as http:
         assert (await http.get("/metrics")).status_code == 200
         own_redis.kill()
         assert (await http.get("/metrics")).status_code == 503

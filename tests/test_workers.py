@@ -22,12 +22,16 @@ from tests.test_metrics import _value
 pytestmark = pytest.mark.slow
 
 VISITORS = 12
+ADMIN_TOKEN = "workers-test-admin-token-0123456789"
+SCRAPER = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 async def test_two_workers_serve_visitors_deliver_once_and_report_together(
     process_factory: Any, receiver: Receiver
 ) -> None:
-    server = process_factory(**hook_env(receiver)).start("serve", "--workers", "2")
+    server = process_factory(**hook_env(receiver), admin_token=ADMIN_TOKEN).start(
+        "serve", "--workers", "2"
+    )
 
     async def converse() -> str:
         async with Visitor.connect(server.ws_url) as v:
@@ -39,7 +43,7 @@ async def test_two_workers_serve_visitors_deliver_once_and_report_together(
     async with Visitor.connect(server.ws_url) as idle:
         sessions = await asyncio.gather(*(converse() for _ in range(VISITORS)))
         async with httpx.AsyncClient() as http:
-            live = (await http.get(server.base + "/metrics")).text
+            live = (await http.get(server.base + "/metrics", headers=SCRAPER)).text
         assert _value(live, "chatlead_connections") == 1  # the idle one, whichever worker
         assert _value(live, "chatlead_sessions_open") == 1
         assert idle.welcome["status"] == "open"
@@ -49,7 +53,7 @@ async def test_two_workers_serve_visitors_deliver_once_and_report_together(
     async with httpx.AsyncClient() as http:
         # whichever worker answers, the counts are of both
         for _ in range(4):
-            text = (await http.get(server.base + "/metrics")).text
+            text = (await http.get(server.base + "/metrics", headers=SCRAPER)).text
             answers = _value(text, 'chatlead_frames_total{type="field"}')
             assert answers == VISITORS * len(FULL_CONVERSATION)
             assert _value(text, 'chatlead_sessions_total{event="completed"}') == VISITORS
@@ -87,7 +91,7 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
 async def test_workers_stop_when_their_parent_is_killed(process_factory: Any) -> None:
-    server = process_factory().start("serve", "--workers", "2")
+    server = process_factory(admin_token=ADMIN_TOKEN).start("serve", "--workers", "2")
     assert server.proc is not None
     workers = _workers(server.proc.pid)
     assert len(workers) == 2
@@ -96,7 +100,7 @@ async def test_workers_stop_when_their_parent_is_killed(process_factory: Any) ->
 
 
 async def test_a_restarted_worker_clears_the_dead_ones_connections(process_factory: Any) -> None:
-    server = process_factory().start("serve", "--workers", "2")
+    server = process_factory(admin_token=ADMIN_TOKEN).start("serve", "--workers", "2")
     assert server.proc is not None
     sockets = [await websockets.connect(server.ws_url + "?site=default") for _ in range(6)]
     try:
@@ -119,7 +123,8 @@ async def test_a_restarted_worker_clears_the_dead_ones_connections(process_facto
         async def connections() -> float:
             async with httpx.AsyncClient() as http:
                 return _value(
-                    (await http.get(server.base + "/metrics")).text, "chatlead_connections"
+                    (await http.get(server.base + "/metrics", headers=SCRAPER)).text,
+                    "chatlead_connections",
                 )
 
         await wait_for(lambda: _is(connections(), alive), 20, interval=0.2)

@@ -33,7 +33,7 @@ from redis.exceptions import ResponseError, WatchError
 from server import keys
 from server.errors import StoreError
 from server.runtime import Runtime
-from server.store import REDIS_ERRORS
+from server.store import REDIS_ERRORS, Translated
 
 __all__ = ["EraseResult", "erase_session", "rewrite_aof", "scrub_attempt"]
 
@@ -229,13 +229,11 @@ async def erase_session(runtime: Runtime, session_id: str) -> EraseResult:
     Raises:
         StoreError: Redis failed; erasing again completes the job.
     """
-    try:
+    with Translated("while erasing"):
         shard_result = await _erase_shard(runtime, session_id)
         inbox = await _erase_inbox(runtime, session_id)
         found = shard_result.found or inbox > 0
         aof = await rewrite_aof(runtime.store) if found else "off"
-    except REDIS_ERRORS as exc:
-        raise StoreError(f"Redis error while erasing: {exc}") from exc
     log.info(
         "session_erased session=%s keys=%d events_dead=%d inbox=%d aof=%s",
         session_id,

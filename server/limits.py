@@ -25,9 +25,8 @@ from collections import defaultdict
 
 from server import keys
 from server.config import Rate
-from server.errors import StoreError
 from server.loops import rest
-from server.store import REDIS_ERRORS, Coalescer, Store
+from server.store import REDIS_ERRORS, Coalescer, Store, Translated
 
 __all__ = ["LEASE_MS", "ConnectionSlots", "NewSessions", "client_network"]
 
@@ -64,10 +63,8 @@ class NewSessions:
             StoreError: Redis is unreachable (the caller refuses the session).
         """
         key = keys.new_sessions(client_network(ip))
-        try:
+        with Translated("in the new-session rate"):
             taken = await self._take.call([key], [self.rate.events, int(self.rate.per_s * 1000)])
-        except REDIS_ERRORS as exc:
-            raise StoreError(f"Redis error in the new-session rate: {exc}") from exc
         return bool(taken == 1)
 
 
@@ -99,10 +96,8 @@ class ConnectionSlots:
         Raises:
             StoreError: Redis is unreachable (the caller refuses the socket).
         """
-        try:
+        with Translated("taking a connection slot"):
             taken = await self._take.call([key], [socket_id, cap, self.lease_ms])
-        except REDIS_ERRORS as exc:
-            raise StoreError(f"Redis error taking a connection slot: {exc}") from exc
         if taken == 1:
             self._held[key].add(socket_id)
             return True

@@ -40,6 +40,7 @@ __all__ = [
     "Coalescer",
     "HASH",
     "REDIS_ERRORS",
+    "Translated",
     "Store",
     "SweepResult",
     "VisitorResult",
@@ -61,6 +62,29 @@ HASH = "hash"
 REDIS_ERRORS = (RedisError, RedisClusterException)
 """What the Redis client raises: the cluster client also raises errors outside
 ``RedisError`` (e.g. a slot no node serves); translate both at the boundary."""
+
+
+class Translated:
+    """``with Translated("in sweep"):``: a Redis error inside becomes a :class:`StoreError`.
+
+    The one place Redis' errors (redis-py's and the cluster client's) are translated;
+    stateless, so an instance per call site costs nothing on the hot path.
+    """
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        if isinstance(exc, REDIS_ERRORS):
+            raise StoreError(f"Redis error {self.what}: {exc}") from exc
+
+
+_IN_VISITOR = Translated("in visitor")
 
 
 def _script_source(name: str) -> str:
@@ -102,9 +126,8 @@ def _is_cluster(url: str) -> bool:
         return False
     probe = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
     try:
-        return str(probe.info("cluster").get("cluster_enabled")) == "1"
-    except RedisError as exc:
-        raise StoreError(f"Redis unreachable: {exc}") from exc
+        with Translated("reaching the server"):
+            return str(probe.info("cluster").get("cluster_enabled")) == "1"
     finally:
         probe.close()
 
@@ -374,12 +397,10 @@ class Store:
             StoreError: Redis is unreachable.
             StoreMisconfigured: eviction is on, or ``SHARDS`` differs from the stored one.
         """
-        try:
+        with Translated("reaching the server"):
             policies = await self._eviction_policies()
             await self.redis.hsetnx(keys.META, "shards", self.shards)
             stored = int(await self.redis.hget(keys.META, "shards") or self.shards)
-        except REDIS_ERRORS as exc:
-            raise StoreError(f"Redis unreachable: {exc}") from exc
         for where, policy in policies.items():
             if policy != "noeviction":
                 raise StoreMisconfigured(
@@ -417,10 +438,8 @@ class Store:
             return False
 
     async def _call(self, name: str, keys_: list[str], args: list[Any]) -> Any:
-        try:
+        with Translated(f"in {name}"):
             return await self._scripts[name](keys=keys_, args=args)
-        except REDIS_ERRORS as exc:
-            raise StoreError(f"Redis error in {name}: {exc}") from exc
 
     async def create_session(
         self, session_id: str, meta: dict[str, str], entries: list[dict[str, Any]]
@@ -481,10 +500,8 @@ class Store:
 
     async def load_session(self, session_id: str, after_seq: int = 0) -> SessionRecord | None:
         """The session with transcript entries after ``after_seq``, or None."""
-        try:
+        with Translated("loading a session"):
             replies = await self.read(self.session_reads(session_id, after_seq))
-        except REDIS_ERRORS as exc:
-            raise StoreError(f"Redis error loading a session: {exc}") from exc
         return self.session_from(session_id, replies)
 
     async def visitor_event(
@@ -517,10 +534,8 @@ class Store:
             _visitor_keys(shard, session_id),
             [session_id, self.retention_ms, keys.tag(shard), orjson.dumps(event)],
         )
-        try:
+        with _IN_VISITOR:
             result = await call
-        except REDIS_ERRORS as exc:
-            raise StoreError(f"Redis error in visitor: {exc}") from exc
         kind = Verdict(result[0])
         if kind is Verdict.OK:
             return VisitorResult(
@@ -536,10 +551,8 @@ class Store:
             ([keys.deadlines(shard)], [limit, self.retention_ms, keys.tag(shard)])
             for shard in range(self.shards)
         ]
-        try:
+        with Translated("in sweep"):
             results = await run_each(self.redis, self._scripts["sweep"], calls)
-        except REDIS_ERRORS as exc:
-            raise StoreError(f"Redis error in sweep: {exc}") from exc
         flagged: list[str] = []
         deadlines: list[int] = []
         now = 0

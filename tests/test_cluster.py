@@ -257,8 +257,9 @@ async def test_store_on_cluster(cluster: Cluster, redis_url: str, rds: RedisClus
         test_event = await outbox.add_test_event("default")
         record = await outbox.load(test_event)
         assert record is not None and record.type == "lead.test"
-        await outbox.push_inbox({"lead": 1})
-        assert await outbox.inbox() == [{"lead": 1}]
+        lead = {"id": claims[0].event_id, "type": "lead.abandoned", "site": "default", "data": {}}
+        assert await outbox.push_inbox(lead) is True
+        assert [{k: v for k, v in e.items() if k != "at"} for e in await outbox.inbox()] == [lead]
 
         # eviction on any one primary is refused, naming it
         port = cluster.ports[2]

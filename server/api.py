@@ -37,11 +37,12 @@ from server.inbox import (
     MarkResult,
     decode_entry,
     inbox_row,
+    merge_newest,
     need_fields,
     parse_inbox_query,
 )
 from server.openapi import openapi_json
-from server.outbox import EVENT_ID, INBOX_KEEP, Outbox
+from server.outbox import EVENT_ID, Outbox
 from server.protocol import iso_ms
 from server.reports import (
     AbandonedReport,
@@ -597,11 +598,8 @@ class Reader:
             for site in self.runtime.sites.values()
         }
         selection = InboxSelection(query, limit, cursor or None)
-        start = 0
-        while not selection.done and start < INBOX_KEEP:
+        async for entries in self._inbox_entries(query.kind):
             with _redis_errors():
-                raw = await self.redis.lrange(keys.INBOX, start, start + INBOX_CHUNK - 1)
-                entries = [entry for entry in map(decode_entry, raw) if entry is not None]
                 marks = (
                     await self.redis.zmscore(keys.INBOX_HANDLED, [e["id"] for e in entries])
                     if entries
@@ -612,10 +610,31 @@ class Reader:
                 for entry, mark in zip(entries, marks, strict=True)
             )
             selection.feed(row for row in rows if row is not None)
-            start += len(raw)
-            if len(raw) < INBOX_CHUNK:
+            if selection.done:
                 break
         return selection.page()
+
+    async def _inbox_entries(self, kind: str) -> AsyncIterator[list[dict[str, Any]]]:
+        """Inbox entries newest first, a chunk at a time: real leads, test events or both."""
+        tests: list[dict[str, Any]] = []
+        if kind != "leads":
+            with _redis_errors():
+                raw_tests = await self.redis.lrange(keys.INBOX_TESTS, 0, -1)  # capped
+            tests = [entry for entry in map(decode_entry, raw_tests) if entry is not None]
+        if kind == "tests":
+            yield tests
+            return
+        start = 0
+        while True:
+            with _redis_errors():
+                raw = await self.redis.lrange(keys.INBOX, start, start + INBOX_CHUNK - 1)
+            leads = [entry for entry in map(decode_entry, raw) if entry is not None]
+            last = len(raw) < INBOX_CHUNK
+            chunk, tests = merge_newest(leads, tests, last=last)
+            yield chunk
+            if last:
+                return
+            start += len(raw)
 
     async def mark(self, event_id: str, handled: bool) -> MarkResult | None:
         """Mark an inbox lead handled (or new again); None when there is no such event."""

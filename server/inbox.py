@@ -1,7 +1,9 @@
 """What the built-in inbox shows (pure): one row per lead, status, search and paging.
 
-The inbox is a Redis list of delivered payloads (``{"id", "type", "site", "data"}``,
-newest first, capped; see :meth:`server.outbox.Outbox.push_inbox`), and a sorted
+The inbox is a Redis list of delivered leads (``{"id", "type", "site", "data", "at"}``,
+newest first, kept for the retention), a short list of test events apart from it
+(capped, so no flood of test events can push a real lead out; see
+:meth:`server.outbox.Outbox.push_inbox`), and a sorted
 set of the event ids an owner marked handled. The admin API reads the list a chunk
 at a time and feeds it to an :class:`InboxSelection`, which keeps the newest entry
 of each session (a lead abandoned and later completed is one lead), filters it and
@@ -17,6 +19,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from server.reports import QueryError, iso_ms
@@ -29,7 +32,9 @@ __all__ = [
     "InboxSelection",
     "MarkResult",
     "decode_entry",
+    "entry_ms",
     "inbox_row",
+    "merge_newest",
     "need_fields",
     "parse_inbox_query",
 ]
@@ -37,6 +42,8 @@ __all__ = [
 CONTACT_FIELDS = ("name", "email", "phone", "company")
 """Lead fields shown in their own columns; the other asked fields say what the visitor needs."""
 MAX_QUERY = 100
+UNDATED = 2**62
+"""The time of an entry with no date at all: newer than any (never pruned)."""
 Kind = Literal["leads", "tests", "all"]
 Status = Literal["new", "handled"]
 
@@ -90,6 +97,44 @@ def decode_entry(raw: str | bytes) -> dict[str, Any] | None:
     if not isinstance(item, dict) or not isinstance(item.get("id"), str):
         return None
     return item
+
+
+def entry_ms(item: Mapping[str, Any]) -> int:
+    """When an inbox entry was delivered (ms): its ``at``, else its last message's time.
+
+    Entries written before ``at`` existed fall back on the transcript; one with
+    neither counts as brand new (it is never pruned by mistake).
+    """
+    at = item.get("at")
+    if isinstance(at, int):
+        return at
+    data = item.get("data")
+    transcript = data.get("transcript") if isinstance(data, dict) else None
+    if isinstance(transcript, list) and transcript and isinstance(transcript[-1], dict):
+        stamp = transcript[-1].get("createdTime")
+        if isinstance(stamp, str):
+            try:
+                return int(datetime.fromisoformat(stamp).timestamp() * 1000)
+            except ValueError:
+                pass
+    return UNDATED
+
+
+def merge_newest(
+    leads: Sequence[dict[str, Any]], tests: Sequence[dict[str, Any]], *, last: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A chunk of leads merged with the test events newer than its oldest lead.
+
+    Both inputs are newest first. Returns the merged chunk and the test events left
+    for later chunks (all of them go with the ``last`` chunk).
+    """
+    floor = entry_ms(leads[-1]) if leads and not last else -1
+    merged: list[dict[str, Any]] = list(leads)
+    rest: list[dict[str, Any]] = []
+    for test in tests:
+        (merged if entry_ms(test) > floor else rest).append(test)
+    merged.sort(key=entry_ms, reverse=True)  # stable: equal times keep list order
+    return merged, rest
 
 
 def _fields(lead: Mapping[str, Any]) -> dict[str, str]:

@@ -24,7 +24,9 @@ META = PREFIX + "meta"
 NOTIFY_CHANNEL = PREFIX + "notify"
 """Pub/sub: JSON ``{"abandoned": [session ids]}`` so servers can tell live sockets."""
 INBOX = PREFIX + "inbox"
-"""List of delivered inbox payloads (JSON), newest first, capped."""
+"""List of delivered inbox leads (JSON), newest first, pruned by retention."""
+INBOX_TESTS = PREFIX + "inbox:tests"
+"""List of delivered test events (JSON), newest first, capped."""
 
 
 def ip_slots(ip: str) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from server import keys
+from server.inbox import decode_entry, entry_ms
 from server.errors import StoreError
 from server.session import SessionRecord
 from server.store import HASH, REDIS_ERRORS, Store, run_each
@@ -24,7 +25,9 @@ EVENT_ID = re.compile(r"^evt_([0-9a-f]{24})_(completed|abandoned_\d{1,6}|test)$"
 # Longer than one attempt can take (15 s request timeout), so a live worker keeps
 # its claim; a killed worker's events are due again this long after the claim.
 LEASE_MS = 20_000
-INBOX_KEEP = 1000
+INBOX_TESTS_KEEP = 100
+"""Test events the inbox keeps (real leads are kept for the retention)."""
+PRUNE_PER_PUSH = 100
 
 
 def event_session(event_id: str) -> str:
@@ -194,25 +197,43 @@ class Outbox:
     async def push_inbox(self, payload: dict[str, Any]) -> bool:
         """The built-in inbox: where leads go when a site has no webhook.
 
-        The inbox is one key of its own (another hash slot than the event), so an
-        erase racing this push is caught by looking at the event's ``erased`` mark
-        before and after: marked before, nothing is pushed; marked meanwhile, the
-        entry is taken out again (the erase may have scanned the inbox before it
-        landed). False when the lead was not (or no longer is) in the inbox.
+        Real leads are kept for the retention (the oldest past it are pruned here),
+        test events in a capped list of their own, so a flood of test events never
+        pushes a lead out. The inbox is one key of its own (another hash slot than the
+        event), so an erase racing this push is caught by looking at the event's
+        ``erased`` mark before and after: marked before, nothing is pushed; marked
+        meanwhile, the entry is taken out again (the erase may have scanned the inbox
+        before it landed). False when the lead was not (or no longer is) in the inbox.
         """
         event_id = str(payload["id"])
         event_key = keys.event(self.store.shard(event_session(event_id)), event_id)
         if await self.redis.hexists(event_key, "erased"):
             return False
-        raw = json.dumps(payload)
+        now = await self._now_ms()
+        raw = json.dumps({**payload, "at": now})
+        test = payload.get("type") == "lead.test"
+        key = keys.INBOX_TESTS if test else keys.INBOX
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.lpush(keys.INBOX, raw)
-            pipe.ltrim(keys.INBOX, 0, INBOX_KEEP - 1)
+            pipe.lpush(key, raw)
+            if test:
+                pipe.ltrim(key, 0, INBOX_TESTS_KEEP - 1)
             await pipe.execute()
         if await self.redis.hexists(event_key, "erased"):
-            await self.redis.lrem(keys.INBOX, 0, raw)
+            await self.redis.lrem(key, 0, raw)
             return False
+        if not test:
+            await self._prune_inbox(now - self.store.retention_ms)
         return True
 
+    async def _prune_inbox(self, before_ms: int) -> None:
+        """Drop leads delivered before ``before_ms`` from the inbox's old end."""
+        for _ in range(PRUNE_PER_PUSH):
+            oldest = await self.redis.lindex(keys.INBOX, -1)
+            entry = None if oldest is None else decode_entry(oldest)
+            if oldest is None or (entry is not None and entry_ms(entry) >= before_ms):
+                return
+            await self.redis.lrem(keys.INBOX, -1, str(oldest))  # racing: removes 0
+
     async def inbox(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest real leads of the inbox."""
         return [json.loads(item) for item in await self.redis.lrange(keys.INBOX, 0, limit - 1)]

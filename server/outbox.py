@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from server import keys
-from server.inbox import decode_entry, entry_ms
 from server.errors import StoreError
+from server.inbox import decode_entry, entry_ms
 from server.session import SessionRecord
 from server.store import HASH, REDIS_ERRORS, Store, run_each
 

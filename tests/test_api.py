@@ -30,9 +30,9 @@ import uvicorn
 import websockets
 from conftest import admin_headers
 
-from server.app import create_app
-from server.config import Settings, Site
-from server.reports import CSV_HEADER
+from chatlead.app import create_app
+from chatlead.config import Settings, Site
+from chatlead.reports import CSV_HEADER
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -650,7 +650,7 @@ async def _cli(*args: str) -> tuple[int, str, str]:
     env = {**os.environ, "CHATLEAD_REDIS_URL": REDIS_URL, "CHATLEAD_IDLE_TIMEOUT": "1s"}
     env.pop("CHATLEAD_CONFIG", None)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", *args,
+        sys.executable, "-m", "chatlead", *args,
         env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await process.communicate()
@@ -683,7 +683,7 @@ async def test_cli_report_and_deliveries(served: Served, sync_redis: redis.Redis
 
 
 async def test_index_merge_orders_ties_and_resumes_exactly() -> None:
-    from server.api import IndexMerge
+    from chatlead.api import IndexMerge
 
     client = redis.asyncio.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
@@ -753,3 +753,33 @@ async def test_admin_api_on_a_redis_cluster(cluster: Any) -> None:  # noqa: F811
         assert erased.status_code == 200 and erased.json()["found"] is True
         assert (await http.get(f"/api/sessions/{ann}")).status_code == 404
         assert (await http.get("/admin")).status_code == 200
+
+
+# --- the inbox under a flood ---------------------------------------------------------
+
+
+async def test_inbox_merge_keeps_newest_first() -> None:
+    from chatlead.inbox import UNDATED, entry_ms, merge_newest
+
+    leads = [{"id": "l2", "at": 50}, {"id": "l1", "at": 10}]
+    tests = [{"id": "t2", "at": 60}, {"id": "t1", "at": 5}]
+    chunk, rest = merge_newest(leads, tests, last=False)
+    assert [e["id"] for e in chunk] == ["t2", "l2", "l1"] and rest == [tests[1]]
+    assert [e["id"] for e in merge_newest([], rest, last=True)[0]] == ["t1"]
+    dated = {"data": {"transcript": [{"createdTime": "1970-01-01T00:00:01.000Z"}]}}
+    assert entry_ms(dated) == 1000 and entry_ms({}) == UNDATED
+
+
+async def test_a_flood_of_test_events_never_pushes_a_lead_out(served: Served) -> None:
+    sid = await visit(served, [("name", "Rea"), ("email", "rea@example.com")], submit=True)
+    await wait_delivery(served, f"evt_{sid}_completed", "delivered")
+    queued = [
+        (await served.http.post("/api/sites/default/test-event")).json()["id"] for _ in range(120)
+    ]
+    await wait_delivery(served, queued[-1], "delivered")
+    leads = (await served.http.get("/api/inbox")).json()["items"]
+    assert [row["session_id"] for row in leads] == [sid]
+    tests = (await served.http.get("/api/inbox?kind=tests&limit=200")).json()["items"]
+    assert len(tests) == 100
+    everything = (await served.http.get("/api/inbox?kind=all&limit=200")).json()["items"]
+    assert len(everything) == 101 and everything[-1]["session_id"] == sid

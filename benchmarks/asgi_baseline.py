@@ -34,7 +34,7 @@ KEYS.append("bench:{0}:deadlines")
 
 
 def _script_call(redis_url: str, batched: bool) -> Any:
-    from server.store import connect_redis
+    from chatlead.store import connect_redis
 
     redis = connect_redis(redis_url)
     script = redis.register_script(SCRIPT)

@@ -23,11 +23,10 @@ import time
 from pathlib import Path
 
 import httpx
-
-from server import keys
-from server.config import Site, Webhook
-from server.delivery import CONCURRENCY, Deliverer
-from server.store import Store, connect_redis
+from chatlead import keys
+from chatlead.config import Site, Webhook
+from chatlead.delivery import CONCURRENCY, Deliverer
+from chatlead.store import Store, connect_redis
 
 HERE = Path(__file__).resolve().parent
 

@@ -26,8 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-
-from server.store import connect_redis
+from chatlead.store import connect_redis
 
 __all__ = ["Batched", "main"]
 

@@ -34,7 +34,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from server import keys  # noqa: E402
+from chatlead import keys  # noqa: E402
 
 __all__ = ["Seeded", "seed"]
 

@@ -33,6 +33,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
@@ -41,7 +42,9 @@ if TYPE_CHECKING:
     from server.store import Store
 
 # The server package is imported inside the functions, so that ``--source`` can run
-# this file again with another revision of it first on the path.
+# this file again with another revision of it first on the path; by default it is
+# this checkout's ``server/`` folder (last on the path).
+sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 __all__ = ["PassResult", "main"]
 

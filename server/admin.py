@@ -22,13 +22,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from server import admin_ui, auth, charts, reports
-from server.api import SESSION_ID, Reader, replay, send_test_event, session_status
-from server.erase import erase_session
-from server.errors import StoreError
-from server.inbox import parse_inbox_query
-from server.reports import QueryError
-from server.runtime import Runtime
+from . import admin_ui, auth, charts, reports
+from .api import SESSION_ID, Reader, replay, send_test_event, session_status
+from .erase import erase_session
+from .errors import StoreError
+from .inbox import parse_inbox_query
+from .reports import QueryError
+from .runtime import Runtime
 
 __all__ = ["routes"]
 

@@ -17,7 +17,7 @@ from typing import Any
 from jinja2 import DictLoader, Environment, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from server.reports import DeliveryAttempt
+from .reports import DeliveryAttempt
 
 __all__ = ["CSP", "SCRIPT", "environment", "local_time", "outcome", "percent"]
 

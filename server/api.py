@@ -26,11 +26,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from server import auth, keys, reports
-from server.config import Site
-from server.erase import erase_session
-from server.errors import StoreError
-from server.inbox import (
+from . import auth, keys, reports
+from .config import Site
+from .erase import erase_session
+from .errors import StoreError
+from .inbox import (
     InboxPage,
     InboxQuery,
     InboxSelection,
@@ -41,10 +41,10 @@ from server.inbox import (
     need_fields,
     parse_inbox_query,
 )
-from server.openapi import openapi_json
-from server.outbox import EVENT_ID, Outbox
-from server.protocol import iso_ms
-from server.reports import (
+from .openapi import openapi_json
+from .outbox import EVENT_ID, Outbox
+from .protocol import iso_ms
+from .reports import (
     AbandonedReport,
     AbandonedRow,
     DeliveryItem,
@@ -56,8 +56,8 @@ from server.reports import (
     SessionPage,
     Summary,
 )
-from server.runtime import Runtime
-from server.store import REDIS_ERRORS, run_each
+from .runtime import Runtime
+from .store import REDIS_ERRORS, run_each
 
 __all__ = [
     "SESSION_ID",

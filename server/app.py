@@ -21,16 +21,16 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import logs, metrics
-from server.config import Settings, Site, load_settings, load_sites
-from server.delivery import Deliverer
-from server.errors import ConfigError
-from server.loops import Loop, forever
-from server.resp import Pipe
-from server.runtime import Runtime
-from server.store import Store, connect_redis
-from server.sweeper import Sweeper
-from server.ws import WidgetSocket
+from . import logs, metrics
+from .config import Settings, Site, load_settings, load_sites
+from .delivery import Deliverer
+from .errors import ConfigError
+from .loops import Loop, forever
+from .resp import Pipe
+from .runtime import Runtime
+from .store import Store, connect_redis
+from .sweeper import Sweeper
+from .ws import WidgetSocket
 
 __all__ = ["Background", "ChatleadApp", "create_app", "open_store"]
 
@@ -113,7 +113,7 @@ async def readyz(request: Request) -> Response:
 
 
 def _routes() -> list[BaseRoute]:
-    from server import admin, api, widget
+    from . import admin, api, widget
 
     return [
         Route("/healthz", healthz),

@@ -52,10 +52,10 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server import keys, logs
-from server.errors import StoreError
-from server.limits import client_network
-from server.store import REDIS_ERRORS
+from . import keys, logs
+from .errors import StoreError
+from .limits import client_network
+from .store import REDIS_ERRORS
 
 __all__ = [
     "COOKIE",
@@ -383,7 +383,7 @@ async def read_form(request: Request) -> dict[str, str]:
     """An ``application/x-www-form-urlencoded`` body (first value per name).
 
     The body is read at most once per request (the CSRF check and the endpoint share
-    it); its size is capped before it reaches us (:mod:`server.app`, 16 KiB).
+    it); its size is capped before it reaches us (:mod:`chatlead.app`, 16 KiB).
     """
     cached: dict[str, str] | None = request.scope.get("chatlead.form")
     if cached is None:

@@ -20,8 +20,8 @@ from typing import Any
 
 import uvloop
 
-from server import logs
-from server.config import (
+from . import logs
+from .config import (
     Settings,
     Site,
     check_targets,
@@ -30,7 +30,7 @@ from server.config import (
     load_sites,
     unknown_env,
 )
-from server.errors import ChatleadError, ConfigError, StoreError
+from .errors import ChatleadError, ConfigError, StoreError
 
 __all__ = ["main"]
 
@@ -126,7 +126,7 @@ def _no_site(site_id: str, sites: Iterable[str]) -> str:
 @contextlib.contextmanager
 def _redis_for(settings: Settings) -> Iterator[Settings]:
     """Settings with a Redis URL: the configured one, or a started embedded server."""
-    from server.embedded import EmbeddedRedis, socket_url
+    from .embedded import EmbeddedRedis, socket_url
 
     if settings.redis_url is not None:
         if settings.redis_url == socket_url(settings.data_dir):  # a running serve's own
@@ -213,7 +213,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from server.listener import HeadTimeoutProtocol, concurrency_limit, raise_fd_limit
+    from .listener import HeadTimeoutProtocol, concurrency_limit, raise_fd_limit
 
     fd_limit = raise_fd_limit()  # before the embedded server and the workers: they inherit it
     limit = concurrency_limit(fd_limit)
@@ -222,7 +222,7 @@ def _serve(args: argparse.Namespace) -> int:
     for name, value in (("HOST", settings.host), ("PORT", port)):
         os.environ[f"CHATLEAD_{name}"] = str(value)  # what the app (and workers) load
     config = uvicorn.Config(
-        "server.app:create_app",
+        f"{__package__}.app:create_app",  # chatlead, or server in a checkout
         factory=True,
         workers=args.workers,
         # a request head (or WebSocket upgrade) must arrive within HEADER_TIMEOUT
@@ -248,7 +248,7 @@ def _serve(args: argparse.Namespace) -> int:
         for name, url in _start_urls(settings.host, port):
             log.info("open %s=%s", name, url)
         if settings.admin_token is None:  # the generated token is never shown: a link is
-            from server.auth import login_url
+            from .auth import login_url
 
             code = asyncio.run(_login_code(ready))
             log.info("open admin_login=%s", login_url(_base_url(settings.host, port), code))
@@ -263,8 +263,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 async def _login_code(settings: Settings) -> str:
     """A new single-use login code, on the Redis of ``settings`` (which has a URL)."""
-    from server.auth import Credentials
-    from server.store import connect_redis
+    from .auth import Credentials
+    from .store import connect_redis
 
     assert settings.redis_url is not None
     client = connect_redis(settings.redis_url)
@@ -276,7 +276,7 @@ async def _login_code(settings: Settings) -> str:
 
 def _admin_url(args: argparse.Namespace) -> int:
     """Print a sign-in link with a new login code (as ``chatlead serve`` does at start)."""
-    from server.auth import login_url
+    from .auth import login_url
 
     settings = load_settings()
     if settings.redis_url is None:
@@ -297,8 +297,8 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 
 
 async def _work(settings: Settings) -> None:
-    from server.app import Background, open_store
-    from server.runtime import Runtime
+    from .app import Background, open_store
+    from .runtime import Runtime
 
     store = await open_store(settings)
     runtime = Runtime(settings, load_sites(settings), store)
@@ -329,7 +329,7 @@ def _check(args: argparse.Namespace) -> int:
     settings = load_settings(config=args.config)
     sites = load_sites(settings)
     _check_start(settings, sites)
-    from server.formats.copper import COPPER_BASE
+    from .formats.copper import COPPER_BASE
 
     print("settings:")
     for line in describe(settings):
@@ -397,7 +397,7 @@ def _running_embedded(settings: Settings) -> str | None:
     """The URL of the embedded server a running ``chatlead serve`` holds, if any."""
     import redis
 
-    from server.embedded import EmbeddedRedis
+    from .embedded import EmbeddedRedis
 
     embedded = EmbeddedRedis(settings.data_dir)
     if not embedded.socket.exists():
@@ -428,8 +428,8 @@ def _admin(args: argparse.Namespace) -> int:
 async def _admin_command(
     settings: Settings, sites: dict[str, Site], args: Any, *, delivering: bool
 ) -> int:
-    from server.app import open_store
-    from server.runtime import Runtime
+    from .app import open_store
+    from .runtime import Runtime
 
     store = await open_store(settings)
     try:
@@ -457,8 +457,8 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 async def _report(runtime: Any, args: Any) -> int:
     from pydantic import TypeAdapter
 
-    from server import reports
-    from server.api import Reader
+    from . import reports
+    from .api import Reader
 
     reader = Reader(runtime)
     sites = reader.sites(args.site)
@@ -520,8 +520,8 @@ async def _report_table(reader: Any, sites: list[Site], period: Any, limit: int)
 async def _deliveries(runtime: Any, args: Any) -> int:
     from pydantic import TypeAdapter
 
-    from server.api import Reader
-    from server.reports import DeliveryItem
+    from .api import Reader
+    from .reports import DeliveryItem
 
     items, _ = await Reader(runtime).deliveries(args.status, None, max(1, min(args.limit, 1000)))
     if args.format == "json":
@@ -539,7 +539,7 @@ async def _deliveries(runtime: Any, args: Any) -> int:
 
 
 async def _replay(runtime: Any, event_id: str) -> int:
-    from server.api import replay
+    from .api import replay
 
     outcome = await replay(runtime, event_id)
     messages = {
@@ -553,7 +553,7 @@ async def _replay(runtime: Any, event_id: str) -> int:
 
 async def _test_event(runtime: Any, site_id: str, wait_s: float) -> int:
     """Queue a sample lead and report its first delivery attempt (0: it was delivered)."""
-    from server.api import Reader, send_test_event
+    from .api import Reader, send_test_event
 
     event_id = await send_test_event(runtime, site_id)
     reader, deadline = Reader(runtime), time.monotonic() + wait_s

@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from server.errors import ConfigError
+from .errors import ConfigError
 
 __all__ = [
     "DEFAULT_FLOW",
@@ -595,7 +595,7 @@ def _check_templates(hook: Webhook, name: Callable[[str], str]) -> None:
     checks += [(f"headers.{header}", value, False) for header, value in hook.headers.items()]
     if not checks:
         return  # and the CLI starts faster: no Jinja2 to import
-    from server.formats.template import validate_template
+    from .formats.template import validate_template
 
     for key, text, json_body in checks:
         try:
@@ -657,7 +657,7 @@ def check_targets(
     ]
     if not checked:
         return warnings  # and the CLI starts faster: no HTTP client to import
-    from server.formats.guard import is_public_address
+    from .formats.guard import is_public_address
 
     for site in checked:
         url = site.webhook.url or ""

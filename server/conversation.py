@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from server import flow, protocol
-from server.config import Site
-from server.errors import FieldInvalid, FrameError, StoreError
-from server.protocol import (
+from . import flow, protocol
+from .config import Site
+from .errors import FieldInvalid, FrameError, StoreError
+from .protocol import (
     ClientFrame,
     CloseCode,
     ErrorCode,
@@ -39,7 +39,7 @@ from server.protocol import (
     Submit,
     VisitorMessage,
 )
-from server.session import SessionRecord, SessionStatus, Verdict, page_meta
+from .session import SessionRecord, SessionStatus, Verdict, page_meta
 
 __all__ = [
     "STALE_RETRIES",

@@ -20,15 +20,15 @@ from typing import Any
 
 import httpx
 
-from server import formats, metrics
-from server.config import Site
-from server.errors import DeliveryError, StoreError
-from server.formats import LeadEvent, SendResult, copper, guard
-from server.lead import build_lead
-from server.loops import rest
-from server.outbox import Claim, EventRecord, Outbox
-from server.session import SessionRecord
-from server.store import Store
+from . import formats, metrics
+from .config import Site
+from .errors import DeliveryError, StoreError
+from .formats import LeadEvent, SendResult, copper, guard
+from .lead import build_lead
+from .loops import rest
+from .outbox import Claim, EventRecord, Outbox
+from .session import SessionRecord
+from .store import Store
 
 __all__ = ["Deliverer", "next_delay", "sample_lead"]
 

@@ -24,7 +24,7 @@ from typing import IO
 
 import redis
 
-from server.errors import ConfigError, StoreError
+from .errors import ConfigError, StoreError
 
 __all__ = ["EmbeddedRedis", "socket_url"]
 

@@ -30,10 +30,10 @@ from typing import Any
 
 from redis.exceptions import ResponseError, WatchError
 
-from server import keys
-from server.errors import StoreError
-from server.runtime import Runtime
-from server.store import REDIS_ERRORS, Translated
+from . import keys
+from .errors import StoreError
+from .runtime import Runtime
+from .store import REDIS_ERRORS, Translated
 
 __all__ = ["EraseResult", "erase_session", "rewrite_aof", "scrub_attempt"]
 

@@ -15,8 +15,8 @@ from typing import Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from server.config import FieldKind, FlowStep, Site
-from server.errors import FieldInvalid
+from .config import FieldKind, FlowStep, Site
+from .errors import FieldInvalid
 
 __all__ = [
     "DONE",

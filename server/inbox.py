@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from server.reports import QueryError, iso_ms
+from .reports import QueryError, iso_ms
 
 __all__ = [
     "CONTACT_FIELDS",

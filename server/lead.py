@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.config import Site
-from server.protocol import iso_ms
-from server.session import PAGE_FIELDS, SessionRecord
+from .config import Site
+from .protocol import iso_ms
+from .session import PAGE_FIELDS, SessionRecord
 
 __all__ = ["BOT_ID", "build_lead", "lead_fields", "transcript_message"]
 

@@ -23,10 +23,10 @@ import logging
 import secrets
 from collections import defaultdict
 
-from server import keys
-from server.config import Rate
-from server.loops import rest
-from server.store import REDIS_ERRORS, Coalescer, Store, Translated
+from . import keys
+from .config import Rate
+from .loops import rest
+from .store import REDIS_ERRORS, Coalescer, Store, Translated
 
 __all__ = ["LEASE_MS", "ConnectionSlots", "NewSessions", "client_network"]
 

@@ -32,9 +32,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from server import auth, keys
-from server.protocol import CLIENT_FRAME_TYPES
-from server.store import REDIS_ERRORS
+from . import auth, keys
+from .protocol import CLIENT_FRAME_TYPES
+from .store import REDIS_ERRORS
 
 __all__ = [
     "ACK_SECONDS",

@@ -15,9 +15,9 @@ from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.erase import EraseResult
-from server.inbox import MAX_QUERY, InboxPage, MarkResult
-from server.reports import (
+from .erase import EraseResult
+from .inbox import MAX_QUERY, InboxPage, MarkResult
+from .reports import (
     MAX_DAYS,
     MAX_LIMIT,
     AbandonedReport,

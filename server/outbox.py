@@ -13,11 +13,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from server import keys
-from server.errors import StoreError
-from server.inbox import decode_entry, entry_ms
-from server.session import SessionRecord
-from server.store import HASH, REDIS_ERRORS, Store, run_each
+from . import keys
+from .inbox import decode_entry, entry_ms
+from .session import SessionRecord
+from .store import HASH, Store, Translated, run_each
 
 __all__ = ["EVENT_ID", "Claim", "EventRecord", "Outbox", "event_session"]
 
@@ -82,10 +81,8 @@ class Outbox:
             ([keys.outbox_due(shard)], [limit, LEASE_MS, keys.tag(shard)])
             for shard in range(self.store.shards)
         ]
-        try:
+        with Translated("claiming events"):
             results = await run_each(self.redis, self.store.script("claim"), calls)
-        except REDIS_ERRORS as exc:
-            raise StoreError(f"Redis error claiming events: {exc}") from exc
         return [Claim(flat[i], flat[i + 1]) for flat in results for i in range(0, len(flat), 2)]
 
     async def load(self, event_id: str) -> EventRecord | None:
@@ -126,7 +123,7 @@ class Outbox:
         event_id = claim.event_id
         session_id = event_session(event_id)
         shard = self.store.shard(session_id)
-        try:
+        with Translated(f"settling {event_id}"):
             return str(
                 await self.store.settle_calls.call(
                     [
@@ -147,8 +144,6 @@ class Outbox:
                     ],
                 )
             )
-        except REDIS_ERRORS as exc:
-            raise StoreError(f"Redis error settling {event_id}: {exc}") from exc
 
     async def replay(self, event_id: str) -> str:
         """Queue a delivered or dead event again: ok | pending | missing."""

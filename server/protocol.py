@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from server.errors import FrameError
+from .errors import FrameError
 
 __all__ = [
     "ClientFrame",

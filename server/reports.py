@@ -25,10 +25,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from server.config import Site
-from server.errors import ChatleadError
-from server.lead import build_lead
-from server.session import SessionRecord, SessionStatus
+from .config import Site
+from .errors import ChatleadError
+from .lead import build_lead
+from .session import SessionRecord, SessionStatus
 
 __all__ = [
     "CSV_HEADER",

@@ -9,10 +9,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from server import keys
-from server.config import Settings, Site
-from server.limits import ConnectionSlots, NewSessions
-from server.store import Store
+from . import keys
+from .config import Settings, Site
+from .limits import ConnectionSlots, NewSessions
+from .store import Store
 
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection

@@ -31,10 +31,10 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
-from server import keys
-from server.errors import StoreError, StoreMisconfigured
-from server.resp import Pipe, pack_script_call
-from server.session import SessionRecord, Verdict, parse_session
+from . import keys
+from .errors import StoreError, StoreMisconfigured
+from .resp import Pipe, pack_script_call
+from .session import SessionRecord, Verdict, parse_session
 
 __all__ = [
     "Coalescer",
@@ -88,7 +88,7 @@ _IN_VISITOR = Translated("in visitor")
 
 
 def _script_source(name: str) -> str:
-    lua = resources.files("server") / "lua"
+    lua = resources.files(__package__ or "chatlead") / "lua"
     return (lua / "_prelude.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from server import metrics
-from server.errors import StoreError
-from server.loops import rest
-from server.store import Store, SweepResult
+from . import metrics
+from .errors import StoreError
+from .loops import rest
+from .store import Store, SweepResult
 
 __all__ = ["Sweeper", "pause_after"]
 

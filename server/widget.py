@@ -37,7 +37,15 @@ from starlette.routing import BaseRoute, Route
 
 __all__ = ["SCRIPT", "demo_csp", "demo_page", "routes", "versioned_path"]
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "widget_static"
+
+def _static_dir() -> Path:
+    """``widget_static/``: shipped inside the installed package, beside it in a checkout
+    (``python -m server`` there)."""
+    installed = Path(__file__).resolve().parent / "widget_static"
+    return installed if installed.is_dir() else installed.parent.parent / "widget_static"
+
+
+STATIC_DIR = _static_dir()
 JS_TYPE = "text/javascript; charset=utf-8"
 SHORT_CACHE = "public, max-age=300"
 LONG_CACHE = "public, max-age=31536000, immutable"

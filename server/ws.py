@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server import keys, metrics, protocol
-from server.config import Site
-from server.conversation import STALE_RETRIES, ConnState, Conversation, Reply, VisitorCommand
-from server.errors import FrameError, StoreError
-from server.limits import client_network
-from server.protocol import CloseCode, ErrorCode, FieldAnswer, Hello, Submit, VisitorMessage
+from . import keys, metrics, protocol
+from .config import Site
+from .conversation import STALE_RETRIES, ConnState, Conversation, Reply, VisitorCommand
+from .errors import FrameError, StoreError
+from .limits import client_network
+from .protocol import CloseCode, ErrorCode, FieldAnswer, Hello, Submit, VisitorMessage
 
 if TYPE_CHECKING:
-    from server.runtime import Runtime
+    from .runtime import Runtime
 
 __all__ = ["WidgetSocket"]
 

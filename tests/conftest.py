@@ -31,11 +31,10 @@ import redis
 import redis.asyncio as aioredis
 import uvicorn
 import websockets
+from chatlead import keys
+from chatlead.app import create_app
+from chatlead.config import Settings
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-
-from server import keys
-from server.app import create_app
-from server.config import Settings
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OLD_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
@@ -54,7 +53,7 @@ def redis_url() -> Iterator[str]:
     if _local_redis_up():
         yield f"redis://127.0.0.1:6379/{os.environ.get('CHATLEAD_TEST_DB', '9')}"
         return
-    from server.embedded import EmbeddedRedis
+    from chatlead.embedded import EmbeddedRedis
 
     with tempfile.TemporaryDirectory(prefix="chatlead-redis-") as tmp:
         embedded = EmbeddedRedis(Path(tmp))
@@ -352,7 +351,7 @@ def admin_url(redis_url: str, base: str) -> str:
     """A fresh sign-in link, as ``chatlead admin-url`` prints it for an operator."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATLEAD_")}
     result = subprocess.run(
-        [sys.executable, "-m", "server", "admin-url", "--base", base],
+        [sys.executable, "-m", "chatlead", "admin-url", "--base", base],
         env={**env, "CHATLEAD_REDIS_URL": redis_url},
         cwd=ROOT,
         capture_output=True,
@@ -382,7 +381,7 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, command: str = "serve", *extra: str) -> ServerProcess:
-        args = [sys.executable, "-m", "server", command, *extra]
+        args = [sys.executable, "-m", "chatlead", command, *extra]
         if command == "serve":
             args += ["--port", str(self.port)]
         self.log = Path(tempfile.mkstemp(prefix="chatlead-", suffix=".log")[1])
@@ -455,6 +454,9 @@ def process_factory(rds: aioredis.Redis, redis_url: str) -> Iterator[Any]:
 
     yield factory
     for proc in made:
+        # gracefully first: the embedded server runs in a session of its own, and only
+        # a stopping chatlead stops it
+        proc.terminate()
         proc.kill_all()
 
 

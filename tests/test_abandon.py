@@ -8,10 +8,10 @@ import secrets
 from typing import Any
 
 import redis.asyncio as aioredis
+from chatlead import keys
+from chatlead.store import Store, connect_redis
+from chatlead.sweeper import Sweeper
 
-from server import keys
-from server.store import Store, connect_redis
-from server.sweeper import Sweeper
 from tests.conftest import Receiver, RunningApp, Visitor, wait_for
 
 

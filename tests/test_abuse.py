@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 import websockets
+from chatlead import keys
+from chatlead.config import Rate, parse_rate
+from chatlead.limits import client_network
+from chatlead.protocol import CloseCode
+from chatlead.store import MAX_TRANSCRIPT_BYTES
 
-from server import keys
-from server.config import Rate, parse_rate
-from server.limits import client_network
-from server.protocol import CloseCode
-from server.store import MAX_TRANSCRIPT_BYTES
 from tests.conftest import FULL_CONVERSATION, Visitor
 
 SHARDS = 16

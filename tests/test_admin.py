@@ -12,11 +12,10 @@ import httpx
 import pytest
 import redis
 import test_api
+from chatlead import auth, charts
+from chatlead.reports import DayCount, StepDropOff
 from markupsafe import escape
 from test_api import TOKEN, Served, eventually, seed_module, visit, wait_delivery, wait_status
-
-from server import auth, charts
-from server.reports import DayCount, StepDropOff
 
 shared_server = test_api.shared_server
 served = test_api.served

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytest_asyncio
 import redis
+from chatlead.config import FlowStep, Site
 from conftest import admin_headers, admin_url
 from test_api import (
     TOKEN,
@@ -34,8 +35,6 @@ from test_api import (
     wait_delivery,
     wait_status,
 )
-
-from server.config import FlowStep, Site
 
 playwright = pytest.importorskip("playwright.async_api")
 axe_module = pytest.importorskip("axe_playwright_python.async_playwright")

@@ -28,11 +28,10 @@ import pytest_asyncio
 import redis
 import uvicorn
 import websockets
-from conftest import admin_headers
-
 from chatlead.app import create_app
 from chatlead.config import Settings, Site
 from chatlead.reports import CSV_HEADER
+from conftest import admin_headers
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

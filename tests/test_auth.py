@@ -19,10 +19,9 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from chatlead import auth, keys
+from chatlead.app import BODY_MAX, FORM_BODY_MAX, body_cap
 from conftest import ROOT, OwnRedis, admin_headers, admin_url, free_port
-
-from server import auth, keys
-from server.app import BODY_MAX, FORM_BODY_MAX, body_cap
 
 TOKEN = "auth-test-admin-token-0123456789"
 BEARER = {"authorization": f"Bearer {TOKEN}"}
@@ -219,7 +218,7 @@ def test_short_admin_tokens_stop_check_and_serve(process_factory: Any) -> None:
     for command in (["check"], ["serve", "--port", str(free_port())]):
         proc = process_factory(admin_token="a" * 23)
         result = subprocess.run(
-            [sys.executable, "-m", "server", *command],
+            [sys.executable, "-m", "chatlead", *command],
             env=proc.env,
             cwd=ROOT,
             capture_output=True,
@@ -293,7 +292,7 @@ def test_serve_prints_a_login_link_that_opens_the_inbox(
         assert browser.get(f"{server.base}/admin/inbox").status_code == 200
     # chatlead admin-url finds the running server's embedded Redis
     result = subprocess.run(
-        [sys.executable, "-m", "server", "admin-url", "--base", server.base],
+        [sys.executable, "-m", "chatlead", "admin-url", "--base", server.base],
         env=server.env,
         cwd=ROOT,
         capture_output=True,

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 import websockets
+from chatlead import keys
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from server import keys
 from tests.conftest import OwnRedis, Receiver, hook_env, wait_for
 
 pytestmark = pytest.mark.slow

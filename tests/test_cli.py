@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from chatlead.cli import _first_attempt, _redis_verdict, _start_urls
+from chatlead.reports import DeliveryAttempt, DeliveryItem
 from conftest import ROOT, SECRET, Receiver, hook_env
-
-from server.cli import _first_attempt, _redis_verdict, _start_urls
-from server.reports import DeliveryAttempt, DeliveryItem
 
 
 def chatlead(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -22,7 +21,7 @@ def chatlead(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("CHATLEAD_")}
     full.update({f"CHATLEAD_{k.upper()}": v for k, v in env.items()})
     return subprocess.run(
-        [sys.executable, "-m", "server", *args],
+        [sys.executable, "-m", "chatlead", *args],
         env=full,
         cwd=ROOT,
         capture_output=True,

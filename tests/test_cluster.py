@@ -21,12 +21,12 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from chatlead import keys
+from chatlead.errors import StoreMisconfigured
+from chatlead.outbox import Outbox
+from chatlead.store import Store, connect_redis
 from redis.asyncio.cluster import RedisCluster
 
-from server import keys
-from server.errors import StoreMisconfigured
-from server.outbox import Outbox
-from server.store import Store, connect_redis
 from tests.conftest import SECRET, Receiver, Visitor, wait_for
 
 pytestmark = pytest.mark.slow

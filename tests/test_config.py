@@ -3,8 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from server.config import (
+from chatlead.config import (
     check_targets,
     describe,
     format_duration,
@@ -13,7 +12,7 @@ from server.config import (
     parse_duration,
     unknown_env,
 )
-from server.errors import ConfigError
+from chatlead.errors import ConfigError
 
 
 @pytest.mark.parametrize(
@@ -310,7 +309,7 @@ def test_check_command_validates_without_starting(tmp_path: Path) -> None:
     path = tmp_path / "sites.toml"
     path.write_text("[sites.a]\nidle_timeout = 'x'\n")
     result = subprocess.run(
-        [sys.executable, "-m", "server", "check", "--config", str(path)],
+        [sys.executable, "-m", "chatlead", "check", "--config", str(path)],
         capture_output=True,
         text=True,
         timeout=30,

@@ -6,9 +6,8 @@ import json
 from typing import Any
 
 import pytest
-
-from server.config import FlowStep, Site
-from server.conversation import (
+from chatlead.config import FlowStep, Site
+from chatlead.conversation import (
     WIRE_CODES,
     ConnState,
     Conversation,
@@ -19,8 +18,8 @@ from server.conversation import (
     VisitorCommand,
     token_hash,
 )
-from server.errors import FieldInvalid, FrameError, StoreError
-from server.protocol import (
+from chatlead.errors import FieldInvalid, FrameError, StoreError
+from chatlead.protocol import (
     CloseCode,
     ErrorCode,
     FieldAnswer,
@@ -31,7 +30,7 @@ from server.protocol import (
     VisitorMessage,
     parse_client_frame,
 )
-from server.session import SessionRecord, SessionStatus, Verdict
+from chatlead.session import SessionRecord, SessionStatus, Verdict
 
 SITE = Site(id="acme", idle_timeout=60)
 TOKEN = "resume-token-0123456789"

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from chatlead.store import Store, connect_redis
 
-from server.store import Store, connect_redis
 from tests.conftest import SECRET, Receiver, Visitor, hook_env, wait_for
 from tests.test_abandon import seed_sessions
 
@@ -97,7 +97,7 @@ async def test_sweeper_processes_flag_each_session_exactly_once(
     for worker in workers[1:]:
         worker.terminate()
     inbox = [item for item in await rds.lrange("chatlead:inbox", 0, -1)]
-    assert len(inbox) == 1000  # the inbox keeps the newest 1000
+    assert len(inbox) == 5000  # real leads are kept for the retention, one per session
     events = [k for k in await rds.keys("chatlead:*e:evt_*") if not k.endswith(":attempts")]
     assert sorted(k.split("e:evt_")[1] for k in events) == sorted(f"{s}_abandoned_1" for s in ids)
     total = 0

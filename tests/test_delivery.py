@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as aioredis
+from chatlead.outbox import Outbox
 from standardwebhooks.webhooks import Webhook
 
-from server.outbox import Outbox
 from tests.conftest import (
     FULL_CONVERSATION,
     OLD_SECRET,

@@ -212,7 +212,8 @@ async def test_http_redirects_and_body_cap(stack: Stack) -> None:
         demo = await client.get(f"{stack.https}/demo")
         assert demo.status_code == 200 and "chatlead" in demo.text
         assert demo.headers["strict-transport-security"].startswith("max-age=")
-        metrics = await client.get(f"{stack.https}/metrics")  # allowed from loopback
+        scraper = {"authorization": f"Bearer {TOKEN}"}  # nginx allows loopback only
+        metrics = await client.get(f"{stack.https}/metrics", headers=scraper)
         assert metrics.status_code == 200 and "chatlead_connections" in metrics.text
         huge = await client.post(f"{stack.https}/admin/login", content=b"x" * (2 << 20))
         assert huge.status_code == 413 and "nginx" in huge.text

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import redis
-
-from server.embedded import EmbeddedRedis
+from chatlead.embedded import EmbeddedRedis
 
 
 def _mode(path: Path) -> int:

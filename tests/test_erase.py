@@ -16,6 +16,9 @@ from typing import Any
 import pytest
 import redis
 import test_api
+from chatlead import keys
+from chatlead.config import Site, Webhook
+from chatlead.erase import scrub_attempt
 from fakes import Answer, FakeServer, Seen
 from test_api import (
     Served,
@@ -26,10 +29,6 @@ from test_api import (
     wait_delivery,
     wait_status,
 )
-
-from server import keys
-from server.config import Site, Webhook
-from server.erase import scrub_attempt
 
 sync_redis = test_api.sync_redis
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -188,8 +187,8 @@ async def test_erase_during_a_delivery_in_flight_leaves_nothing_personal(
 
 
 async def test_an_erased_event_never_lands_in_the_inbox(redis_url: str) -> None:
-    from server.outbox import Outbox
-    from server.store import Store, connect_redis
+    from chatlead.outbox import Outbox
+    from chatlead.store import Store, connect_redis
 
     flush_db()
     store = Store(connect_redis(redis_url), 16, 3600)

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from chatlead.protocol import CloseCode
 from websockets.exceptions import ConnectionClosed
 
-from server.protocol import CloseCode
 from tests.conftest import FULL_CONVERSATION, OwnRedis, Receiver, Visitor, hook_env, wait_for
 
 pytestmark = pytest.mark.slow

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import pytest
+from chatlead import flow
+from chatlead.config import FlowStep, Site
+from chatlead.errors import FieldInvalid
 from hypothesis import given
 from hypothesis import strategies as st
-
-from server import flow
-from server.config import FlowStep, Site
-from server.errors import FieldInvalid
 
 SITE = Site(id="acme")
 

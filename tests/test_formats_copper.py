@@ -8,11 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
-from fakes.copper import FakeCopper
-from fakes.leads import event_for, lead, message, site_with
-
-from server.formats import send as dispatch
-from server.formats.copper import (
+from chatlead.formats import send as dispatch
+from chatlead.formats.copper import (
     BUDGET_LIMIT,
     COPPER_BASE,
     budget_key,
@@ -23,7 +20,9 @@ from server.formats.copper import (
     send,
     take_budget,
 )
-from server.formats.transcript_text import TRUNCATED_MARKER
+from chatlead.formats.transcript_text import TRUNCATED_MARKER
+from fakes.copper import FakeCopper
+from fakes.leads import event_for, lead, message, site_with
 
 API_KEY = "cu_test_0123456789abcdef"
 USER = "ops@acme.example"

@@ -10,9 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 import trustme
-
-from server.errors import DeliveryError
-from server.formats.guard import check_target, is_public_address, pinned_client
+from chatlead.errors import DeliveryError
+from chatlead.formats.guard import check_target, is_public_address, pinned_client
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fakes.leads import event_for, lead, site_with
-from fakes.pulse import FakePulse
-
-from server.formats import send as dispatch
-from server.formats.pulse import (
+from chatlead.formats import send as dispatch
+from chatlead.formats.pulse import (
     Token,
     TokenCache,
     build_lookup,
@@ -18,6 +15,8 @@ from server.formats.pulse import (
     parse_token,
     send,
 )
+from fakes.leads import event_for, lead, site_with
+from fakes.pulse import FakePulse
 
 KEY, SECRET = "pk_live_abcdef123456", "ps_secret_9876543210"
 

@@ -9,20 +9,20 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from fakes.leads import event_for, lead, site_with
-from fakes.receiver import FakeReceiver
-from standardwebhooks.webhooks import Webhook as Verifier
-
-from server.errors import ConfigError, DeliveryError
-from server.formats import send as dispatch
-from server.formats.template import (
+from chatlead.errors import ConfigError, DeliveryError
+from chatlead.formats import send as dispatch
+from chatlead.formats.template import (
     BUDGET_S,
     build_request,
     render_body,
     send,
     validate_template,
 )
-from server.outbox import Outbox
+from chatlead.outbox import Outbox
+from fakes.leads import event_for, lead, site_with
+from fakes.receiver import FakeReceiver
+from standardwebhooks.webhooks import Webhook as Verifier
+
 from tests.conftest import FULL_CONVERSATION, Visitor
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

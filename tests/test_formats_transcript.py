@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from fakes.leads import lead, message
-
-from server.formats.transcript_text import (
+from chatlead.formats.transcript_text import (
     TRUNCATED_MARKER,
     e164,
     lead_field,
     name_parts,
     readable_transcript,
 )
+from fakes.leads import lead, message
 
 
 def test_canonical_fields_are_found():

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from server.config import Site
-from server.lead import build_lead
-from server.session import SessionRecord, SessionStatus, page_meta
+from chatlead.config import Site
+from chatlead.lead import build_lead
+from chatlead.session import SessionRecord, SessionStatus, page_meta
 
 SITE = Site(id="acme", company="Acme Plumbing", job_type_id="jt1", place_id="p9")
 

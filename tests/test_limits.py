@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 import websockets
+from chatlead import keys
+from chatlead.limits import ConnectionSlots
+from chatlead.protocol import CloseCode
+from chatlead.store import Store, connect_redis
 from websockets.exceptions import ConnectionClosed
 
-from server import keys
-from server.limits import ConnectionSlots
-from server.protocol import CloseCode
-from server.store import Store, connect_redis
 from tests.conftest import Visitor, wait_for
 
 

@@ -6,8 +6,7 @@ import socket
 from typing import Any
 
 import pytest
-
-from server.logs import (
+from chatlead.logs import (
     ClientIp,
     JsonFormatter,
     Redact,
@@ -16,6 +15,7 @@ from server.logs import (
     redact,
     rewrite_client_line,
 )
+
 from tests.conftest import Visitor, wait_for
 
 

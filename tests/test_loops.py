@@ -6,11 +6,11 @@ import asyncio
 import time
 
 import pytest
+from chatlead.app import Background, open_store
+from chatlead.config import Site
+from chatlead.loops import forever, rest
+from chatlead.runtime import Runtime
 
-from server.app import Background, open_store
-from server.config import Site
-from server.loops import forever, rest
-from server.runtime import Runtime
 from tests.conftest import settings_for
 
 

@@ -12,6 +12,9 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+from chatlead.app import create_app
+from chatlead.config import Settings
+from chatlead.openapi import document
 from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate
 from schemathesis import GenerationMode
@@ -22,10 +25,6 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 from test_api import REDIS_URL, TOKEN, flush_db
-
-from server.app import create_app
-from server.config import Settings
-from server.openapi import document
 
 
 def test_document_is_valid_openapi() -> None:

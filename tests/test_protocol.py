@@ -3,12 +3,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from chatlead import protocol
+from chatlead.errors import FrameError
+from chatlead.protocol import FieldAnswer, Hello, Ping, Submit, VisitorMessage, parse_client_frame
 from hypothesis import given
 from hypothesis import strategies as st
-
-from server import protocol
-from server.errors import FrameError
-from server.protocol import FieldAnswer, Hello, Ping, Submit, VisitorMessage, parse_client_frame
 
 
 def test_parses_every_client_frame() -> None:

@@ -11,11 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from server.config import FlowStep, Site
-from server.inbox import (
+from chatlead.config import FlowStep, Site
+from chatlead.inbox import (
     InboxQuery,
     InboxSelection,
     decode_entry,
@@ -23,8 +20,8 @@ from server.inbox import (
     need_fields,
     parse_inbox_query,
 )
-from server.protocol import iso_ms as protocol_iso_ms
-from server.reports import (
+from chatlead.protocol import iso_ms as protocol_iso_ms
+from chatlead.reports import (
     CSV_HEADER,
     DAY_MS,
     MAX_DAYS,
@@ -43,6 +40,8 @@ from server.reports import (
     session_row,
     summarize,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 NOW = 1_717_243_200_000  # 2024-06-01T12:00:00Z
 SID = "0123456789abcdef01234567"

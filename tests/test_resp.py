@@ -13,12 +13,12 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 import trustme
+from chatlead.resp import Pipe, pack, pack_script_call, tls_context
 from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from server.resp import Pipe, pack, pack_script_call, tls_context
 from tests.conftest import REDIS_SERVER, OwnRedis, free_port
 
 

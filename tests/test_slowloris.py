@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 import httpx
+from chatlead.listener import FD_RESERVE, MIN_CONCURRENCY, concurrency_limit
 
-from server.listener import FD_RESERVE, MIN_CONCURRENCY, concurrency_limit
 from tests.conftest import Visitor
 
 TIMEOUT_S = 2.0

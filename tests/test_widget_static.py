@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+from chatlead import widget
 from starlette.applications import Starlette
 
-from server import widget
 from tests.conftest import wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")

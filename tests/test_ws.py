@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 import websockets
+from chatlead import protocol
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from server import protocol
 from tests.conftest import FULL_CONVERSATION, Receiver, RunningApp, Visitor, wait_for
 
 
@@ -357,7 +357,7 @@ async def test_a_client_that_never_reads_is_closed(app_factory: Any) -> None:
 
 
 async def test_overlong_conversation_is_capped(app: RunningApp, monkeypatch: Any) -> None:
-    from server import store
+    from chatlead import store
 
     monkeypatch.setattr(store, "MAX_TRANSCRIPT", 6)
     async with Visitor.connect(app.ws_url) as v:

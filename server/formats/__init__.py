@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from server.config import Site
+from ..config import Site
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -112,13 +112,13 @@ class Sender(Protocol):
 async def _external_lead(
     http: httpx.AsyncClient, event: LeadEvent, *, redis: Redis | None = None
 ) -> SendResult:
-    from server.formats import external_lead
+    from . import external_lead
 
     return await external_lead.send(http, event)
 
 
 def _senders() -> dict[str, Sender]:
-    from server.formats import copper, pulse, template
+    from . import copper, pulse, template
 
     return {
         "external-lead": _external_lead,

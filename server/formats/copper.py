@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from server.formats import LeadEvent, Request, SendResult
-from server.formats.transcript_text import e164, lead_field, readable_transcript
+from . import LeadEvent, Request, SendResult
+from .transcript_text import e164, lead_field, readable_transcript
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

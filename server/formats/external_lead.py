@@ -13,7 +13,7 @@ import httpx
 import orjson
 from standardwebhooks.webhooks import Webhook as Signer
 
-from server.formats import LeadEvent, SendResult
+from . import LeadEvent, SendResult
 
 __all__ = ["build_request", "send", "sign"]
 

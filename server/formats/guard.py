@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from server.errors import DeliveryError
+from ..errors import DeliveryError
 
 __all__ = ["PinnedBackend", "check_target", "check_url", "is_public_address", "pinned_client"]
 

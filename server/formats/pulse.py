@@ -26,9 +26,9 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from server.config import Webhook
-from server.formats import LeadEvent, Request, SendResult
-from server.formats.transcript_text import e164, lead_field, name_parts, readable_transcript
+from ..config import Webhook
+from . import LeadEvent, Request, SendResult
+from .transcript_text import e164, lead_field, name_parts, readable_transcript
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

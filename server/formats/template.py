@@ -46,10 +46,10 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from server.errors import ConfigError, DeliveryError
-from server.formats import LeadEvent, SendResult
-from server.formats.external_lead import sign
-from server.formats.transcript_text import lead_field, lead_fields, readable_transcript
+from ..errors import ConfigError, DeliveryError
+from . import LeadEvent, SendResult
+from .external_lead import sign
+from .transcript_text import lead_field, lead_fields, readable_transcript
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from server.config import Site, Webhook
-from server.formats import LeadEvent
+from chatlead.config import Site, Webhook
+from chatlead.formats import LeadEvent
 
 __all__ = ["event_for", "lead", "message", "site_with"]
 

@@ -41,8 +41,9 @@ from .inbox import (
     need_fields,
     parse_inbox_query,
 )
+from .keys import EVENT_ID
 from .openapi import openapi_json
-from .outbox import EVENT_ID, Outbox
+from .outbox import Outbox
 from .protocol import iso_ms
 from .reports import (
     AbandonedReport,

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from . import formats, metrics
+from . import formats, keys, metrics
 from .config import Site
 from .errors import DeliveryError, StoreError
 from .formats import LeadEvent, SendResult, copper, guard
@@ -59,7 +59,7 @@ def sample_lead(site: Site, event_id: str) -> dict[str, Any]:
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return {
         "userId": "v_test",
-        "sessionId": event_id.split("_")[1],
+        "sessionId": keys.event_session(event_id),
         "fields": [
             {"name": "name", "value": "Test Lead"},
             {"name": "email", "value": "test.lead@example.com"},

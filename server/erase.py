@@ -79,11 +79,11 @@ def scrub_attempt(raw: str, secrets_: list[str]) -> str:
 
 async def _event_ids(runtime: Runtime, shard: int, session_id: str, abandons: int) -> list[str]:
     """Every event of the session: the predictable ids plus any left in the log."""
-    ids = {f"evt_{session_id}_completed"}
-    ids.update(f"evt_{session_id}_abandoned_{n}" for n in range(1, abandons + 1))
+    ids = {keys.completed_event(session_id)}
+    ids.update(keys.abandoned_event(session_id, n) for n in range(1, abandons + 1))
     redis = runtime.store.redis
     async for member, _ in redis.zscan_iter(
-        keys.deliveries(shard), match=f"evt_{session_id}_*", count=1000
+        keys.deliveries(shard), match=keys.session_events_glob(session_id), count=1000
     ):
         ids.add(member)
     return sorted(ids)
@@ -149,9 +149,15 @@ async def _erase_shard(runtime: Runtime, session_id: str) -> EraseResult:
     raise StoreError(f"session {session_id} kept changing while being erased; try again")
 
 
+def _event_of(event_id: str) -> str | None:
+    try:
+        return keys.event_session(event_id)
+    except ValueError:
+        return None
+
+
 async def _erase_inbox(runtime: Runtime, session_id: str) -> int:
     redis: Any = runtime.store.redis
-    prefix = f"evt_{session_id}_"
     removed = 0
     entries: list[str] = await redis.lrange(keys.INBOX, 0, -1)
     for raw in entries:
@@ -164,7 +170,7 @@ async def _erase_inbox(runtime: Runtime, session_id: str) -> int:
         data = item.get("data")
         owner = data.get("sessionId") if isinstance(data, dict) else None
         event_id = str(item.get("id", ""))
-        if owner == session_id or event_id.startswith(prefix):
+        if owner == session_id or _event_of(event_id) == session_id:
             removed += int(await redis.lrem(keys.INBOX, 0, raw))
             await redis.zrem(keys.INBOX_HANDLED, event_id)
     return removed

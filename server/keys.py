@@ -1,4 +1,4 @@
-"""Every Redis key name chatlead uses, in one place.
+"""Every Redis key name chatlead uses, and the lead event ids within them, in one place.
 
 All keys start with ``chatlead:``. Keys that belong to a session carry the
 session's shard as a hash tag (``chatlead:{7}:...``) so each atomic step (one Lua
@@ -10,15 +10,65 @@ inbox, CRM rate budgets) are never touched from a per-session script.
 from __future__ import annotations
 
 import functools
+import re
 import zlib
 
 __all__ = [
+    "ABANDONED_EVENT",
+    "COMPLETED_EVENT",
+    "EVENT_ID",
     "META",
     "NOTIFY_CHANNEL",
+    "abandoned_event",
+    "completed_event",
+    "event_session",
+    "session_events_glob",
     "shard_of",
+    "test_event",
 ]
 
 PREFIX = "chatlead:"
+
+# --- lead event ids: ``evt_<session>_<what>``, so an id alone locates its shard ------
+
+COMPLETED_EVENT = "evt_%s_completed"
+"""``string.format`` pattern (session id) for a session's ``lead.completed`` event;
+the scripts get it as an argument."""
+ABANDONED_EVENT = "evt_%s_abandoned_%d"
+"""Pattern (session id, the abandonment's number) for ``lead.abandoned`` events."""
+EVENT_ID = re.compile(r"^evt_([0-9a-f]{24})_(completed|abandoned_\d{1,6}|test)$")
+
+
+def completed_event(session_id: str) -> str:
+    return COMPLETED_EVENT % session_id
+
+
+def abandoned_event(session_id: str, number: int) -> str:
+    return ABANDONED_EVENT % (session_id, number)
+
+
+def test_event(session_id: str) -> str:
+    return f"evt_{session_id}_test"
+
+
+def session_events_glob(session_id: str) -> str:
+    """A ``MATCH`` pattern for every event id of one session."""
+    return f"evt_{session_id}_*"
+
+
+def event_session(event_id: str) -> str:
+    """The session an event id belongs to.
+
+    Raises:
+        ValueError: not an event id.
+    """
+    match = EVENT_ID.match(event_id)
+    if match is None:
+        raise ValueError(f"not an event id: {event_id!r}")
+    return match.group(1)
+
+
+# --- keys ---------------------------------------------------------------------------
 META = PREFIX + "meta"
 """Hash: ``shards`` (fixed at first start)."""
 NOTIFY_CHANNEL = PREFIX + "notify"

@@ -1,14 +1,13 @@
 """The durable outbox: lead events waiting for delivery, and their attempt log.
 
 Events are written by the session scripts (same atomic step as the state change).
-This module claims, settles, lists and replays them. Event ids embed the
-session id (``evt_<session>_<what>``), so an id alone locates its shard.
+This module claims, settles, lists and replays them. Event ids are built and parsed
+in :mod:`chatlead.keys`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -18,22 +17,14 @@ from .inbox import decode_entry, entry_ms
 from .session import SessionRecord
 from .store import HASH, Store, Translated, run_each
 
-__all__ = ["EVENT_ID", "Claim", "EventRecord", "Outbox", "event_session"]
+__all__ = ["Claim", "EventRecord", "Outbox"]
 
-EVENT_ID = re.compile(r"^evt_([0-9a-f]{24})_(completed|abandoned_\d{1,6}|test)$")
 # Longer than one attempt can take (15 s request timeout), so a live worker keeps
 # its claim; a killed worker's events are due again this long after the claim.
 LEASE_MS = 20_000
 INBOX_TESTS_KEEP = 100
 """Test events the inbox keeps (real leads are kept for the retention)."""
 PRUNE_PER_PUSH = 100
-
-
-def event_session(event_id: str) -> str:
-    match = EVENT_ID.match(event_id)
-    if match is None:
-        raise ValueError(f"not an event id: {event_id!r}")
-    return match.group(1)
 
 
 @dataclass(frozen=True)
@@ -73,7 +64,7 @@ class Outbox:
         self.redis = store.redis
 
     def _shard(self, event_id: str) -> int:
-        return self.store.shard(event_session(event_id))
+        return self.store.shard(keys.event_session(event_id))
 
     async def claim(self, limit: int = 32) -> list[Claim]:
         """Claim due events in every shard (one round trip)."""
@@ -97,7 +88,7 @@ class Outbox:
         self, event_id: str
     ) -> tuple[EventRecord | None, SessionRecord | None]:
         """The event and its session in one atomic read (same shard)."""
-        session_id = event_session(event_id)
+        session_id = keys.event_session(event_id)
         shard = self.store.shard(session_id)
         raw, attempts, *session = await self.store.read(
             [
@@ -121,7 +112,7 @@ class Outbox:
     ) -> str:
         """Record an attempt: ``outcome`` is delivered | retry | dead | defer."""
         event_id = claim.event_id
-        session_id = event_session(event_id)
+        session_id = keys.event_session(event_id)
         shard = self.store.shard(session_id)
         with Translated(f"settling {event_id}"):
             return str(
@@ -147,7 +138,7 @@ class Outbox:
 
     async def replay(self, event_id: str) -> str:
         """Queue a delivered or dead event again: ok | pending | missing."""
-        session_id = event_session(event_id)
+        session_id = keys.event_session(event_id)
         shard = self.store.shard(session_id)
         return str(
             await self.store.script("replay")(
@@ -163,7 +154,7 @@ class Outbox:
     async def add_test_event(self, site: str) -> str:
         """A ``lead.test`` event for ``site``, delivered like any other."""
         session_id = secrets.token_hex(12)
-        event_id = f"evt_{session_id}_test"
+        event_id = keys.test_event(session_id)
         shard = self.store.shard(session_id)
         now = int(await self._now_ms())
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -201,7 +192,7 @@ class Outbox:
         before it landed). False when the lead was not (or no longer is) in the inbox.
         """
         event_id = str(payload["id"])
-        event_key = keys.event(self.store.shard(event_session(event_id)), event_id)
+        event_key = keys.event(self.store.shard(keys.event_session(event_id)), event_id)
         if await self.redis.hexists(event_key, "erased"):
             return False
         now = await self._now_ms()

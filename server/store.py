@@ -527,6 +527,7 @@ class Store:
             "completes": completes,
             "max": MAX_TRANSCRIPT,
             "max_bytes": MAX_TRANSCRIPT_BYTES,
+            **({"completed_id": keys.completed_event(session_id)} if completes else {}),
             "rate": self.msg_rate,
             "burst": self.msg_burst,
         }
@@ -547,8 +548,9 @@ class Store:
 
     async def sweep(self, limit: int = 500) -> SweepResult:
         """Flag expired sessions in every shard (one round trip for all shards)."""
+        args = (limit, self.retention_ms)
         calls = [
-            ([keys.deadlines(shard)], [limit, self.retention_ms, keys.tag(shard)])
+            ([keys.deadlines(shard)], [*args, keys.tag(shard), keys.ABANDONED_EVENT])
             for shard in range(self.shards)
         ]
         with Translated("in sweep"):

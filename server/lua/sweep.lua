@@ -1,9 +1,10 @@
 -- Flag sessions whose idle deadline passed (Redis clock) as abandoned, once each.
 -- KEYS: 1 shard deadlines (session id -> a time at or before its deadline)
--- ARGV: 1 max sessions per call, 2 retention ms, 3 shard tag
+-- ARGV: 1 max sessions per call, 2 retention ms, 3 shard tag,
+--       4 the abandoned event id pattern (session id, number; keys.ABANDONED_EVENT)
 -- Returns {flagged session ids, next deadline ms or "", now ms, max ms flagged late}.
 -- Cost is proportional to the expired sessions only (ZRANGEBYSCORE ... LIMIT).
-local limit, ttl, tag = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local limit, ttl, tag, abandoned_id = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
 local flagged = {}
@@ -33,7 +34,7 @@ for i = 1, #due, 2 do
       send = (contact[1] and contact[1] ~= '') or (contact[2] and contact[2] ~= '')
     end
     if send then
-      emit(tag, sid, site, 'lead.abandoned', 'evt_' .. sid .. '_abandoned_' .. n, now, ttl)
+      emit(tag, sid, site, 'lead.abandoned', string.format(abandoned_id, sid, n), now, ttl)
     end
     if m[6] then  -- the visitor sent something: keep it (an empty session keeps its short TTL)
       expire({s, s .. ':fields', s .. ':transcript', s .. ':ids'}, ttl)

@@ -5,7 +5,8 @@
 --        "visitor": entry or null, "bots": [entries], "updates": {field: value},
 --        "step": flow step after, "completes": bool, "max": longest transcript,
 --        "rate": visitor events per second, "burst": bucket size,
---        "max_bytes": transcript byte cap}
+--        "max_bytes": transcript byte cap,
+--        "completed_id": the lead.completed event id (keys.COMPLETED_EVENT), when it completes}
 --       The token bucket lives in the session hash, so it holds across every
 --       socket and every server process of the session.
 -- The session hash also holds `exp_due` (when its keys next get their retention TTL)
@@ -124,7 +125,7 @@ if ev.completes then
   redis.call('ZREM', KEYS[6], sid)
   count(tag, site, now, 'completed', ttl)
   index(tag, site, 'completed', now, sid, ttl)
-  emit(tag, sid, site, 'lead.completed', 'evt_' .. sid .. '_completed', now, ttl)
+  emit(tag, sid, site, 'lead.completed', ev.completed_id, now, ttl)
 else
   local deadline = now + tonumber(m[4])
   set[#set + 1] = 'deadline'

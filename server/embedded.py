@@ -61,7 +61,7 @@ class EmbeddedRedis:
         self.dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         self.dir.chmod(PRIVATE_DIR)  # also a directory an earlier version made 0755
         lock_fd = os.open(self.dir / "chatlead.lock", os.O_WRONLY | os.O_CREAT, 0o600)
-        self._lock = open(lock_fd, "w")  # noqa: SIM115 - held until stop
+        self._lock = open(lock_fd, "w")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

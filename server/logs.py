@@ -127,10 +127,10 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
-    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
+    def formatException(self, ei: Any) -> str:
         return redact(super().formatException(ei))
 
-    def formatStack(self, stack_info: str) -> str:  # noqa: N802 (logging's name)
+    def formatStack(self, stack_info: str) -> str:
         return redact(super().formatStack(stack_info))
 
 

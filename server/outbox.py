@@ -41,7 +41,6 @@ class EventRecord:
     site: str
     status: str
     created_ms: int
-    next_ms: int | None
     attempts: list[dict[str, Any]]
 
 
@@ -53,7 +52,6 @@ def _record(event_id: str, raw: dict[str, str], attempts: list[str]) -> EventRec
         site=raw["site"],
         status=raw["status"],
         created_ms=int(raw["created"]),
-        next_ms=int(raw["next"]) if raw.get("next") else None,
         attempts=[json.loads(a) for a in attempts],
     )
 
@@ -62,9 +60,6 @@ class Outbox:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.redis = store.redis
-
-    def _shard(self, event_id: str) -> int:
-        return self.store.shard(keys.event_session(event_id))
 
     async def claim(self, limit: int = 32) -> list[Claim]:
         """Claim due events in every shard (one round trip)."""
@@ -75,14 +70,6 @@ class Outbox:
         with Translated("claiming events"):
             results = await run_each(self.redis, self.store.script("claim"), calls)
         return [Claim(flat[i], flat[i + 1]) for flat in results for i in range(0, len(flat), 2)]
-
-    async def load(self, event_id: str) -> EventRecord | None:
-        shard = self._shard(event_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.event(shard, event_id))
-            pipe.lrange(keys.event_attempts(shard, event_id), 0, -1)
-            raw, attempts = await pipe.execute()
-        return _record(event_id, raw, attempts) if raw else None
 
     async def load_with_session(
         self, event_id: str

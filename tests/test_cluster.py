@@ -255,7 +255,7 @@ async def test_store_on_cluster(cluster: Cluster, redis_url: str, rds: RedisClus
         assert await outbox.settle(claims[0], "delivered", attempt) == "ok"
         assert await outbox.replay(claims[0].event_id) == "ok"
         test_event = await outbox.add_test_event("default")
-        record = await outbox.load(test_event)
+        record, _ = await outbox.load_with_session(test_event)
         assert record is not None and record.type == "lead.test"
         lead = {"id": claims[0].event_id, "type": "lead.abandoned", "site": "default", "data": {}}
         assert await outbox.push_inbox(lead) is True

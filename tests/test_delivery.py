@@ -32,7 +32,7 @@ def _outbox(app: RunningApp) -> Outbox:
 
 
 async def _settled(app: RunningApp, event_id: str, status: str) -> Any:
-    record = await _outbox(app).load(event_id)
+    record, _ = await _outbox(app).load_with_session(event_id)
     return record if record is not None and record.status == status else None
 
 

@@ -241,7 +241,7 @@ async def test_a_slow_template_on_a_real_server_never_holds_up_healthz(app_facto
             started = time.monotonic()
             assert (await http.get(app.base + "/healthz")).status_code == 200
             worst = max(worst, time.monotonic() - started)
-            record = await outbox.load(event_id)
+            record, _ = await outbox.load_with_session(event_id)
             if record is not None and record.status == "dead":
                 break
             await asyncio.sleep(0.01)

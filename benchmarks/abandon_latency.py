@@ -21,7 +21,7 @@ from typing import Any
 
 import websockets
 from _chatlead import start_server
-from chatlead.config import parse_duration
+from chatlead.units import parse_duration
 
 arrivals: dict[str, float] = {}
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import httpx
 from chatlead import keys
-from chatlead.config import Site, Webhook
 from chatlead.delivery import CONCURRENCY, Deliverer
+from chatlead.sites import Site, Webhook
 from chatlead.store import Store, connect_redis
 
 HERE = Path(__file__).resolve().parent

@@ -27,7 +27,6 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from . import auth, keys, reports
-from .config import Site
 from .erase import erase_session
 from .errors import StoreError
 from .inbox import (
@@ -58,6 +57,7 @@ from .reports import (
     Summary,
 )
 from .runtime import Runtime
+from .sites import Site
 from .store import REDIS_ERRORS, run_each
 
 __all__ = [

@@ -22,12 +22,13 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import logs, metrics
-from .config import Settings, Site, load_settings, load_sites
+from .config import Settings, load_settings
 from .delivery import Deliverer
 from .errors import ConfigError
 from .loops import Loop, forever
 from .resp import Pipe
 from .runtime import Runtime
+from .sites import Site, load_sites
 from .store import Store, connect_redis
 from .sweeper import Sweeper
 from .ws import WidgetSocket

@@ -21,16 +21,10 @@ from typing import Any
 import uvloop
 
 from . import logs
-from .config import (
-    Settings,
-    Site,
-    check_targets,
-    describe,
-    load_settings,
-    load_sites,
-    unknown_env,
-)
+from .config import Settings, describe, load_settings, unknown_env
 from .errors import ChatleadError, ConfigError, StoreError
+from .sites import Site, load_sites
+from .targets import check_targets
 
 __all__ = ["main"]
 

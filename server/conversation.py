@@ -27,7 +27,6 @@ from enum import Enum
 from typing import Any
 
 from . import flow, protocol
-from .config import Site
 from .errors import FieldInvalid, FrameError, StoreError
 from .protocol import (
     ClientFrame,
@@ -40,6 +39,7 @@ from .protocol import (
     VisitorMessage,
 )
 from .session import SessionRecord, SessionStatus, Verdict, page_meta
+from .sites import Site
 
 __all__ = [
     "STALE_RETRIES",

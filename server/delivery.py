@@ -21,13 +21,13 @@ from typing import Any
 import httpx
 
 from . import formats, keys, metrics
-from .config import Site
 from .errors import DeliveryError, StoreError
 from .formats import LeadEvent, SendResult, copper, guard
 from .lead import build_lead
 from .loops import rest
 from .outbox import Claim, EventRecord, Outbox
 from .session import SessionRecord
+from .sites import Site
 from .store import Store
 
 __all__ = ["Deliverer", "next_delay", "sample_lead"]

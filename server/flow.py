@@ -15,8 +15,8 @@ from typing import Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from .config import FieldKind, FlowStep, Site
 from .errors import FieldInvalid
+from .sites import FieldKind, FlowStep, Site
 
 __all__ = [
     "DONE",

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import Site
 from .protocol import iso_ms
 from .session import PAGE_FIELDS, SessionRecord
+from .sites import Site
 
 __all__ = ["BOT_ID", "build_lead", "lead_fields", "transcript_message"]
 

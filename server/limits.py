@@ -24,9 +24,9 @@ import secrets
 from collections import defaultdict
 
 from . import keys
-from .config import Rate
 from .loops import rest
 from .store import REDIS_ERRORS, Coalescer, Store, Translated
+from .units import Rate
 
 __all__ = ["LEASE_MS", "ConnectionSlots", "NewSessions", "client_network"]
 

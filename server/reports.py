@@ -25,10 +25,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from .config import Site
 from .errors import ChatleadError
 from .lead import build_lead
 from .session import SessionRecord, SessionStatus
+from .sites import Site
 
 __all__ = [
     "CSV_HEADER",

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from . import keys
-from .config import Settings, Site
+from .config import Settings
 from .limits import ConnectionSlots, NewSessions
+from .sites import Site
 from .store import Store
 
 if TYPE_CHECKING:

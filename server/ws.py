@@ -21,11 +21,11 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import keys, metrics, protocol
-from .config import Site
 from .conversation import STALE_RETRIES, ConnState, Conversation, Reply, VisitorCommand
 from .errors import FrameError, StoreError
 from .limits import client_network
 from .protocol import CloseCode, ErrorCode, FieldAnswer, Hello, Submit, VisitorMessage
+from .sites import Site
 
 if TYPE_CHECKING:
     from .runtime import Runtime

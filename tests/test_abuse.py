@@ -11,10 +11,10 @@ import pytest
 import redis.asyncio as aioredis
 import websockets
 from chatlead import keys
-from chatlead.config import Rate, parse_rate
 from chatlead.limits import client_network
 from chatlead.protocol import CloseCode
 from chatlead.store import MAX_TRANSCRIPT_BYTES
+from chatlead.units import Rate, parse_rate
 
 from tests.conftest import FULL_CONVERSATION, Visitor
 

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytest_asyncio
 import redis
-from chatlead.config import FlowStep, Site
+from chatlead.sites import FlowStep, Site
 from conftest import admin_headers, admin_url
 from test_api import (
     TOKEN,

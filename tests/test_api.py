@@ -29,8 +29,9 @@ import redis
 import uvicorn
 import websockets
 from chatlead.app import create_app
-from chatlead.config import Settings, Site
+from chatlead.config import Settings
 from chatlead.reports import CSV_HEADER
+from chatlead.sites import Site
 from conftest import admin_headers
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

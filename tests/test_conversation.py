@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from chatlead.config import FlowStep, Site
 from chatlead.conversation import (
     WIRE_CODES,
     ConnState,
@@ -31,6 +30,7 @@ from chatlead.protocol import (
     parse_client_frame,
 )
 from chatlead.session import SessionRecord, SessionStatus, Verdict
+from chatlead.sites import FlowStep, Site
 
 SITE = Site(id="acme", idle_timeout=60)
 TOKEN = "resume-token-0123456789"

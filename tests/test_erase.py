@@ -17,8 +17,8 @@ import pytest
 import redis
 import test_api
 from chatlead import keys
-from chatlead.config import Site, Webhook
 from chatlead.erase import scrub_attempt
+from chatlead.sites import Site, Webhook
 from fakes import Answer, FakeServer, Seen
 from test_api import (
     Served,

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 from chatlead import flow
-from chatlead.config import FlowStep, Site
 from chatlead.errors import FieldInvalid
+from chatlead.sites import FlowStep, Site
 from hypothesis import given
 from hypothesis import strategies as st
 

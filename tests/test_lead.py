@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from chatlead.config import Site
 from chatlead.lead import build_lead
 from chatlead.session import SessionRecord, SessionStatus, page_meta
+from chatlead.sites import Site
 
 SITE = Site(id="acme", company="Acme Plumbing", job_type_id="jt1", place_id="p9")
 

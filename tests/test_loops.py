@@ -7,9 +7,9 @@ import time
 
 import pytest
 from chatlead.app import Background, open_store
-from chatlead.config import Site
 from chatlead.loops import forever, rest
 from chatlead.runtime import Runtime
+from chatlead.sites import Site
 
 from tests.conftest import settings_for
 

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from chatlead.config import FlowStep, Site
 from chatlead.inbox import (
     InboxQuery,
     InboxSelection,
@@ -40,6 +39,7 @@ from chatlead.reports import (
     session_row,
     summarize,
 )
+from chatlead.sites import FlowStep, Site
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from ..config import Site
+from ..sites import Site
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -26,7 +26,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from ..config import Webhook
+from ..sites import Webhook
 from . import LeadEvent, Request, SendResult
 from .transcript_text import e164, lead_field, name_parts, readable_transcript
 

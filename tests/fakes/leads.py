@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from chatlead.config import Site, Webhook
 from chatlead.formats import LeadEvent
+from chatlead.sites import Site, Webhook
 
 __all__ = ["event_for", "lead", "message", "site_with"]
 

@@ -1,0 +1,76 @@
+"""Webhook targets checked at start: what every delivery would refuse stops the start.
+
+Deliveries check again as they connect (DNS may change); this is the early, named
+error a person fixing the configuration needs.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .sites import Site
+
+__all__ = ["check_targets"]
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
+def check_targets(
+    settings: Settings,
+    sites: Mapping[str, Site],
+    resolve: Callable[[str, int], list[str]] = _resolve,
+) -> list[str]:
+    """Refuse webhook targets every delivery would refuse (§5): http, or a private address.
+
+    A site that allows private targets is not checked. The host is resolved now;
+    deliveries check it again at send time (DNS may change).
+
+    Returns:
+        Warnings: hosts that do not resolve now (deliveries retry until they do).
+
+    Raises:
+        ConfigError: naming the url setting and the setting that allows it.
+    """
+    warnings: list[str] = []
+    checked = [
+        site for site in sites.values() if site.webhook.url and not site.webhook.allow_private
+    ]
+    if not checked:
+        return warnings  # and the CLI starts faster: no HTTP client to import
+    from .formats.guard import is_public_address
+
+    for site in checked:
+        url = site.webhook.url or ""
+        if settings.config is None:
+            name, allow = "CHATLEAD_WEBHOOK_URL", "set CHATLEAD_WEBHOOK_ALLOW_PRIVATE=true"
+        else:
+            name = f"{settings.config}: sites.{site.id}.webhook.url"
+            allow = f"set allow_private = true in [sites.{site.id}.webhook]"
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.scheme.lower() != "https":
+            raise ConfigError(
+                f"{name}: http:// would send leads to {host} unencrypted; use https://, "
+                f"or {allow} for a development receiver"
+            )
+        try:
+            addresses = resolve(host, parts.port or 443)
+        except (OSError, UnicodeError):
+            warnings.append(f"{name}: {host} does not resolve now; deliveries retry until it does")
+            continue
+        blocked = [ip for ip in addresses if not is_public_address(ip)]
+        if blocked:
+            raise ConfigError(
+                f"{name}: {host} is a loopback or private address ({blocked[0]}); "
+                f"{allow} to deliver there (development, tests)"
+            )
+    return warnings

@@ -19,8 +19,12 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 import redis
 
@@ -139,3 +143,39 @@ class EmbeddedRedis:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+
+@contextlib.contextmanager
+def redis_for(settings: Settings) -> Iterator[Settings]:
+    """Settings with a Redis URL: the configured one, or a started embedded server."""
+    if settings.redis_url is not None:
+        if settings.redis_url == socket_url(settings.data_dir):  # a running serve's own
+            log.info("redis_embedded_running dir=%s", settings.data_dir.resolve())
+        else:
+            log.info("redis_external url=%s", settings.redis_url)
+        yield settings
+        return
+    embedded = EmbeddedRedis(settings.data_dir)
+    url = embedded.start()
+    # worker processes (--workers N) inherit the URL and never start their own server
+    os.environ["CHATLEAD_REDIS_URL"] = url
+    try:
+        yield settings.model_copy(update={"redis_url": url})
+    finally:
+        embedded.stop()
+
+
+def running_embedded(settings: Settings) -> str | None:
+    """The URL of the embedded server a running ``chatlead serve`` holds, if any."""
+    import redis
+
+    embedded = EmbeddedRedis(settings.data_dir)
+    if not embedded.socket.exists():
+        return None
+    client = redis.Redis(unix_socket_path=str(embedded.socket), socket_timeout=2)
+    try:
+        return embedded.url if client.ping() else None
+    except (redis.RedisError, OSError):
+        return None
+    finally:
+        client.close()

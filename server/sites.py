@@ -13,7 +13,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -46,6 +46,7 @@ __all__ = [
     "first_problem",
     "is_loopback",
     "load_sites",
+    "no_site_message",
 ]
 
 
@@ -418,3 +419,7 @@ def load_sites(settings: Settings) -> dict[str, Site]:
     return {
         site_id: _site_from_toml(site_id, raw, settings, path) for site_id, raw in sites_raw.items()
     }
+
+
+def no_site_message(site_id: str, sites: Iterable[str]) -> str:
+    return f"no site {site_id!r}; known sites: {', '.join(sorted(sites))}"

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from chatlead.cli import _first_attempt, _redis_verdict, _start_urls
+from chatlead.cli import _redis_verdict, _start_urls
+from chatlead.cli_admin import first_attempt
 from chatlead.reports import DeliveryAttempt, DeliveryItem
 from conftest import ROOT, SECRET, Receiver, hook_env
 
@@ -230,13 +231,13 @@ def _item(status: Literal["pending", "dead"], *attempts: DeliveryAttempt) -> Del
 
 def test_first_attempt_lines() -> None:
     timeout = DeliveryAttempt("t1", None, 15000.0, "timeout")
-    assert _first_attempt(_item("pending"), 30) == (
+    assert first_attempt(_item("pending"), 30) == (
         False,
         "queued, not attempted within 30 s; "
         "is chatlead serve or chatlead worker running on this Redis?",
     )
-    assert _first_attempt(_item("dead", timeout), 30)[1].startswith("failed: timeout (dead;")
-    assert _first_attempt(None, 30) == (False, "the event is gone (erased or expired)")
+    assert first_attempt(_item("dead", timeout), 30)[1].startswith("failed: timeout (dead;")
+    assert first_attempt(None, 30) == (False, "the event is gone (erased or expired)")
 
 
 def test_start_urls_for_any_address() -> None:

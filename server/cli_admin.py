@@ -1,0 +1,280 @@
+"""The operator's commands: report, deliveries, test-event, admin-url.
+
+They run in-process against Redis (the configured one, a running ``chatlead serve``'s
+embedded server, or one started for the command), reading what the admin API reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .config import Settings, load_settings
+from .embedded import redis_for, running_embedded
+from .errors import ChatleadError
+from .sites import Site, load_sites, no_site_message
+
+__all__ = [
+    "TEST_EVENT_WAIT_S",
+    "add_admin_commands",
+    "admin",
+    "admin_url",
+    "base_url",
+    "first_attempt",
+]
+
+TEST_EVENT_WAIT_S = 30.0
+
+
+def add_admin_commands(commands: Any) -> None:
+    """The CLI side of the admin API: reports, the delivery log, test events."""
+    report = commands.add_parser("report", help="reports (as GET /api/reports/...)")
+    kinds = report.add_subparsers(dest="report", required=True)
+    abandoned = kinds.add_parser("abandoned", help="abandoned leads with totals and drop-off")
+    abandoned.add_argument("--since", default=None, help="ISO date/time or 24h, 7d (default 30d)")
+    abandoned.add_argument("--until", default=None, help="ISO date/time or relative (default now)")
+    abandoned.add_argument("--site", default=None, help="one site (default all)")
+    abandoned.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    abandoned.add_argument("--limit", type=int, default=None, help="rows (table: default 50)")
+    deliveries = commands.add_parser("deliveries", help="the delivery log")
+    actions = deliveries.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="newest first")
+    listing.add_argument("--status", choices=("pending", "delivered", "dead"), default=None)
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--format", choices=("table", "json"), default="table")
+    replay = actions.add_parser("replay", help="deliver a delivered or dead event again")
+    replay.add_argument("id", help="event id (evt_...)")
+    test_event = commands.add_parser(
+        "test-event", help="send a sample lead to a site's CRM and show the first attempt"
+    )
+    test_event.add_argument("site")
+    test_event.add_argument(
+        "--wait",
+        type=float,
+        default=TEST_EVENT_WAIT_S,
+        help=f"seconds to wait for the first attempt (default {TEST_EVENT_WAIT_S:g})",
+    )
+
+
+def base_url(host: str, port: int) -> str:
+    """The server's address as a browser on this machine reaches it."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+async def login_code(settings: Settings) -> str:
+    """A new single-use login code, on the Redis of ``settings`` (which has a URL)."""
+    from .auth import Credentials
+    from .store import connect_redis
+
+    assert settings.redis_url is not None
+    client = connect_redis(settings.redis_url)
+    try:
+        return await Credentials(client, settings.admin_token).new_code()
+    finally:
+        await client.aclose()
+
+
+def admin_url(args: argparse.Namespace) -> int:
+    """Print a sign-in link with a new login code (as ``chatlead serve`` does at start)."""
+    from .auth import login_url
+
+    settings = load_settings()
+    if settings.redis_url is None:
+        url = running_embedded(settings)
+        if url is None:
+            raise ChatleadError(
+                f"no chatlead serve is running on the embedded server in "
+                f"{settings.data_dir.resolve()} and CHATLEAD_REDIS_URL is not set"
+            )
+        settings = settings.model_copy(update={"redis_url": url})
+    code = asyncio.run(login_code(settings))
+    print(login_url(args.base or base_url(settings.host, settings.port), code))
+    return 0
+
+
+def admin(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    sites = load_sites(settings)
+    site_id = getattr(args, "site", None)  # report --site, test-event <site>
+    if site_id is not None and site_id not in sites:
+        raise ChatleadError(no_site_message(site_id, sites))
+    if settings.redis_url is None and (url := running_embedded(settings)):
+        settings = settings.model_copy(update={"redis_url": url})
+    # still no URL: no chatlead serve holds the embedded server, so nothing delivers
+    delivering = settings.redis_url is not None
+    with redis_for(settings) as ready:
+        return asyncio.run(_admin_command(ready, sites, args, delivering=delivering))
+
+
+async def _admin_command(
+    settings: Settings, sites: dict[str, Site], args: Any, *, delivering: bool
+) -> int:
+    from .app import open_store
+    from .runtime import Runtime
+
+    store = await open_store(settings)
+    try:
+        runtime = Runtime(settings, sites, store)
+        if args.command == "report":
+            return await _report(runtime, args)
+        if args.command == "test-event":
+            wait = args.wait if delivering else 0.0
+            return await _test_event(runtime, args.site, wait)
+        if args.action == "replay":
+            return await _replay(runtime, args.id)
+        return await _deliveries(runtime, args)
+    finally:
+        await store.aclose()
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = [headers, ["-" * w for w in widths], *rows]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+
+
+async def _report(runtime: Any, args: Any) -> int:
+    from pydantic import TypeAdapter
+
+    from . import reports
+    from .api import Reader
+
+    reader = Reader(runtime)
+    sites = reader.sites(args.site)
+    period = reports.parse_period(args.since, args.until, await reader.now_ms())
+    if args.format == "table":
+        return await _report_table(reader, sites, period, args.limit or 50)
+    out = sys.stdout
+    rows = _at_most(reader.abandoned_chunks(sites, period), args.limit)
+    if args.format == "csv":
+        out.write(next(reports.csv_lines(())))
+        async for chunk in rows:
+            out.write("".join(reports.csv_lines([chunk], header=False)))
+        return 0
+    summary = TypeAdapter(reports.Summary).dump_json(await reader.summary(sites, period))
+    since, until = reports.iso_ms(period.since_ms), reports.iso_ms(period.until_ms)
+    out.write(f'{{"site": {json.dumps(args.site)}, "since": "{since}", "until": "{until}", ')
+    out.write(f'"summary": {summary.decode()}, "items": [')
+    row_json, separator = TypeAdapter(reports.AbandonedRow), ""
+    async for chunk in rows:
+        for values in chunk:
+            row = reports.AbandonedRow(*values)
+            out.write(separator + row_json.dump_json(row).decode())
+            separator = ","
+    out.write("]}\n")
+    return 0
+
+
+async def _at_most(chunks: AsyncIterator[list[Any]], limit: int | None) -> AsyncIterator[list[Any]]:
+    left = limit
+    async for chunk in chunks:
+        if left is not None:
+            chunk, left = chunk[:left], left - len(chunk[:left])
+        if chunk:
+            yield chunk
+        if left == 0:
+            return
+
+
+async def _report_table(reader: Any, sites: list[Site], period: Any, limit: int) -> int:
+    s = await reader.summary(sites, period)
+    print(
+        f"{s.first_day} .. {s.last_day}: {s.started} started, {s.completed} completed, "
+        f"{s.abandoned} abandoned ({s.abandonment_rate:.1%}), {s.recovered} recovered"
+    )
+    print("drop-off (stopped/reached): " + ", ".join(
+        f"{d.step} {d.stopped}/{d.reached}" for d in s.drop_off
+    ) + "\n")  # fmt: skip
+    rows, _ = await reader.abandoned_page(sites, period, None, max(1, min(limit, 1000)))
+    headers = ["abandoned_at", "site", "step", "name", "email", "phone", "delivery", "session"]
+    cells = [
+        [r.abandoned_at[:16], r.site, r.step, r.name or "", r.email or "", r.phone or "",
+         r.delivery, r.session_id]
+        for r in rows
+    ]  # fmt: skip
+    print(_table(headers, cells))
+    return 0
+
+
+async def _deliveries(runtime: Any, args: Any) -> int:
+    from pydantic import TypeAdapter
+
+    from .api import Reader
+    from .reports import DeliveryItem
+
+    items, _ = await Reader(runtime).deliveries(args.status, None, max(1, min(args.limit, 1000)))
+    if args.format == "json":
+        sys.stdout.write(TypeAdapter(list[DeliveryItem]).dump_json(items).decode() + "\n")
+        return 0
+    cells = [
+        [d.created_at[:19], d.status, d.event, d.site, str(len(d.attempts)),
+         (d.attempts[-1].error or str(d.attempts[-1].status_code or "ok")) if d.attempts else "",
+         d.id]
+        for d in items
+    ]  # fmt: skip
+    headers = ["created_at", "status", "event", "site", "tries", "last", "id"]
+    sys.stdout.write(_table(headers, cells) + "\n")
+    return 0
+
+
+async def _replay(runtime: Any, event_id: str) -> int:
+    from .api import replay
+
+    outcome = await replay(runtime, event_id)
+    messages = {
+        "ok": f"{event_id}: queued for delivery again",
+        "pending": f"{event_id}: already waiting for delivery",
+        "missing": f"{event_id}: no such event",
+    }
+    print(messages[outcome], file=sys.stdout if outcome == "ok" else sys.stderr)
+    return 0 if outcome == "ok" else 1
+
+
+async def _test_event(runtime: Any, site_id: str, wait_s: float) -> int:
+    """Queue a sample lead and report its first delivery attempt (0: it was delivered)."""
+    from .api import Reader, send_test_event
+
+    event_id = await send_test_event(runtime, site_id)
+    reader, deadline = Reader(runtime), time.monotonic() + wait_s
+    item = await reader.delivery(event_id)
+    while item is not None and item.status == "pending" and not item.attempts:
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.1)
+        item = await reader.delivery(event_id)
+    delivered, line = first_attempt(item, wait_s)
+    print(f"{event_id}: {line}", file=sys.stdout if delivered else sys.stderr)
+    return 0 if delivered else 1
+
+
+def first_attempt(item: Any, waited_s: float) -> tuple[bool, str]:
+    """Whether a test event was delivered, and one line saying how its first attempt went."""
+    if item is None:
+        return False, "the event is gone (erased or expired)"
+    last = item.attempts[-1] if item.attempts else None
+    if item.status == "delivered":
+        if last is None or last.status_code is None:
+            return True, "delivered to the inbox (/admin/inbox)"
+        return True, f"delivered: HTTP {last.status_code} in {last.latency_ms or 0:.0f} ms"
+    if last is None:
+        if not waited_s:
+            return (
+                False,
+                "queued; no chatlead serve is running to deliver it (it will when one starts)",
+            )
+        return False, (
+            f"queued, not attempted within {waited_s:g} s; "
+            "is chatlead serve or chatlead worker running on this Redis?"
+        )
+    why = last.error or f"HTTP {last.status_code}"
+    if item.status == "dead":
+        return False, f"failed: {why} (dead; fix it, then chatlead deliveries replay {item.id})"
+    return False, f"failed: {why}; will retry at {item.next_attempt_at}"

@@ -5,7 +5,7 @@ Between the bare ``websockets`` echo and chatlead, two steps that split the cost
 * ``asgi``: the same uvicorn + starlette WebSocket stack chatlead runs on (uvloop,
   compression off), answering each frame with an ack after ``json.loads``;
 * ``asgi-redis``: the same, plus one ``EVALSHA`` per frame through chatlead's own
-  Redis client (``server.store.connect_redis``, the blocking pool) with the key and
+  Redis client (``chatlead.redis_client.connect_redis``, the blocking pool) with the key and
   argument shape of the visitor script, but a script that only reads the clock;
 * ``asgi-redis-batched``: the same calls, but those issued during one event-loop
   tick go out as one pipeline (``redis_call_bench.Batched``): what coalescing the
@@ -34,7 +34,7 @@ KEYS.append("bench:{0}:deadlines")
 
 
 def _script_call(redis_url: str, batched: bool) -> Any:
-    from chatlead.store import connect_redis
+    from chatlead.redis_client import connect_redis
 
     redis = connect_redis(redis_url)
     script = redis.register_script(SCRIPT)

@@ -25,8 +25,9 @@ from pathlib import Path
 import httpx
 from chatlead import keys
 from chatlead.delivery import CONCURRENCY, Deliverer
+from chatlead.redis_client import connect_redis
 from chatlead.sites import Site, Webhook
-from chatlead.store import Store, connect_redis
+from chatlead.store import Store
 
 HERE = Path(__file__).resolve().parent
 

@@ -4,12 +4,12 @@ chatlead makes one script call per visitor event. This measures what that call c
 the *server process* (CPU µs per call, ``time.process_time``), with ``--concurrency``
 coroutines calling at once as the WebSocket connections do, for:
 
-* ``script``: ``AsyncScript.__call__`` on ``server.store.connect_redis`` (the path of
+* ``script``: ``AsyncScript.__call__`` on ``chatlead.redis_client.connect_redis`` (the path of
   ``Store._call``, and of visitor events before they were coalesced);
 * ``evalsha``: ``redis.evalsha(sha, n, *keys, *args)`` on the same client;
 * ``batched``: calls issued in the same event-loop tick are sent as one pipeline
   (``transaction=False``) over one connection: one write and one read per batch, as
-  ``server.store.Coalescer`` does for visitor events.
+  ``chatlead.scripts.Coalescer`` does for visitor events.
 
 The script only reads the clock, with the key/argument shape of ``visitor.lua``, so
 Redis' own work is negligible and the numbers are the client's::
@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from chatlead.store import connect_redis
+from chatlead.redis_client import connect_redis
 
 __all__ = ["Batched", "main"]
 

@@ -44,6 +44,7 @@ from .keys import EVENT_ID
 from .openapi import openapi_json
 from .outbox import Outbox
 from .protocol import iso_ms
+from .redis_client import REDIS_ERRORS
 from .reports import (
     AbandonedReport,
     AbandonedRow,
@@ -57,8 +58,8 @@ from .reports import (
     Summary,
 )
 from .runtime import Runtime
+from .scripts import run_each
 from .sites import Site
-from .store import REDIS_ERRORS, run_each
 
 __all__ = [
     "SESSION_ID",

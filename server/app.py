@@ -26,10 +26,11 @@ from .config import Settings, load_settings
 from .delivery import Deliverer
 from .errors import ConfigError
 from .loops import Loop, forever
+from .redis_client import connect_redis
 from .resp import Pipe
 from .runtime import Runtime
 from .sites import Site, load_sites
-from .store import Store, connect_redis
+from .store import Store
 from .sweeper import Sweeper
 from .ws import WidgetSocket
 

@@ -55,7 +55,7 @@ from starlette.responses import Response
 from . import keys, logs
 from .errors import StoreError
 from .limits import client_network
-from .store import REDIS_ERRORS
+from .redis_client import REDIS_ERRORS
 
 __all__ = [
     "COOKIE",

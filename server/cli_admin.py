@@ -70,7 +70,7 @@ def base_url(host: str, port: int) -> str:
 async def login_code(settings: Settings) -> str:
     """A new single-use login code, on the Redis of ``settings`` (which has a URL)."""
     from .auth import Credentials
-    from .store import connect_redis
+    from .redis_client import connect_redis
 
     assert settings.redis_url is not None
     client = connect_redis(settings.redis_url)

@@ -32,8 +32,8 @@ from redis.exceptions import ResponseError, WatchError
 
 from . import keys
 from .errors import StoreError
+from .redis_client import REDIS_ERRORS, Translated
 from .runtime import Runtime
-from .store import REDIS_ERRORS, Translated
 
 __all__ = ["EraseResult", "erase_session", "rewrite_aof", "scrub_attempt"]
 

@@ -25,7 +25,9 @@ from collections import defaultdict
 
 from . import keys
 from .loops import rest
-from .store import REDIS_ERRORS, Coalescer, Store, Translated
+from .redis_client import REDIS_ERRORS, Translated
+from .scripts import Coalescer
+from .store import Store
 from .units import Rate
 
 __all__ = ["LEASE_MS", "ConnectionSlots", "NewSessions", "client_network"]

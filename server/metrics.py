@@ -34,7 +34,7 @@ from starlette.routing import BaseRoute, Route
 
 from . import auth, keys
 from .protocol import CLIENT_FRAME_TYPES
-from .store import REDIS_ERRORS
+from .redis_client import REDIS_ERRORS
 
 __all__ = [
     "ACK_SECONDS",

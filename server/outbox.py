@@ -14,8 +14,10 @@ from typing import Any
 
 from . import keys
 from .inbox import decode_entry, entry_ms
+from .redis_client import Translated
+from .scripts import run_each
 from .session import SessionRecord
-from .store import HASH, Store, Translated, run_each
+from .store import HASH, Store
 
 __all__ = ["Claim", "EventRecord", "Outbox"]
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from chatlead import keys
-from chatlead.store import Store, connect_redis
+from chatlead.redis_client import connect_redis
+from chatlead.store import Store
 from chatlead.sweeper import Sweeper
 
 from tests.conftest import Receiver, RunningApp, Visitor, wait_for

@@ -24,7 +24,8 @@ import redis
 from chatlead import keys
 from chatlead.errors import StoreMisconfigured
 from chatlead.outbox import Outbox
-from chatlead.store import Store, connect_redis
+from chatlead.redis_client import connect_redis
+from chatlead.store import Store
 from redis.asyncio.cluster import RedisCluster
 
 from tests.conftest import SECRET, Receiver, Visitor, wait_for

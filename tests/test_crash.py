@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from chatlead.store import Store, connect_redis
+from chatlead.redis_client import connect_redis
+from chatlead.store import Store
 
 from tests.conftest import SECRET, Receiver, Visitor, hook_env, wait_for
 from tests.test_abandon import seed_sessions

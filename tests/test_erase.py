@@ -188,7 +188,8 @@ async def test_erase_during_a_delivery_in_flight_leaves_nothing_personal(
 
 async def test_an_erased_event_never_lands_in_the_inbox(redis_url: str) -> None:
     from chatlead.outbox import Outbox
-    from chatlead.store import Store, connect_redis
+    from chatlead.redis_client import connect_redis
+    from chatlead.store import Store
 
     flush_db()
     store = Store(connect_redis(redis_url), 16, 3600)

@@ -13,7 +13,8 @@ import websockets
 from chatlead import keys
 from chatlead.limits import ConnectionSlots
 from chatlead.protocol import CloseCode
-from chatlead.store import Store, connect_redis
+from chatlead.redis_client import connect_redis
+from chatlead.store import Store
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import Visitor, wait_for

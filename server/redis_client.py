@@ -1,0 +1,134 @@
+"""The Redis edge: one client per process, and the one translation of Redis' errors.
+
+:func:`connect_redis` returns a cluster client when the server is a Redis Cluster
+node; every other module reaches Redis through a client made here, and turns its
+errors into :class:`~chatlead.errors.StoreError` with :class:`Translated`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT
+
+from .errors import StoreError, StoreMisconfigured
+
+__all__ = ["POOL_SIZE", "REDIS_ERRORS", "Translated", "connect_redis"]
+
+POOL_SIZE = 50
+REDIS_ERRORS = (RedisError, RedisClusterException)
+"""What the Redis client raises: the cluster client also raises errors outside
+``RedisError`` (e.g. a slot no node serves); translate both at the boundary."""
+
+
+class Translated:
+    """``with Translated("in sweep"):``: a Redis error inside becomes a :class:`StoreError`.
+
+    The one place Redis' errors (redis-py's and the cluster client's) are translated;
+    stateless, so an instance per call site costs nothing on the hot path.
+    """
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        if isinstance(exc, REDIS_ERRORS):
+            raise StoreError(f"Redis error {self.what}: {exc}") from exc
+
+
+def connect_redis(url: str) -> aioredis.Redis | RedisCluster:
+    """A client for ``url``: a cluster client when the server is a Redis Cluster node.
+
+    Both have a short retry policy so an outage surfaces fast, and callers wait for a
+    free connection (the default pools raise past their limit). Asking the server
+    whether it is a cluster is one blocking call, made at start before anything is
+    served; ``unix://`` servers are never asked.
+
+    Raises:
+        StoreError: the server could not be asked (a cluster node also refuses a
+            database other than 0).
+        StoreMisconfigured: a cluster this redis-py cannot serve.
+    """
+    if _is_cluster(url):
+        return _cluster_client(url)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=POOL_SIZE,
+        timeout=5,
+        decode_responses=True,
+        socket_timeout=5,
+        socket_connect_timeout=3,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=30,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
+def _is_cluster(url: str) -> bool:
+    if url.startswith("unix://"):
+        return False
+    probe = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        with Translated("reaching the server"):
+            return str(probe.info("cluster").get("cluster_enabled")) == "1"
+    finally:
+        probe.close()
+
+
+class QueuedRedisCluster(RedisCluster):
+    """A cluster client whose callers wait for a free connection.
+
+    redis-py's cluster client has no blocking pool: past ``max_connections`` to one
+    node a command raises ``MaxConnectionsError`` (300 concurrent script calls lost
+    250 of them). A semaphore of ``POOL_SIZE`` in front of every command queues
+    callers instead, as ``BlockingConnectionPool`` does on one Redis; pipelines and
+    pub/sub (a few at a time) use the per-node headroom above it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._free = asyncio.Semaphore(POOL_SIZE)
+
+    async def execute_command(self, *args: EncodableT, **kwargs: Any) -> Any:
+        async with self._free:
+            # Without a slot map (first use, or dropped after a node error) redis-py
+            # sends a keyed command to a random node; a burst of MOVED replies then
+            # makes it close every connection, in-flight commands included. Load the
+            # map first (a no-op once loaded).
+            await self.initialize()
+            return await super().execute_command(*args, **kwargs)
+
+
+def _cluster_client(url: str) -> RedisCluster:
+    # cross-process notifications subscribe through the cluster client (redis-py 8)
+    if not hasattr(RedisCluster, "pubsub"):
+        raise StoreMisconfigured(
+            f"Redis Cluster needs redis-py 8 or newer (this is {redis.__version__})"
+        )
+    try:
+        return QueuedRedisCluster.from_url(
+            url,
+            decode_responses=True,
+            max_connections=2 * POOL_SIZE,  # per node
+            socket_timeout=5,
+            socket_connect_timeout=3,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+            health_check_interval=30,
+        )
+    except RedisClusterException as exc:
+        raise StoreMisconfigured(f"cannot use this Redis Cluster: {exc}") from exc

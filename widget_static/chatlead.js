@@ -451,7 +451,9 @@ input[aria-invalid=true]{border:2px solid #b3261e}
   const flush = () => st.out.forEach(transmit);
   const retry = (delay) => {
     clearTimeout(timer);
-    if (delay == null) delay = Math.min(30000, 400 * 2 ** tries++);
+    // messages waiting to go out: try at least every 5 s, so they leave soon after the
+    // server is back; otherwise back off up to 30 s
+    if (delay == null) delay = Math.min(st.out.length ? 5000 : 30000, 400 * 2 ** tries++);
     // jitter: 50-100 % of the delay, so many widgets do not return in lockstep
     timer = setTimeout(connect, delay * (0.5 + Math.random() / 2));
   };

@@ -115,13 +115,14 @@ async def readyz(request: Request) -> Response:
 
 
 def _routes() -> list[BaseRoute]:
-    from . import admin, api, widget
+    from . import widget
+    from .admin import routes_api, routes_pages
 
     return [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        *api.routes,
-        *admin.routes,
+        *routes_api.routes,
+        *routes_pages.routes,
         *widget.routes,
         *metrics.routes,
     ]

@@ -179,7 +179,7 @@ def _serve(args: argparse.Namespace) -> int:
         for name, url in _start_urls(settings.host, port):
             log.info("open %s=%s", name, url)
         if settings.admin_token is None:  # the generated token is never shown: a link is
-            from .auth import login_url
+            from .admin.auth import login_url
 
             code = asyncio.run(login_code(ready))
             log.info("open admin_login=%s", login_url(base_url(settings.host, port), code))

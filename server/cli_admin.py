@@ -69,7 +69,7 @@ def base_url(host: str, port: int) -> str:
 
 async def login_code(settings: Settings) -> str:
     """A new single-use login code, on the Redis of ``settings`` (which has a URL)."""
-    from .auth import Credentials
+    from .admin.auth import Credentials
     from .redis_client import connect_redis
 
     assert settings.redis_url is not None
@@ -82,7 +82,7 @@ async def login_code(settings: Settings) -> str:
 
 def admin_url(args: argparse.Namespace) -> int:
     """Print a sign-in link with a new login code (as ``chatlead serve`` does at start)."""
-    from .auth import login_url
+    from .admin.auth import login_url
 
     settings = load_settings()
     if settings.redis_url is None:
@@ -144,29 +144,32 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 async def _report(runtime: Any, args: Any) -> int:
     from pydantic import TypeAdapter
 
-    from . import reports
-    from .api import Reader
+    from .admin.csv import csv_lines
+    from .admin.params import iso_ms, parse_period
+    from .admin.queries import Reader
+    from .admin.rows import AbandonedRow
+    from .admin.summary import Summary
 
     reader = Reader(runtime)
     sites = reader.sites(args.site)
-    period = reports.parse_period(args.since, args.until, await reader.now_ms())
+    period = parse_period(args.since, args.until, await reader.now_ms())
     if args.format == "table":
         return await _report_table(reader, sites, period, args.limit or 50)
     out = sys.stdout
     rows = _at_most(reader.abandoned_chunks(sites, period), args.limit)
     if args.format == "csv":
-        out.write(next(reports.csv_lines(())))
+        out.write(next(csv_lines(())))
         async for chunk in rows:
-            out.write("".join(reports.csv_lines([chunk], header=False)))
+            out.write("".join(csv_lines([chunk], header=False)))
         return 0
-    summary = TypeAdapter(reports.Summary).dump_json(await reader.summary(sites, period))
-    since, until = reports.iso_ms(period.since_ms), reports.iso_ms(period.until_ms)
+    summary = TypeAdapter(Summary).dump_json(await reader.summary(sites, period))
+    since, until = iso_ms(period.since_ms), iso_ms(period.until_ms)
     out.write(f'{{"site": {json.dumps(args.site)}, "since": "{since}", "until": "{until}", ')
     out.write(f'"summary": {summary.decode()}, "items": [')
-    row_json, separator = TypeAdapter(reports.AbandonedRow), ""
+    row_json, separator = TypeAdapter(AbandonedRow), ""
     async for chunk in rows:
         for values in chunk:
-            row = reports.AbandonedRow(*values)
+            row = AbandonedRow(*values)
             out.write(separator + row_json.dump_json(row).decode())
             separator = ","
     out.write("]}\n")
@@ -207,8 +210,8 @@ async def _report_table(reader: Any, sites: list[Site], period: Any, limit: int)
 async def _deliveries(runtime: Any, args: Any) -> int:
     from pydantic import TypeAdapter
 
-    from .api import Reader
-    from .reports import DeliveryItem
+    from .admin.deliveries import DeliveryItem
+    from .admin.queries import Reader
 
     items, _ = await Reader(runtime).deliveries(args.status, None, max(1, min(args.limit, 1000)))
     if args.format == "json":
@@ -226,7 +229,7 @@ async def _deliveries(runtime: Any, args: Any) -> int:
 
 
 async def _replay(runtime: Any, event_id: str) -> int:
-    from .api import replay
+    from .admin.commands import replay
 
     outcome = await replay(runtime, event_id)
     messages = {
@@ -240,7 +243,8 @@ async def _replay(runtime: Any, event_id: str) -> int:
 
 async def _test_event(runtime: Any, site_id: str, wait_s: float) -> int:
     """Queue a sample lead and report its first delivery attempt (0: it was delivered)."""
-    from .api import Reader, send_test_event
+    from .admin.commands import send_test_event
+    from .admin.queries import Reader
 
     event_id = await send_test_event(runtime, site_id)
     reader, deadline = Reader(runtime), time.monotonic() + wait_s

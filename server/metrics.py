@@ -6,7 +6,7 @@ nanoseconds each). With ``serve --workers N`` every worker writes them to files 
 sums all of them. What Redis knows for every process (the outbox depth, the open
 sessions) is read from Redis when scraped; without Redis a scrape answers 503.
 
-``/metrics`` follows the admin API's rules (:func:`server.auth.guard`: Prometheus
+``/metrics`` follows the admin API's rules (:func:`chatlead.admin.access.guard`: Prometheus
 sends ``Authorization: Bearer <admin token>``) unless ``METRICS_PUBLIC=true``.
 """
 
@@ -32,7 +32,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from . import auth, keys
+from . import keys
+from .admin.access import guard
 from .protocol import CLIENT_FRAME_TYPES
 from .redis_client import REDIS_ERRORS
 
@@ -173,7 +174,7 @@ async def _scrape(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-_guarded_scrape = auth.guard(_refuse)(_scrape)
+_guarded_scrape = guard(_refuse)(_scrape)
 
 
 async def metrics(request: Request) -> Response:

@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from . import keys
-from .inbox import decode_entry, entry_ms
 from .redis_client import Translated
 from .scripts import run_each
 from .session import SessionRecord
 from .store import HASH, Store
 
-__all__ = ["Claim", "EventRecord", "Outbox"]
+__all__ = [
+    "UNDATED",
+    "Claim",
+    "EventRecord",
+    "Outbox",
+    "decode_entry",
+    "entry_ms",
+]
 
 # Longer than one attempt can take (15 s request timeout), so a live worker keeps
 # its claim; a killed worker's events are due again this long after the claim.
@@ -56,6 +64,42 @@ def _record(event_id: str, raw: dict[str, str], attempts: list[str]) -> EventRec
         created_ms=int(raw["created"]),
         attempts=[json.loads(a) for a in attempts],
     )
+
+
+UNDATED = 2**62
+"""The time of an inbox entry with no date at all: newer than any (never pruned)."""
+
+
+def decode_entry(raw: str | bytes) -> dict[str, Any] | None:
+    """One inbox list entry, or None when it is not a payload with an event id."""
+    try:
+        item = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+        return None
+    return item
+
+
+def entry_ms(item: Mapping[str, Any]) -> int:
+    """When an inbox entry was delivered (ms): its ``at``, else its last message's time.
+
+    Entries written before ``at`` existed fall back on the transcript; one with
+    neither counts as brand new (it is never pruned by mistake).
+    """
+    at = item.get("at")
+    if isinstance(at, int):
+        return at
+    data = item.get("data")
+    transcript = data.get("transcript") if isinstance(data, dict) else None
+    if isinstance(transcript, list) and transcript and isinstance(transcript[-1], dict):
+        stamp = transcript[-1].get("createdTime")
+        if isinstance(stamp, str):
+            try:
+                return int(datetime.fromisoformat(stamp).timestamp() * 1000)
+            except ValueError:
+                pass
+    return UNDATED
 
 
 class Outbox:

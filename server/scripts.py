@@ -22,9 +22,10 @@ from .resp import Pipe, pack_script_call
 __all__ = ["Coalescer", "run_each", "script_source"]
 
 
-def script_source(name: str) -> str:
+def script_source(name: str, *shared: str) -> str:
+    """``lua/<name>.lua`` after ``_prelude.lua`` and the ``shared`` pieces it calls."""
     lua = resources.files(__package__ or "chatlead") / "lua"
-    return (lua / "_prelude.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+    return "\n".join((lua / f"{part}.lua").read_text() for part in ("_prelude", *shared, name))
 
 
 async def _run_all(

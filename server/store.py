@@ -120,6 +120,8 @@ class Store:
                 "session_rate",
             )
         }
+        for name in ("report_rows", "report_page"):  # the admin reads
+            self._scripts[name] = client.register_script(script_source(name, "_report_row"))
         # the calls many sockets (or deliveries) make at once share a pipeline
         self.fast = fast
         self._visitor = Coalescer(client, self._scripts["visitor"], fast)

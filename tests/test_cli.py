@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from chatlead.admin.deliveries import DeliveryAttempt, DeliveryItem
 from chatlead.cli import _redis_verdict, _start_urls
 from chatlead.cli_admin import first_attempt
-from chatlead.reports import DeliveryAttempt, DeliveryItem
 from conftest import ROOT, SECRET, Receiver, hook_env
 
 

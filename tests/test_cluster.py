@@ -28,6 +28,7 @@ from chatlead.redis_client import connect_redis
 from chatlead.store import Store
 from redis.asyncio.cluster import RedisCluster
 
+from tests.admin.serving import csv_rows, serve, visit, wait_delivery, wait_status
 from tests.conftest import SECRET, Receiver, Visitor, wait_for
 
 pytestmark = pytest.mark.slow
@@ -273,3 +274,29 @@ async def test_store_on_cluster(cluster: Cluster, redis_url: str, rds: RedisClus
         assert await rds.hget(keys.META, "shards") == "16"
     finally:
         await store.redis.aclose()
+
+
+# --- the admin API on the cluster ---------------------------------------------
+
+
+@pytest.mark.slow
+async def test_admin_api_on_a_redis_cluster(cluster: Cluster) -> None:
+    async with serve(redis_url=cluster.url) as on_cluster:
+        ann = await visit(on_cluster, [("name", "Ann"), ("email", "ann@example.com")])
+        ben = await visit(on_cluster, [("name", "Ben")])
+        for sid in (ann, ben):
+            await wait_status(on_cluster, sid, "abandoned")
+        await wait_delivery(on_cluster, f"evt_{ann}_abandoned_1", "delivered")
+        http = on_cluster.http
+        report = (await http.get("/api/reports/abandoned")).json()
+        assert {row["session_id"] for row in report["items"]} == {ann, ben}
+        assert report["summary"]["abandoned"] == 2
+        exported = csv_rows((await http.get("/api/reports/abandoned?format=csv")).text)
+        assert [row["session_id"] for row in exported] == [r["session_id"] for r in report["items"]]
+        assert (await http.get("/api/deliveries")).json()["items"][0]["status"] == "delivered"
+        assert (await http.post(f"/api/deliveries/evt_{ann}_abandoned_1/replay")).status_code == 202
+        assert (await http.post("/api/sites/default/test-event")).status_code == 202
+        erased = await http.delete(f"/api/sessions/{ann}")
+        assert erased.status_code == 200 and erased.json()["found"] is True
+        assert (await http.get(f"/api/sessions/{ann}")).status_code == 404
+        assert (await http.get("/admin")).status_code == 200

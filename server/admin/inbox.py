@@ -3,7 +3,7 @@
 The inbox is a Redis list of delivered leads (``{"id", "type", "site", "data", "at"}``,
 newest first, kept for the retention), a short list of test events apart from it
 (capped, so no flood of test events can push a real lead out; see
-:meth:`server.outbox.Outbox.push_inbox`), and a sorted
+:meth:`..outbox.Outbox.push_inbox`), and a sorted
 set of the event ids an owner marked handled. The admin API reads the list a chunk
 at a time and feeds it to an :class:`InboxSelection`, which keeps the newest entry
 of each session (a lead abandoned and later completed is one lead), filters it and
@@ -15,14 +15,13 @@ abandonment) its newer event is new again.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Literal
 
-from .reports import QueryError, iso_ms
+from ..outbox import entry_ms
+from .params import QueryError, iso_ms
 
 __all__ = [
     "CONTACT_FIELDS",
@@ -31,8 +30,6 @@ __all__ = [
     "InboxRow",
     "InboxSelection",
     "MarkResult",
-    "decode_entry",
-    "entry_ms",
     "inbox_row",
     "merge_newest",
     "need_fields",
@@ -42,8 +39,6 @@ __all__ = [
 CONTACT_FIELDS = ("name", "email", "phone", "company")
 """Lead fields shown in their own columns; the other asked fields say what the visitor needs."""
 MAX_QUERY = 100
-UNDATED = 2**62
-"""The time of an entry with no date at all: newer than any (never pruned)."""
 Kind = Literal["leads", "tests", "all"]
 Status = Literal["new", "handled"]
 
@@ -86,38 +81,6 @@ class MarkResult:
 def need_fields(flow_fields: Sequence[str]) -> tuple[str, ...]:
     """The asked fields that say what a visitor needs (every non-contact step)."""
     return tuple(name for name in flow_fields if name not in CONTACT_FIELDS) or ("message",)
-
-
-def decode_entry(raw: str | bytes) -> dict[str, Any] | None:
-    """One inbox list entry, or None when it is not a payload with an event id."""
-    try:
-        item = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-        return None
-    return item
-
-
-def entry_ms(item: Mapping[str, Any]) -> int:
-    """When an inbox entry was delivered (ms): its ``at``, else its last message's time.
-
-    Entries written before ``at`` existed fall back on the transcript; one with
-    neither counts as brand new (it is never pruned by mistake).
-    """
-    at = item.get("at")
-    if isinstance(at, int):
-        return at
-    data = item.get("data")
-    transcript = data.get("transcript") if isinstance(data, dict) else None
-    if isinstance(transcript, list) and transcript and isinstance(transcript[-1], dict):
-        stamp = transcript[-1].get("createdTime")
-        if isinstance(stamp, str):
-            try:
-                return int(datetime.fromisoformat(stamp).timestamp() * 1000)
-            except ValueError:
-                pass
-    return UNDATED
 
 
 def merge_newest(

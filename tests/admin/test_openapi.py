@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+from chatlead.admin.openapi import document
 from chatlead.app import create_app
 from chatlead.config import Settings
-from chatlead.openapi import document
 from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate
 from schemathesis import GenerationMode
@@ -24,7 +24,8 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from test_api import REDIS_URL, TOKEN, flush_db
+
+from tests.admin.serving import REDIS_URL, TOKEN, flush_db
 
 
 def test_document_is_valid_openapi() -> None:

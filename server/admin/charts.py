@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import pygal
 from pygal.style import Style
 
-from .reports import DayCount, StepDropOff
+from .summary import DayCount, StepDropOff
 
 __all__ = ["COLORS", "count_ticks", "daily_chart", "drop_off_chart"]
 

@@ -11,34 +11,29 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from chatlead.inbox import (
+from chatlead.admin.csv import CSV_HEADER, csv_lines, csv_record, safe_cell
+from chatlead.admin.deliveries import delivery_item
+from chatlead.admin.inbox import (
     InboxQuery,
     InboxSelection,
-    decode_entry,
     inbox_row,
     need_fields,
     parse_inbox_query,
 )
-from chatlead.protocol import iso_ms as protocol_iso_ms
-from chatlead.reports import (
-    CSV_HEADER,
+from chatlead.admin.params import (
     DAY_MS,
     MAX_DAYS,
     QueryError,
-    abandoned_row,
-    csv_lines,
-    csv_record,
     decode_cursor,
-    delivery_item,
     encode_cursor,
     iso_ms,
     parse_limit,
     parse_period,
-    row_values,
-    safe_cell,
-    session_row,
-    summarize,
 )
+from chatlead.admin.rows import abandoned_row, row_values, session_row
+from chatlead.admin.summary import summarize
+from chatlead.outbox import decode_entry
+from chatlead.protocol import iso_ms as protocol_iso_ms
 from chatlead.sites import FlowStep, Site
 from hypothesis import given
 from hypothesis import strategies as st

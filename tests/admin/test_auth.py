@@ -19,9 +19,11 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from chatlead import auth, keys
+from chatlead import keys
+from chatlead.admin import auth
 from chatlead.app import BODY_MAX, FORM_BODY_MAX, body_cap
-from conftest import ROOT, OwnRedis, admin_headers, admin_url, free_port
+
+from tests.conftest import ROOT, OwnRedis, admin_headers, admin_url, free_port
 
 TOKEN = "auth-test-admin-token-0123456789"
 BEARER = {"authorization": f"Bearer {TOKEN}"}

@@ -23,18 +23,19 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytest_asyncio
 import redis
+from chatlead.admin.seed import seed
 from chatlead.sites import FlowStep, Site
-from conftest import admin_headers, admin_url
-from test_api import (
+
+from tests.admin.serving import (
     TOKEN,
     Served,
     eventually,
-    seed_module,
     serve,
     visit,
     wait_delivery,
     wait_status,
 )
+from tests.conftest import admin_headers, admin_url
 
 playwright = pytest.importorskip("playwright.async_api")
 axe_module = pytest.importorskip("axe_playwright_python.async_playwright")
@@ -348,7 +349,7 @@ SCREENS = {"desktop": (1440, 900), "phone": (390, 844)}
 async def _seed_showcase(served: Served) -> str:
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
-        seed_module().seed(client, abandoned=240, completed=130, sites=["default", "acme"])
+        seed(client, abandoned=240, completed=130, sites=["default", "acme"])
     finally:
         client.close()
     answers = [*LEAK[:2], ("service", "Leak"), LEAK[3]]

@@ -11,15 +11,13 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import test_api
-from chatlead import auth, charts
-from chatlead.reports import DayCount, StepDropOff
+from chatlead.admin import auth, charts
+from chatlead.admin.seed import seed
+from chatlead.admin.summary import DayCount, StepDropOff
 from markupsafe import escape
-from test_api import TOKEN, Served, eventually, seed_module, visit, wait_delivery, wait_status
 
-shared_server = test_api.shared_server
-served = test_api.served
-sync_redis = test_api.sync_redis
+from tests.admin.serving import TOKEN, Served, eventually, visit, wait_delivery, wait_status
+
 on_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -99,7 +97,7 @@ def test_chart_axes_count_in_whole_numbers() -> None:
 
 @on_module_loop
 async def test_dashboard_shows_the_api_numbers(served: Served, sync_redis: redis.Redis) -> None:
-    seed_module().seed(sync_redis, abandoned=120, completed=60, sites=["default"])
+    seed(sync_redis, abandoned=120, completed=60, sites=["default"])
     report = (await served.http.get("/api/reports/abandoned", params={"since": "7d"})).json()
     summary = report["summary"]
     page = await served.http.get("/admin", params={"since": "7d"})

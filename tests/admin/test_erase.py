@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 import redis
-import test_api
 from chatlead import keys
-from chatlead.erase import scrub_attempt
+from chatlead.admin.erase import scrub_attempt
 from chatlead.sites import Site, Webhook
-from fakes import Answer, FakeServer, Seen
-from test_api import (
+
+from tests.admin.serving import (
     Served,
     eventually,
     flush_db,
@@ -29,8 +28,8 @@ from test_api import (
     wait_delivery,
     wait_status,
 )
+from tests.fakes import Answer, FakeServer, Seen
 
-sync_redis = test_api.sync_redis
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 NAME = "Erin Erasmus"
@@ -314,7 +313,3 @@ async def test_erase_reports_what_it_did(served: Served, sync_redis: redis.Redis
     aof_on = int(sync_redis.info("persistence")["aof_enabled"]) == 1
     assert body["aof_rewrite"] != "off" if aof_on else body["aof_rewrite"] == "off"
     assert (await served.http.get(f"/api/sessions/{sid}")).status_code == 404
-
-
-shared_server = test_api.shared_server
-served = test_api.served

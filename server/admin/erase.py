@@ -30,10 +30,10 @@ from typing import Any
 
 from redis.exceptions import ResponseError, WatchError
 
-from . import keys
-from .errors import StoreError
-from .redis_client import REDIS_ERRORS, Translated
-from .runtime import Runtime
+from .. import keys
+from ..errors import StoreError
+from ..redis_client import REDIS_ERRORS, Translated
+from ..runtime import Runtime
 
 __all__ = ["EraseResult", "erase_session", "rewrite_aof", "scrub_attempt"]
 

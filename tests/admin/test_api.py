@@ -2,230 +2,44 @@
 ``CHATLEAD_API_TEST_DB``, default 14),
 sessions driven over the real WebSocket protocol and abandoned by a 1 s idle timeout.
 
-The fixtures and helpers at the top are shared with the other admin test modules.
+The server and the helpers are in ``tests/admin/serving.py``, the fixtures in
+``tests/admin/conftest.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import csv
-import importlib.util
-import io
 import json
 import os
-import socket
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 import redis
-import uvicorn
-import websockets
-from chatlead.app import create_app
-from chatlead.config import Settings
-from chatlead.reports import CSV_HEADER
-from chatlead.sites import Site
-from conftest import admin_headers
+import redis.asyncio
+from chatlead.admin.inbox import merge_newest
+from chatlead.admin.index_merge import IndexMerge
+from chatlead.admin.seed import seed
+from chatlead.outbox import UNDATED, entry_ms
+from chatlead.store import Store
+
+from tests.admin.serving import (
+    REDIS_URL,
+    TOKEN,
+    Served,
+    come_back,
+    csv_rows,
+    eventually,
+    flush_db,
+    serve,
+    visit,
+    wait_delivery,
+    wait_status,
+)
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('CHATLEAD_API_TEST_DB', '14')}"
-TOKEN = "test-admin-token-0123456789"
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class Served:
-    """A running chatlead server and a client for it."""
-
-    url: str
-    http: httpx.AsyncClient
-    settings: Settings
-
-    @property
-    def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://") + "/ws"
-
-
-def flush_db() -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
-@contextlib.asynccontextmanager
-async def serve(
-    *,
-    token: str | None = TOKEN,
-    sites: dict[str, Site] | None = None,
-    redis_url: str = REDIS_URL,
-    host: str = "127.0.0.1",
-    **settings: Any,
-) -> AsyncIterator[Served]:
-    """Run the real app under uvicorn on a free port of ``host``."""
-    config = Settings(
-        redis_url=redis_url, idle_timeout=1.0, admin_token=token, host=host, **settings
-    )
-    app = create_app(config, sites)
-    server = uvicorn.Server(
-        uvicorn.Config(app, lifespan="on", log_level="warning", ws_per_message_deflate=False)
-    )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    port = sock.getsockname()[1]
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if task.done() or time.monotonic() > deadline:
-            task.result()
-            raise RuntimeError("server did not start")
-        await asyncio.sleep(0.01)
-    url = f"http://127.0.0.1:{port}"
-    headers = {"authorization": f"Bearer {token}"} if token else admin_headers(redis_url)
-    try:
-        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
-            yield Served(url, http, config)
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared_server() -> AsyncIterator[Served]:
-    """One server per test module (starting one costs about a second)."""
-    flush_db()
-    async with serve() as running:
-        yield running
-
-
-@pytest.fixture
-def served(shared_server: Served) -> Served:
-    """The module's server over an empty database."""
-    flush_db()
-    return shared_server
-
-
-async def visit(
-    served: Served,
-    answers: list[tuple[str, str]],
-    *,
-    site: str = "default",
-    texts: tuple[str, ...] = (),
-    submit: bool = False,
-    page: str = "https://shop.example/pricing?utm_source=ads",
-) -> str:
-    """One visitor: hello, then ``field`` answers (and free ``message`` texts); returns the id."""
-    async with websockets.connect(served.ws_url, origin=served.url) as ws:
-        hello = {"type": "hello", "site": site, "page": {"url": page}}
-        await ws.send(json.dumps(hello))
-        welcome = json.loads(await ws.recv())
-        assert welcome["type"] == "welcome", welcome
-        frames: list[dict[str, Any]] = [
-            {"type": "field", "id": f"f{n}", "name": name, "value": value}
-            for n, (name, value) in enumerate(answers)
-        ]
-        frames += [{"type": "message", "id": f"m{n}", "text": t} for n, t in enumerate(texts)]
-        if submit:
-            frames.append({"type": "submit", "id": "s"})
-        for frame in frames:
-            await ws.send(json.dumps(frame))
-            while True:
-                reply = json.loads(await ws.recv())
-                if reply["type"] == "ack" and reply["id"] == frame["id"]:
-                    break
-                assert reply["type"] != "error", reply
-        RESUME_TOKENS[welcome["session_id"]] = welcome["resume_token"]
-        return str(welcome["session_id"])
-
-
-RESUME_TOKENS: dict[str, str] = {}
-"""Resume token of every session :func:`visit` started, by session id."""
-
-
-async def come_back(served: Served, session_id: str, text: str) -> dict[str, Any]:
-    """The visitor resumes the session and writes again; returns the ``welcome``."""
-    async with websockets.connect(served.ws_url, origin=served.url) as ws:
-        hello = {
-            "type": "hello",
-            "site": "default",
-            "session_id": session_id,
-            "resume_token": RESUME_TOKENS[session_id],
-        }
-        await ws.send(json.dumps(hello))
-        welcome: dict[str, Any] = json.loads(await ws.recv())
-        await ws.send(json.dumps({"type": "message", "id": "back", "text": text}))
-        while (reply := json.loads(await ws.recv()))["type"] != "ack":
-            assert reply["type"] != "error", reply
-        return welcome
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = 10, what: str = "condition"
-) -> Any:
-    """Poll ``check`` until it returns something truthy (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def wait_status(served: Served, session_id: str, status: str) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        answer = await served.http.get(f"/api/sessions/{session_id}")
-        body: dict[str, Any] = answer.json()
-        return body if answer.status_code == 200 and body["status"] == status else None
-
-    return await eventually(check, what=f"session {session_id} {status}")  # type: ignore[no-any-return]
-
-
-async def wait_delivery(served: Served, event_id: str, status: str) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        answer = await served.http.get(f"/api/deliveries/{event_id}")
-        body: dict[str, Any] = answer.json()
-        return body if answer.status_code == 200 and body["status"] == status else None
-
-    return await eventually(check, what=f"{event_id} {status}")  # type: ignore[no-any-return]
-
-
-def seed_module() -> Any:
-    """``benchmarks/seed_abandoned.py`` (writes sessions the way the scripts do)."""
-    spec = importlib.util.spec_from_file_location(
-        "seed_abandoned", ROOT / "benchmarks" / "seed_abandoned.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def sync_redis() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    yield client
-    client.close()
-
-
-def csv_rows(text: str) -> list[dict[str, str]]:
-    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
-    assert reader.fieldnames == list(CSV_HEADER)
-    return list(reader)
-
 
 # --- the abandoned-lead report ----------------------------------------------------
 
@@ -300,7 +114,7 @@ async def test_csv_export_is_spreadsheet_safe(served: Served) -> None:
 
 
 async def test_pages_cover_every_row_once_in_order(served: Served, sync_redis: redis.Redis) -> None:
-    seeded = seed_module().seed(sync_redis, abandoned=230, completed=20, sites=["default"])
+    seeded = seed(sync_redis, abandoned=230, completed=20, sites=["default"])
     assert seeded.abandoned == 230
     seen: list[str] = []
     stamps: list[str] = []
@@ -490,20 +304,8 @@ async def test_inbox_one_row_per_lead_with_marks_search_and_pages(served: Served
 
 async def visit_answer(served: Served, session_id: str, name: str, value: str) -> None:
     """The visitor of ``session_id`` answers one more field."""
-    async with websockets.connect(served.ws_url, origin=served.url) as ws:
-        hello = {
-            "type": "hello",
-            "site": "default",
-            "session_id": session_id,
-            "resume_token": RESUME_TOKENS[session_id],
-        }
-        await ws.send(json.dumps(hello))
-        json.loads(await ws.recv())
-        await ws.send(
-            json.dumps({"type": "field", "id": f"late-{name}", "name": name, "value": value})
-        )
-        while (reply := json.loads(await ws.recv()))["type"] != "ack":
-            assert reply["type"] != "error", reply
+    field = {"type": "field", "id": f"late-{name}", "name": name, "value": value}
+    await come_back(served, session_id, "", frame=field)
 
 
 # --- deliveries -----------------------------------------------------------------
@@ -557,7 +359,7 @@ async def test_delivery_log_replay_and_test_event(served: Served) -> None:
 async def test_replaying_a_pending_event_is_a_conflict(
     served: Served, sync_redis: redis.Redis
 ) -> None:
-    seed_module().seed(sync_redis, abandoned=40, completed=0, sites=["default"], rng_seed=3)
+    seed(sync_redis, abandoned=40, completed=0, sites=["default"], rng_seed=3)
     pending = (await served.http.get("/api/deliveries?status=pending")).json()["items"]
     assert pending, "the seed leaves some events pending"
     assert all(item["status"] == "pending" for item in pending)
@@ -566,7 +368,7 @@ async def test_replaying_a_pending_event_is_a_conflict(
 
 
 async def test_delivery_pages_follow_the_cursor(served: Served, sync_redis: redis.Redis) -> None:
-    seeded = seed_module().seed(sync_redis, abandoned=300, completed=0, sites=["default"])
+    seeded = seed(sync_redis, abandoned=300, completed=0, sites=["default"])
     ids: list[str] = []
     cursor = None
     while True:
@@ -658,7 +460,7 @@ async def _cli(*args: str) -> tuple[int, str, str]:
 
 
 async def test_cli_report_and_deliveries(served: Served, sync_redis: redis.Redis) -> None:
-    seed_module().seed(sync_redis, abandoned=60, completed=10, sites=["default"])
+    seed(sync_redis, abandoned=60, completed=10, sites=["default"])
     api_rows = (await served.http.get("/api/reports/abandoned", params={"limit": 1000})).json()
     code, out, _ = await _cli("report", "abandoned", "--since", "30d", "--format", "csv")
     assert code == 0
@@ -683,9 +485,8 @@ async def test_cli_report_and_deliveries(served: Served, sync_redis: redis.Redis
 
 
 async def test_index_merge_orders_ties_and_resumes_exactly() -> None:
-    from chatlead.api import IndexMerge
-
     client = redis.asyncio.Redis.from_url(REDIS_URL, decode_responses=True)
+    store = Store(client, shards=5, retention_s=3600)
     try:
         await client.flushdb()
         expected: list[tuple[int, str, str]] = []
@@ -698,7 +499,7 @@ async def test_index_merge_orders_ties_and_resumes_exactly() -> None:
         expected.sort(reverse=True)
         sources = [(f"chatlead:{{{n}}}:idx:test", f"chatlead:{{{n}}}:idx:test") for n in range(5)]
 
-        merge = IndexMerge(client, sources, float("-inf"), float("inf"), page=10)
+        merge = IndexMerge(store, sources, float("-inf"), float("inf"), page=10)
         got: list[tuple[int, str, str]] = []
         while batch := await merge.take(33):
             got += [entry[:3] for entry in batch]
@@ -707,7 +508,7 @@ async def test_index_merge_orders_ties_and_resumes_exactly() -> None:
         resumed: list[tuple[int, str, str]] = []
         cursor: tuple[int, str] | None = None
         while True:
-            merge = IndexMerge(client, sources, 1001, 1004, page=7)
+            merge = IndexMerge(store, sources, 1001, 1004, page=7)
             if cursor:
                 await merge.start_after(*cursor)
             batch = [entry[:3] for entry in await merge.take(25)]
@@ -721,46 +522,10 @@ async def test_index_merge_orders_ties_and_resumes_exactly() -> None:
         await client.aclose()
 
 
-# --- Redis Cluster ----------------------------------------------------
-
-try:  # the three-primary cluster the core's cluster tests start
-    from test_cluster import cluster  # noqa: F401 - fixture
-except ImportError:  # pragma: no cover - run outside the repository's test layout
-
-    @pytest.fixture
-    def cluster() -> Any:
-        pytest.skip("needs the cluster fixture of tests/test_cluster.py")
-
-
-@pytest.mark.slow
-async def test_admin_api_on_a_redis_cluster(cluster: Any) -> None:  # noqa: F811
-    async with serve(redis_url=cluster.url) as on_cluster:
-        ann = await visit(on_cluster, [("name", "Ann"), ("email", "ann@example.com")])
-        ben = await visit(on_cluster, [("name", "Ben")])
-        for sid in (ann, ben):
-            await wait_status(on_cluster, sid, "abandoned")
-        await wait_delivery(on_cluster, f"evt_{ann}_abandoned_1", "delivered")
-        http = on_cluster.http
-        report = (await http.get("/api/reports/abandoned")).json()
-        assert {row["session_id"] for row in report["items"]} == {ann, ben}
-        assert report["summary"]["abandoned"] == 2
-        exported = csv_rows((await http.get("/api/reports/abandoned?format=csv")).text)
-        assert [row["session_id"] for row in exported] == [r["session_id"] for r in report["items"]]
-        assert (await http.get("/api/deliveries")).json()["items"][0]["status"] == "delivered"
-        assert (await http.post(f"/api/deliveries/evt_{ann}_abandoned_1/replay")).status_code == 202
-        assert (await http.post("/api/sites/default/test-event")).status_code == 202
-        erased = await http.delete(f"/api/sessions/{ann}")
-        assert erased.status_code == 200 and erased.json()["found"] is True
-        assert (await http.get(f"/api/sessions/{ann}")).status_code == 404
-        assert (await http.get("/admin")).status_code == 200
-
-
 # --- the inbox under a flood ---------------------------------------------------------
 
 
 async def test_inbox_merge_keeps_newest_first() -> None:
-    from chatlead.inbox import UNDATED, entry_ms, merge_newest
-
     leads = [{"id": "l2", "at": 50}, {"id": "l1", "at": 10}]
     tests = [{"id": "t2", "at": 60}, {"id": "t1", "at": 5}]
     chunk, rest = merge_newest(leads, tests, last=False)

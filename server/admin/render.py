@@ -1,0 +1,223 @@
+"""How the admin pages are rendered: templates, stylesheet, script, errors and guard.
+
+Pages are server-rendered from ``templates/*.html`` (Jinja2, autoescaping on, so
+every value from a visitor is escaped) and work without script. The stylesheet
+(``/admin/admin.css``) and the one small script (``/admin/admin.js``, allowed by
+the pages' ``script-src 'self'``) are files in ``static/``, served by
+:func:`asset`; the script only rewrites each ``<time datetime="…Z">`` from UTC into
+the browser's local time; exports, CSV and the API stay in UTC. Tables are
+stacked into labelled cards below 720 px, so no page scrolls sideways on a phone.
+
+Templates and static files are read once, at import, with :mod:`importlib.resources`,
+so an installed wheel serves them from wherever it lives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from jinja2 import DictLoader, Environment, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from ..errors import StoreError
+from .access import Endpoint, csrf_token, finish, guard, runtime_of
+from .auth import COOKIE, CSRF_FIELD
+from .deliveries import DeliveryAttempt
+from .params import QueryError
+
+__all__ = [
+    "CSP",
+    "STYLESHEET",
+    "SCRIPT",
+    "UNAVAILABLE",
+    "Asset",
+    "back_to",
+    "environment",
+    "local_time",
+    "outcome",
+    "page",
+    "percent",
+    "redirect",
+    "refuse",
+    "render",
+    "section",
+    "with_notice",
+]
+
+log = logging.getLogger("chatlead.admin")
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+"""``style-src 'unsafe-inline'`` is for the charts: pygal's SVG carries its own style."""
+_FILES = resources.files(__package__ or "chatlead.admin")
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A static file of the admin pages, with its ETag (it holds no data: no guard)."""
+
+    text: str
+    media_type: str
+
+    @property
+    def etag(self) -> str:
+        return '"' + hashlib.sha256(self.text.encode()).hexdigest()[:16] + '"'
+
+    async def serve(self, request: Request) -> Response:
+        if request.headers.get("if-none-match") == self.etag:
+            return Response(status_code=304, headers={"etag": self.etag})
+        headers = {
+            "etag": self.etag,
+            "cache-control": "public, max-age=300",
+            "x-content-type-options": "nosniff",
+        }
+        return Response(self.text, media_type=self.media_type, headers=headers)
+
+
+STYLESHEET = Asset((_FILES / "static" / "admin.css").read_text("utf-8"), "text/css")
+SCRIPT = Asset((_FILES / "static" / "admin.js").read_text("utf-8"), "text/javascript")
+TEMPLATES = {
+    item.name: item.read_text("utf-8")
+    for item in (_FILES / "templates").iterdir()
+    if item.name.endswith(".html")
+}
+
+
+def local_time(iso: str | None) -> Markup:
+    """``<time datetime="…">2024-05-01 09:30 UTC</time>``, or a dash for no time."""
+    if not iso:
+        return Markup(_PARTS.no_time())
+    try:
+        shown = datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return escape(iso)
+    return Markup(_PARTS.time(iso, shown))
+
+
+def outcome(attempt: DeliveryAttempt) -> str:
+    """One attempt in a few words: ``HTTP 503 · 1,204 ms`` or ``timeout · 15,000 ms``."""
+    parts = [f"HTTP {attempt.status_code}"] if attempt.status_code is not None else []
+    if attempt.error and attempt.error not in parts:
+        parts.append(attempt.error)
+    if not parts:
+        parts.append("ok")
+    if attempt.latency_ms is not None:
+        parts.append(f"{attempt.latency_ms:,.0f} ms")
+    return " · ".join(parts)
+
+
+def percent(rate: float) -> str:
+    return f"{rate * 100:.1f} %"
+
+
+def environment() -> Environment:
+    """The admin's Jinja2 environment (autoescaping on, undefined names fail)."""
+    env = Environment(
+        loader=DictLoader(TEMPLATES),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    filters: dict[str, Any] = {"when": local_time, "percent": percent, "outcome": outcome}
+    env.filters.update(filters)
+    return env
+
+
+_env = environment()
+_PARTS: Any = _env.get_template("parts.html").module
+"""The macros of ``templates/parts.html``: the HTML the filters and pages share."""
+
+
+NOTICES = {
+    "replayed": "The event was queued for delivery again.",
+    "pending": "That event is already waiting for delivery.",
+    "missing": "That event no longer exists.",
+    "test_sent": "A test event was queued; it appears below once delivered.",
+    "erased": "The session's personal data was erased.",
+    "logged_out": "You are signed out.",
+    "handled": "Marked handled.",
+    "reopened": "Marked new again.",
+}
+SECTIONS = ("/admin/inbox", "/admin/sessions", "/admin/deliveries")
+"""Admin paths whose subpages light up their nav entry (the dashboard is ``/admin``)."""
+
+
+def section(path: str) -> str:
+    """The nav entry a path belongs to."""
+    return next((s for s in SECTIONS if path == s or path.startswith(s + "/")), "/admin")
+
+
+def render(request: Request, name: str, status: int = 200, **context: Any) -> Response:
+    """Template ``name`` as an HTML page with the admin's headers (and CSRF cookie)."""
+    runtime = runtime_of(request)
+    html = _env.get_template(name).render(
+        csrf_input=_PARTS.csrf_input(CSRF_FIELD, csrf_token(request)),
+        signed_in=request.cookies.get(COOKIE) is not None,
+        token_mode=bool(runtime.settings.admin_token),
+        notice=NOTICES.get(request.query_params.get("notice", "")),
+        path=request.url.path,
+        section=section(request.url.path),
+        bare=name == "login.html",
+        **context,
+    )
+    response = HTMLResponse(html, status_code=status)
+    response.headers["content-security-policy"] = CSP
+    return finish(request, response)
+
+
+TITLES = {429: "Too many attempts", 503: "Unavailable"}
+UNAVAILABLE = "Redis is unavailable; try again shortly."
+
+
+def refuse(request: Request, status: int, reason: str) -> Response:
+    if status == 401:
+        return render(request, "login.html", 401, error=None, next=request.url.path)
+    title = TITLES.get(status, "Not allowed")
+    return render(request, "error.html", status, title=title, message=reason)
+
+
+def page(fn: Endpoint) -> Endpoint:
+    """Admin-only; bad queries as a 400 page, Redis outages as a 503 page."""
+    guarded = guard(refuse)(fn)
+
+    async def run(request: Request) -> Response:
+        try:
+            return await guarded(request)
+        except QueryError as exc:
+            status = 404 if exc.param == "site" else 400
+            return render(request, "error.html", status, title="Bad request", message=str(exc))
+        except StoreError as exc:
+            log.warning("admin_store_unavailable error=%s", exc)
+            return render(request, "error.html", 503, title="Unavailable", message=UNAVAILABLE)
+
+    run.__name__ = fn.__name__
+    return run
+
+
+def back_to(form: dict[str, str], default: str) -> str:
+    """A same-site admin path to return to (never an open redirect)."""
+    back = form.get("back", "")
+    if back.startswith("/admin") and not back.startswith("//") and "\\" not in back:
+        return back
+    return default
+
+
+def with_notice(url: str, notice: str) -> str:
+    path, _, query = url.partition("?")
+    params = {k: v for k, v in parse_qsl(query) if k != "notice"}
+    return f"{path}?{urlencode({**params, 'notice': notice})}"
+
+
+def redirect(url: str) -> Response:
+    return RedirectResponse(url, status_code=303)

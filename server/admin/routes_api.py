@@ -1,0 +1,269 @@
+"""The admin HTTP API (``/api/*``, CONTRACT §5 and §7) and ``/openapi.json``.
+
+Every answer comes from :class:`.queries.Reader` (or :mod:`.commands`,
+:mod:`.erase`); every route is admin-only (:func:`.access.guard`), answers JSON with
+``cache-control: no-store`` and maps chatlead errors to one status each (400 bad
+query, 404 unknown site, 503 Redis down).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import TypeAdapter
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from ..errors import StoreError
+from .access import Endpoint, guard, runtime_of
+from .commands import replay, send_test_event
+from .csv import csv_lines
+from .deliveries import DeliveryPage
+from .erase import erase_session
+from .inbox import parse_inbox_query
+from .openapi import MODELS, openapi_json
+from .params import (
+    SESSION_ID,
+    Period,
+    QueryError,
+    day_iso,
+    delivery_status,
+    parse_limit,
+    parse_period,
+    session_status,
+)
+from .queries import Reader
+
+__all__ = ["dump", "routes"]
+
+log = logging.getLogger("chatlead.api")
+
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {model: TypeAdapter(model) for model in MODELS}
+
+
+def dump(value: Any) -> bytes:
+    """JSON bytes of an API answer (one of :data:`.openapi.MODELS`)."""
+    return _ADAPTERS[type(value)].dump_json(value, by_alias=True)
+
+
+def _error(status: int, code: str, message: str, **extra: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
+
+
+REFUSALS = {
+    401: "unauthorized",
+    403: "forbidden",
+    429: "too_many_attempts",
+    503: "store_unavailable",
+}
+
+
+def _refuse(request: Request, status: int, reason: str) -> Response:
+    response = _error(status, REFUSALS[status], reason)
+    if status == 401:
+        response.headers["www-authenticate"] = 'Bearer realm="chatlead"'
+    return response
+
+
+NO_STORE = {"cache-control": "no-store"}
+"""Answers carry personal data: no cache may keep a copy."""
+
+
+def _json(value: Any, status: int = 200) -> Response:
+    if isinstance(value, dict):
+        return JSONResponse(value, status_code=status, headers=NO_STORE)
+    return Response(
+        dump(value), status_code=status, media_type="application/json", headers=NO_STORE
+    )
+
+
+def endpoint(fn: Endpoint) -> Endpoint:
+    """Admin-only, and chatlead errors as JSON (400 bad query, 503 Redis down)."""
+
+    guarded = guard(_refuse)(fn)
+
+    async def run(request: Request) -> Response:
+        try:
+            return await guarded(request)
+        except QueryError as exc:
+            status = 404 if exc.param == "site" else 400
+            code = "unknown_site" if status == 404 else "bad_request"
+            return _error(status, code, str(exc), param=exc.param)
+        except StoreError as exc:
+            log.warning("api_store_unavailable error=%s", exc)
+            return _error(503, "store_unavailable", "Redis is unavailable; try again shortly")
+
+    run.__name__ = fn.__name__
+    run.__doc__ = fn.__doc__
+    return run
+
+
+async def _period(request: Request, reader: Reader) -> Period:
+    query = request.query_params
+    return parse_period(query.get("since"), query.get("until"), await reader.now_ms())
+
+
+def _filename(site: str | None, period: Period) -> str:
+    first, last = day_iso(period.first_day), day_iso(period.last_day)
+    return f"abandoned-{site or 'all'}-{first}-to-{last}.csv"
+
+
+def csv_response(reader: Reader, site_id: str | None, period: Period) -> Response:
+    """The report as a streamed CSV download (UTF-8 with BOM, for spreadsheets)."""
+    sites = reader.sites(site_id)
+
+    async def body() -> AsyncIterator[bytes]:
+        rows = reader.abandoned_chunks(sites, period)
+        yield next(csv_lines((), bom=True)).encode()
+        try:
+            async for chunk in rows:
+                yield "".join(csv_lines([chunk], header=False)).encode()
+        except StoreError as exc:  # headers are sent: all we can do is stop short
+            log.warning("csv_export_interrupted error=%s", exc)
+
+    return StreamingResponse(
+        body(),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "content-disposition": f'attachment; filename="{_filename(site_id, period)}"',
+            **NO_STORE,
+        },
+    )
+
+
+@endpoint
+async def abandoned_report(request: Request) -> Response:
+    """``GET /api/reports/abandoned?site=&since=&until=&format=json|csv&cursor=&limit=``."""
+    reader = Reader(runtime_of(request))
+    query = request.query_params
+    form = query.get("format") or "json"
+    if form not in ("json", "csv"):
+        raise QueryError("format", "must be json or csv")
+    site_id = query.get("site") or None
+    period = await _period(request, reader)
+    if form == "csv":
+        return csv_response(reader, site_id, period)
+    limit = parse_limit(query.get("limit"))
+    return _json(await reader.report(site_id, period, query.get("cursor"), limit))
+
+
+@endpoint
+async def summary_report(request: Request) -> Response:
+    """``GET /api/reports/summary?site=&since=&until=``: totals, drop-off and per-day counts."""
+    reader = Reader(runtime_of(request))
+    sites = reader.sites(request.query_params.get("site") or None)
+    return _json(await reader.summary(sites, await _period(request, reader)))
+
+
+@endpoint
+async def list_sessions(request: Request) -> Response:
+    """``GET /api/sessions?site=&status=&since=&until=&cursor=&limit=``."""
+    reader = Reader(runtime_of(request))
+    query = request.query_params
+    status = session_status(query.get("status"))
+    period = await _period(request, reader)
+    limit = parse_limit(query.get("limit"), default=50)
+    page = await reader.sessions(
+        query.get("site") or None, period, status, query.get("cursor"), limit
+    )
+    return _json(page)
+
+
+@endpoint
+async def list_inbox(request: Request) -> Response:
+    """``GET /api/inbox?status=new|handled&kind=leads|tests|all&q=&cursor=&limit=``."""
+    query = request.query_params
+    wanted = parse_inbox_query(query.get("status"), query.get("kind"), query.get("q"))
+    limit = parse_limit(query.get("limit"), default=50)
+    return _json(await Reader(runtime_of(request)).inbox(wanted, query.get("cursor"), limit))
+
+
+@endpoint
+async def mark_inbox(request: Request) -> Response:
+    """``POST /api/inbox/{id}/handled`` marks a lead handled; ``DELETE`` makes it new again."""
+    reader = Reader(runtime_of(request))
+    result = await reader.mark(request.path_params["event_id"], request.method == "POST")
+    if result is None:
+        return _error(404, "not_found", "no such lead")
+    return _json(result)
+
+
+@endpoint
+async def get_session(request: Request) -> Response:
+    """``GET /api/sessions/{id}``: transcript, fields, lead and its delivery events."""
+    detail = await Reader(runtime_of(request)).session(request.path_params["session_id"])
+    if detail is None:
+        return _error(404, "not_found", "no such session")
+    return _json(detail)
+
+
+@endpoint
+async def delete_session(request: Request) -> Response:
+    """``DELETE /api/sessions/{id}``: erase the session's personal data everywhere."""
+    session_id = request.path_params["session_id"]
+    if not SESSION_ID.match(session_id):
+        return _error(404, "not_found", "no such session")
+    result = await erase_session(runtime_of(request), session_id)
+    if not result.found:
+        return _error(404, "not_found", "no such session")
+    return _json(result.as_dict())
+
+
+@endpoint
+async def list_deliveries(request: Request) -> Response:
+    """``GET /api/deliveries?status=pending|delivered|dead&cursor=&limit=``."""
+    query = request.query_params
+    status = delivery_status(query.get("status"))
+    limit = parse_limit(query.get("limit"), default=50)
+    items, cursor = await Reader(runtime_of(request)).deliveries(status, query.get("cursor"), limit)
+    return _json(DeliveryPage(items, cursor))
+
+
+@endpoint
+async def get_delivery(request: Request) -> Response:
+    item = await Reader(runtime_of(request)).delivery(request.path_params["event_id"])
+    if item is None:
+        return _error(404, "not_found", "no such delivery")
+    return _json(item)
+
+
+@endpoint
+async def replay_delivery(request: Request) -> Response:
+    """``POST /api/deliveries/{id}/replay``: send a delivered or dead event again."""
+    runtime = runtime_of(request)
+    event_id = request.path_params["event_id"]
+    outcome = await replay(runtime, event_id)
+    if outcome == "missing":
+        return _error(404, "not_found", "no such delivery")
+    if outcome == "pending":
+        return _error(409, "already_pending", "this event is already waiting for delivery")
+    item = await Reader(runtime).delivery(event_id)
+    return _json(item if item is not None else {"id": event_id}, status=202)
+
+
+@endpoint
+async def test_event(request: Request) -> Response:
+    """``POST /api/sites/{site}/test-event``."""
+    runtime = runtime_of(request)
+    event_id = await send_test_event(runtime, request.path_params["site"])
+    item = await Reader(runtime).delivery(event_id)
+    return _json(item if item is not None else {"id": event_id}, status=202)
+
+
+routes: list[BaseRoute] = [
+    Route("/api/reports/abandoned", abandoned_report, methods=["GET"]),
+    Route("/api/reports/summary", summary_report, methods=["GET"]),
+    Route("/api/sessions", list_sessions, methods=["GET"]),
+    Route("/api/sessions/{session_id}", get_session, methods=["GET"]),
+    Route("/api/sessions/{session_id}", delete_session, methods=["DELETE"]),
+    Route("/api/deliveries", list_deliveries, methods=["GET"]),
+    Route("/api/deliveries/{event_id}", get_delivery, methods=["GET"]),
+    Route("/api/deliveries/{event_id}/replay", replay_delivery, methods=["POST"]),
+    Route("/api/sites/{site}/test-event", test_event, methods=["POST"]),
+    Route("/api/inbox", list_inbox, methods=["GET"]),
+    Route("/api/inbox/{event_id}/handled", mark_inbox, methods=["POST", "DELETE"]),
+    Route("/openapi.json", openapi_json, methods=["GET"]),
+]

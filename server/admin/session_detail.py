@@ -1,0 +1,80 @@
+"""One session as the admin sees it (pure): transcript, fields, lead and deliveries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from ..lead import build_lead
+from ..session import SessionRecord, SessionStatus
+from ..sites import Site
+from .deliveries import DeliveryItem
+from .params import iso_ms
+
+__all__ = ["SessionDetail", "TranscriptEntry", "session_detail"]
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptEntry:
+    seq: int
+    sender: Annotated[str, Field(alias="from")]
+    text: str
+    ts: str
+    field: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDetail:
+    """A session with its transcript, captured fields, lead and delivery events."""
+
+    id: str
+    site: str
+    status: Literal["open", "completed", "abandoned"]
+    created_at: str
+    last_activity_at: str
+    abandoned_at: str | None
+    completed_at: str | None
+    step: str
+    recovered: bool
+    user_id: str
+    page: dict[str, str]
+    fields: dict[str, str]
+    transcript: list[TranscriptEntry]
+    lead: dict[str, Any] | None
+    deliveries: list[DeliveryItem]
+
+
+def _entry(raw: dict[str, Any]) -> TranscriptEntry:
+    return TranscriptEntry(
+        seq=int(raw.get("seq", 0)),
+        sender=str(raw.get("from", "")),
+        text=str(raw.get("text", "")),
+        ts=iso_ms(int(raw.get("ts", 0))),
+        field=str(raw["field"]) if raw.get("field") else None,
+    )
+
+
+def session_detail(
+    record: SessionRecord, site: Site | None, deliveries: list[DeliveryItem]
+) -> SessionDetail:
+    """The ``/api/sessions/{id}`` view; ``lead`` is null when the site is gone."""
+    abandoned = record.status is SessionStatus.ABANDONED
+    return SessionDetail(
+        id=record.id,
+        site=record.site,
+        status=record.status.value,
+        created_at=iso_ms(record.created_ms),
+        last_activity_at=iso_ms(record.active_ms),
+        abandoned_at=iso_ms(record.abandoned_ms) if record.abandoned_ms else None,
+        completed_at=iso_ms(record.completed_ms) if record.completed_ms else None,
+        step=record.step,
+        recovered=record.recovered,
+        user_id=record.user_id,
+        page=dict(record.page),
+        fields={k: v for k, v in record.fields.items() if v},
+        transcript=[_entry(e) for e in record.transcript],
+        lead=build_lead(record, site, abandoned=abandoned) if site else None,
+        deliveries=deliveries,
+    )

@@ -1,0 +1,17 @@
+// chatlead admin: show every <time datetime> in the browser's local time.
+(function () {
+  "use strict";
+  var day = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit"
+  });
+  var zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+  document.querySelectorAll("time[datetime]").forEach(function (node) {
+    var at = new Date(node.getAttribute("datetime"));
+    if (isNaN(at.getTime())) { return; }
+    node.title = node.textContent.trim();
+    node.textContent = day.format(at);
+  });
+  document.querySelectorAll("[data-zone]").forEach(function (node) {
+    node.textContent = "Times in " + zone;
+  });
+})();

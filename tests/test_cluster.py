@@ -280,7 +280,8 @@ async def test_store_on_cluster(cluster: Cluster, redis_url: str, rds: RedisClus
 
 
 @pytest.mark.slow
-async def test_admin_api_on_a_redis_cluster(cluster: Cluster) -> None:
+async def test_admin_api_on_a_redis_cluster(cluster: Cluster, rds: RedisCluster) -> None:
+    # rds: the cluster starts empty, so the report holds exactly these two sessions
     async with serve(redis_url=cluster.url) as on_cluster:
         ann = await visit(on_cluster, [("name", "Ann"), ("email", "ann@example.com")])
         ben = await visit(on_cluster, [("name", "Ben")])

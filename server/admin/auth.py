@@ -31,8 +31,8 @@ policy of its own, a privacy extension) is accepted only when it also says
 CSRF token matches.
 
 The decisions (:func:`decide`, :func:`csrf_problem`, :func:`throttled`) are pure;
-:class:`Credentials` reads and writes their Redis state; :func:`guard` applies them
-to a starlette endpoint.
+:class:`Credentials` reads and writes their Redis state; :func:`.access.guard` applies
+them to a starlette endpoint.
 """
 
 from __future__ import annotations

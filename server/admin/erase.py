@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import ResponseError, WatchError
@@ -55,9 +55,6 @@ class EraseResult:
     events_scrubbed: int = 0
     inbox_removed: int = 0
     aof_rewrite: str = "off"
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def scrub_attempt(raw: str, secrets_: list[str]) -> str:

@@ -17,7 +17,6 @@ from ..errors import ChatleadError
 
 __all__ = [
     "DAY_MS",
-    "DELIVERY_STATUSES",
     "MAX_DAYS",
     "MAX_LIMIT",
     "Period",
@@ -204,8 +203,8 @@ def decode_cursor(text: str | None, member: re.Pattern[str]) -> tuple[int, str] 
     return int(match.group(1)), match.group(2)
 
 
-SESSION_STATUSES = (None, "open", "completed", "abandoned")
-DELIVERY_STATUSES = (None, "pending", "delivered", "dead")
+_SESSION_STATUSES = (None, "open", "completed", "abandoned")
+_DELIVERY_STATUSES = (None, "pending", "delivered", "dead")
 
 
 def session_status(text: str | None) -> str | None:
@@ -215,7 +214,7 @@ def session_status(text: str | None) -> str | None:
         QueryError: not open, completed or abandoned.
     """
     status = text or None
-    if status not in SESSION_STATUSES:
+    if status not in _SESSION_STATUSES:
         raise QueryError("status", "must be open, completed or abandoned")
     return status
 
@@ -227,6 +226,6 @@ def delivery_status(text: str | None) -> str | None:
         QueryError: not pending, delivered or dead.
     """
     status = text or None
-    if status not in DELIVERY_STATUSES:
+    if status not in _DELIVERY_STATUSES:
         raise QueryError("status", "must be pending, delivered or dead")
     return status

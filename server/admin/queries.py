@@ -48,7 +48,7 @@ from .rows import (
 from .session_detail import SessionDetail, session_detail
 from .summary import Summary, summarize
 
-__all__ = ["CSV_CHUNK", "Reader"]
+__all__ = ["Reader"]
 
 CSV_CHUNK = 1000
 PREFETCH = 3

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -37,14 +38,14 @@ from .params import (
 )
 from .queries import Reader
 
-__all__ = ["dump", "routes"]
+__all__ = ["routes"]
 
 log = logging.getLogger("chatlead.api")
 
 _ADAPTERS: dict[type, TypeAdapter[Any]] = {model: TypeAdapter(model) for model in MODELS}
 
 
-def dump(value: Any) -> bytes:
+def _dump(value: Any) -> bytes:
     """JSON bytes of an API answer (one of :data:`.openapi.MODELS`)."""
     return _ADAPTERS[type(value)].dump_json(value, by_alias=True)
 
@@ -76,7 +77,7 @@ def _json(value: Any, status: int = 200) -> Response:
     if isinstance(value, dict):
         return JSONResponse(value, status_code=status, headers=NO_STORE)
     return Response(
-        dump(value), status_code=status, media_type="application/json", headers=NO_STORE
+        _dump(value), status_code=status, media_type="application/json", headers=NO_STORE
     )
 
 
@@ -209,7 +210,7 @@ async def delete_session(request: Request) -> Response:
     result = await erase_session(runtime_of(request), session_id)
     if not result.found:
         return _error(404, "not_found", "no such session")
-    return _json(result.as_dict())
+    return _json(asdict(result))
 
 
 @endpoint

@@ -30,6 +30,17 @@ from tests.conftest import admin_headers
 
 REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('CHATLEAD_API_TEST_DB', '14')}"
 TOKEN = "test-admin-token-0123456789"
+DELIVERY_KEYS = {
+    "id",
+    "event",
+    "session_id",
+    "site",
+    "status",
+    "attempts",
+    "created_at",
+    "next_attempt_at",
+}
+"""The fields of one delivery-log item (``/api/deliveries``, CONTRACT §5)."""
 
 
 @dataclass

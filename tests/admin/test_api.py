@@ -25,6 +25,7 @@ from chatlead.outbox import UNDATED, entry_ms
 from chatlead.store import Store
 
 from tests.admin.serving import (
+    DELIVERY_KEYS,
     REDIS_URL,
     TOKEN,
     Served,
@@ -309,17 +310,6 @@ async def visit_answer(served: Served, session_id: str, name: str, value: str) -
 
 
 # --- deliveries -----------------------------------------------------------------
-
-DELIVERY_KEYS = {
-    "id",
-    "event",
-    "session_id",
-    "site",
-    "status",
-    "attempts",
-    "created_at",
-    "next_attempt_at",
-}
 
 
 async def test_delivery_log_replay_and_test_event(served: Served) -> None:

@@ -34,6 +34,7 @@ import websockets
 from chatlead import keys
 from chatlead.app import create_app
 from chatlead.config import Settings
+from chatlead.store import Store
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -525,3 +526,35 @@ def own_redis(tmp_path: Path) -> Any:
     server = OwnRedis(tmp_path).start()
     yield server
     server.kill()
+
+
+# --- shared by several test modules ----------------------------------------------
+
+
+async def seed_sessions(store: Store, count: int, idle_ms: int, fwd: str = "always") -> list[str]:
+    """``count`` open sessions written by the real create script, idle after ``idle_ms``."""
+    ids = [secrets.token_hex(12) for _ in range(count)]
+    meta = {
+        "site": "default",
+        "idle": str(idle_ms),
+        "fwd": fwd,
+        "tok": "x",
+        "uid": "u",
+        "step": "name",
+    }
+    for start in range(0, count, 500):
+        await asyncio.gather(
+            *(
+                store.create_session(sid, meta, [{"from": "bot", "text": "hi"}])
+                for sid in ids[start : start + 500]
+            )
+        )
+    return ids
+
+
+def metric_value(text: str, name: str) -> float:
+    """One sample of a Prometheus text exposition."""
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in metrics")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -13,7 +12,7 @@ from chatlead.redis_client import connect_redis
 from chatlead.store import Store
 from chatlead.sweeper import Sweeper
 
-from tests.conftest import Receiver, RunningApp, Visitor, wait_for
+from tests.conftest import Receiver, RunningApp, Visitor, seed_sessions, wait_for
 
 
 async def _stats(rds: aioredis.Redis, site: str = "default") -> dict[str, int]:
@@ -126,26 +125,6 @@ async def test_session_keys_expire_after_retention(app: RunningApp, rds: aioredi
     for key in session_keys:
         ttl = await rds.pttl(key)
         assert 0 < ttl <= 30 * 86400 * 1000, key
-
-
-async def seed_sessions(store: Store, count: int, idle_ms: int, fwd: str = "always") -> list[str]:
-    ids = [secrets.token_hex(12) for _ in range(count)]
-    meta = {
-        "site": "default",
-        "idle": str(idle_ms),
-        "fwd": fwd,
-        "tok": "x",
-        "uid": "u",
-        "step": "name",
-    }
-    for start in range(0, count, 500):
-        await asyncio.gather(
-            *(
-                store.create_session(sid, meta, [{"from": "bot", "text": "hi"}])
-                for sid in ids[start : start + 500]
-            )
-        )
-    return ids
 
 
 async def test_concurrent_sweepers_flag_each_session_once(

@@ -13,8 +13,7 @@ import redis.asyncio as aioredis
 from chatlead.redis_client import connect_redis
 from chatlead.store import Store
 
-from tests.conftest import SECRET, Receiver, Visitor, hook_env, wait_for
-from tests.test_abandon import seed_sessions
+from tests.conftest import SECRET, Receiver, Visitor, hook_env, seed_sessions, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -4,14 +4,14 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import FULL_CONVERSATION, RunningApp, Visitor, admin_headers, wait_for
-
-
-def _value(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} not in metrics")
+from tests.conftest import (
+    FULL_CONVERSATION,
+    RunningApp,
+    Visitor,
+    admin_headers,
+    metric_value,
+    wait_for,
+)
 
 
 async def test_metrics_count_what_happened(app: RunningApp, redis_url: str) -> None:
@@ -20,7 +20,7 @@ async def test_metrics_count_what_happened(app: RunningApp, redis_url: str) -> N
             await v.field(name, value)
         async with httpx.AsyncClient(headers=admin_headers(redis_url)) as http:
             live = (await http.get(app.base + "/metrics")).text
-        assert _value(live, "chatlead_connections") >= 1
+        assert metric_value(live, "chatlead_connections") >= 1
     async with httpx.AsyncClient(headers=admin_headers(redis_url)) as http:
 
         async def delivered() -> str | None:
@@ -29,12 +29,12 @@ async def test_metrics_count_what_happened(app: RunningApp, redis_url: str) -> N
 
         text = await wait_for(delivered, 5)
     # labels are the protocol's frame types; every socket's hello is counted
-    assert _value(text, 'chatlead_frames_total{type="field"}') >= 4
-    assert _value(text, 'chatlead_frames_total{type="hello"}') >= 1
-    assert _value(text, "chatlead_ack_seconds_count") >= 4
-    assert _value(text, 'chatlead_sessions_total{event="completed"}') >= 1
-    assert _value(text, "chatlead_outbox_depth") == 0
-    assert _value(text, "chatlead_sessions_open") == 0
+    assert metric_value(text, 'chatlead_frames_total{type="field"}') >= 4
+    assert metric_value(text, 'chatlead_frames_total{type="hello"}') >= 1
+    assert metric_value(text, "chatlead_ack_seconds_count") >= 4
+    assert metric_value(text, 'chatlead_sessions_total{event="completed"}') >= 1
+    assert metric_value(text, "chatlead_outbox_depth") == 0
+    assert metric_value(text, "chatlead_sessions_open") == 0
 
 
 TOKEN = "metrics-scraper-token-0123456789abcdef"

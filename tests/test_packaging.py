@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import site
 import subprocess
 import sys
@@ -29,9 +30,16 @@ def test_the_package_never_imports_itself_by_a_folder_name() -> None:
 
 @pytest.mark.slow
 def test_the_wheel_serves_the_demo_widget_and_admin_from_anywhere(tmp_path: Path) -> None:
+    # built from a copy: setuptools reuses a build/ folder it finds, old files included
+    source = tmp_path / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", ".chatlead"),
+    )
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path / "dist"), str(ROOT)],
+         "-w", str(tmp_path / "dist"), str(source)],
         check=True, capture_output=True,
     )  # fmt: skip
     (wheel,) = (tmp_path / "dist").glob("chatlead-*.whl")

@@ -16,8 +16,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.conftest import FULL_CONVERSATION, Receiver, Visitor, hook_env, wait_for
-from tests.test_metrics import _value
+from tests.conftest import FULL_CONVERSATION, Receiver, Visitor, hook_env, metric_value, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -47,10 +46,10 @@ async def test_two_workers_serve_visitors_deliver_once_and_report_together(
             async def only_the_idle_one_open() -> str | None:
                 text = (await http.get(server.base + "/metrics", headers=SCRAPER)).text
                 # the finished visitors' closes reach their worker a moment after ours
-                return text if _value(text, "chatlead_connections") == 1 else None
+                return text if metric_value(text, "chatlead_connections") == 1 else None
 
             live = await wait_for(only_the_idle_one_open, 5)
-        assert _value(live, "chatlead_sessions_open") == 1
+        assert metric_value(live, "chatlead_sessions_open") == 1
         assert idle.welcome["status"] == "open"
     await wait_for(lambda: len(receiver.events) >= VISITORS, 15)
     await asyncio.sleep(0.5)
@@ -59,9 +58,9 @@ async def test_two_workers_serve_visitors_deliver_once_and_report_together(
         # whichever worker answers, the counts are of both
         for _ in range(4):
             text = (await http.get(server.base + "/metrics", headers=SCRAPER)).text
-            answers = _value(text, 'chatlead_frames_total{type="field"}')
+            answers = metric_value(text, 'chatlead_frames_total{type="field"}')
             assert answers == VISITORS * len(FULL_CONVERSATION)
-            assert _value(text, 'chatlead_sessions_total{event="completed"}') == VISITORS
+            assert metric_value(text, 'chatlead_sessions_total{event="completed"}') == VISITORS
 
 
 def _workers(pid: int) -> list[int]:
@@ -127,7 +126,7 @@ async def test_a_restarted_worker_clears_the_dead_ones_connections(process_facto
 
         async def connections() -> float:
             async with httpx.AsyncClient() as http:
-                return _value(
+                return metric_value(
                     (await http.get(server.base + "/metrics", headers=SCRAPER)).text,
                     "chatlead_connections",
                 )

@@ -22,14 +22,14 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import logs, metrics
-from .config import Settings, load_settings
+from .config import Settings, load_settings, load_sites
 from .delivery import Deliverer
 from .errors import ConfigError
 from .loops import Loop, forever
 from .redis_client import connect_redis
 from .resp import Pipe
 from .runtime import Runtime
-from .sites import Site, load_sites
+from .sites import Site
 from .store import Store
 from .sweeper import Sweeper
 from .ws import WidgetSocket
@@ -116,7 +116,7 @@ async def readyz(request: Request) -> Response:
 
 def _routes() -> list[BaseRoute]:
     from . import widget
-    from .admin import routes_api, routes_pages
+    from .admin import routes_api, routes_metrics, routes_pages
 
     return [
         Route("/healthz", healthz),
@@ -124,7 +124,7 @@ def _routes() -> list[BaseRoute]:
         *routes_api.routes,
         *routes_pages.routes,
         *widget.routes,
-        *metrics.routes,
+        *routes_metrics.routes,
     ]
 
 

@@ -14,10 +14,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .config import Settings, load_settings
+from .config import Settings, load_settings, load_sites
 from .embedded import redis_for, running_embedded
 from .errors import ChatleadError
-from .sites import Site, load_sites, no_site_message
+from .sites import Site, no_site_message
 
 __all__ = [
     "TEST_EVENT_WAIT_S",

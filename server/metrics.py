@@ -1,13 +1,11 @@
-"""Prometheus metrics, served at ``GET /metrics``.
+"""Prometheus metrics: what the hot path counts, and the text a scrape gets.
 
 Counters and histograms are updated where things happen (a few hundred
 nanoseconds each). With ``serve --workers N`` every worker writes them to files in
 ``PROMETHEUS_MULTIPROC_DIR`` (set by the CLI) and a scrape, answered by any worker,
 sums all of them. What Redis knows for every process (the outbox depth, the open
-sessions) is read from Redis when scraped; without Redis a scrape answers 503.
-
-``/metrics`` follows the admin API's rules (:func:`chatlead.admin.access.guard`: Prometheus
-sends ``Authorization: Bearer <admin token>``) unless ``METRICS_PUBLIC=true``.
+sessions) is read from Redis when scraped (``admin/routes_metrics.py`` serves
+``/metrics`` behind the admin token unless ``METRICS_PUBLIC=true``).
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -28,14 +25,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
 
-from . import keys
-from .admin.access import guard
 from .protocol import CLIENT_FRAME_TYPES
-from .redis_client import REDIS_ERRORS
 
 __all__ = [
     "ACK_SECONDS",
@@ -47,8 +38,8 @@ __all__ = [
     "SESSIONS",
     "SWEEP_LAG",
     "SWEEP_SECONDS",
+    "exposition",
     "forget_dead_workers",
-    "routes",
 ]
 
 log = logging.getLogger("chatlead.metrics")
@@ -144,43 +135,13 @@ def forget_dead_workers() -> None:
             multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
 
 
-def _process_metrics() -> bytes:
+def exposition(outbox_depth: int, sessions_open: int) -> bytes:
+    """The text a Prometheus scrape gets: this process's (or every worker's) metrics
+    and the deployment's gauges, read from Redis by the caller."""
+    REDIS_GAUGES.outbox_depth = outbox_depth
+    REDIS_GAUGES.sessions_open = sessions_open
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        return generate_latest(REGISTRY)
+        return generate_latest(REGISTRY) + generate_latest(_SHARED)
     merged = CollectorRegistry()
     multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
-    return generate_latest(merged)
-
-
-def _refuse(request: Request, status: int, reason: str) -> Response:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return PlainTextResponse(f"{reason}\n", status_code=status, headers=headers)
-
-
-async def _scrape(request: Request) -> Response:
-    store = request.app.state.runtime.store
-    try:
-        async with store.redis.pipeline(transaction=False) as pipe:
-            for shard in range(store.shards):
-                pipe.zcard(keys.outbox_due(shard))
-                pipe.zcard(keys.deadlines(shard))
-            counts = await pipe.execute()
-    except REDIS_ERRORS as exc:
-        log.warning("metrics_store_unavailable error=%s", type(exc).__name__)
-        return PlainTextResponse("redis unreachable\n", status_code=503)
-    REDIS_GAUGES.outbox_depth = sum(counts[0::2])
-    REDIS_GAUGES.sessions_open = sum(counts[1::2])
-    body = _process_metrics() + generate_latest(_SHARED)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
-
-
-_guarded_scrape = guard(_refuse)(_scrape)
-
-
-async def metrics(request: Request) -> Response:
-    if request.app.state.runtime.settings.metrics_public:
-        return await _scrape(request)
-    return await _guarded_scrape(request)
-
-
-routes: list[BaseRoute] = [Route("/metrics", metrics)]
+    return generate_latest(merged) + generate_latest(_SHARED)

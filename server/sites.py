@@ -1,21 +1,16 @@
-"""Sites: what each business's chat asks and where its leads go, and how sites load.
+"""Sites: what each business's chat asks and where its leads go.
 
 The models (:class:`Site`, :class:`Webhook`, :class:`FlowStep`) are plain pydantic
-data, used by the pure flow, lead and format code. A site comes either from the
-environment (one site, id ``CHATLEAD_SITE``, see :func:`load_sites`) or from a TOML
-file (``CHATLEAD_CONFIG``, several sites). Every problem is one :class:`ConfigError`
-line naming the variable or the site-file key, never a secret's value.
+data with no I/O, used by the pure flow, lead and format code; :mod:`chatlead.config`
+loads them (from the environment or a TOML file).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -28,11 +23,10 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError
 from .units import parse_duration
 
 if TYPE_CHECKING:
-    from .config import Settings
+    pass
 
 __all__ = [
     "DEFAULT_FLOW",
@@ -45,7 +39,6 @@ __all__ = [
     "WebhookFormat",
     "first_problem",
     "is_loopback",
-    "load_sites",
     "no_site_message",
 ]
 
@@ -268,157 +261,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-# Settings behind the env-defined site's fields, where the names differ.
-_ENV_FIELDS = {
-    "id": "site",
-    "url": "webhook_url",
-    "format": "webhook_format",
-    "secrets": "webhook_secret",
-    "allow_private": "webhook_allow_private",
-    "template": "webhook_template",
-}
-_ENV_WEBHOOK = (
-    "url",
-    "format",
-    "secrets",
-    "allow_private",
-    "copper_api_key",
-    "copper_user_email",
-    "pulse_api_key",
-    "pulse_api_secret",
-    "pulse_account_id",
-    "pulse_team_id",
-    "pulse_lead_source_id",
-)
-_TOML_KEYS = {"secrets": "secret"}
-
-
-def _env_name(field: str) -> str:
-    return "CHATLEAD_" + _ENV_FIELDS.get(field, field).upper()
-
-
-def _read_template(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"CHATLEAD_WEBHOOK_TEMPLATE: cannot read {path}: {exc.strerror}"
-        ) from None
-
-
-def _env_site(settings: Settings) -> Site:
-    """The single site defined by environment variables; errors name the variable."""
-    origins = settings.allowed_origins
-    if origins is None:
-        if not settings.loopback_only:
-            raise ConfigError("CHATLEAD_ALLOWED_ORIGINS is required when listening beyond loopback")
-        origins = ("*",)
-    webhook = {field: getattr(settings, _ENV_FIELDS.get(field, field)) for field in _ENV_WEBHOOK}
-    try:
-        hook = Webhook(template=_read_template(settings.webhook_template), **webhook)
-        site = Site(
-            id=settings.site,
-            allowed_origins=origins,
-            idle_timeout=settings.idle_timeout,
-            forward_abandoned=settings.forward_abandoned,
-            webhook=hook,
-        )
-    except ValidationError as exc:
-        loc, message = first_problem(exc)
-        raise ConfigError(f"{_env_name(str(loc[0]))}: {message}") from None
-    _check_templates(hook, _env_name)
-    return site
-
-
-def _resolve_env_refs(value: Any, where: str) -> Any:
-    """Replace ``"env:VAR"`` strings (secrets) with the variable's value."""
-    if isinstance(value, dict):
-        return {k: _resolve_env_refs(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve_env_refs(v, where) for v in value]
-    if isinstance(value, str) and value.startswith("env:"):
-        name = value[4:]
-        if name not in os.environ:
-            raise ConfigError(f"{where}: environment variable {name} is not set")
-        return os.environ[name]
-    return value
-
-
-_WEBHOOK_RENAMES = {"secret": "secrets"}
-
-
-def _site_from_toml(site_id: str, raw: dict[str, Any], settings: Settings, path: Path) -> Site:
-    raw = _resolve_env_refs(dict(raw), f"{path}: sites.{site_id}")
-    webhook = dict(raw.pop("webhook", {}))
-    for old, new in _WEBHOOK_RENAMES.items():
-        if old in webhook:
-            secret = webhook.pop(old)
-            webhook[new] = [secret] if isinstance(secret, str) else secret
-    webhook.setdefault("allow_private", settings.webhook_allow_private)
-    if isinstance(raw.get("idle_timeout"), int | float):
-        raw["idle_timeout"] = str(raw["idle_timeout"])  # refused: a number has no unit
-    where = f"{path}: sites.{site_id}."
-
-    def key(*loc: str | int) -> str:
-        return where + ".".join(_TOML_KEYS.get(str(part), str(part)) for part in loc)
-
-    try:
-        hook = Webhook(**webhook)
-    except ValidationError as exc:
-        loc, message = first_problem(exc)
-        raise ConfigError(f"{key('webhook', *loc)}: {message}") from None
-    _check_templates(hook, lambda name: key("webhook", name))
-    try:
-        return Site(id=site_id, webhook=hook, **raw)
-    except ValidationError as exc:
-        loc, message = first_problem(exc)
-        raise ConfigError(f"{key(*loc)}: {message}") from None
-
-
-def _check_templates(hook: Webhook, name: Callable[[str], str]) -> None:
-    """A template that cannot render valid JSON fails at start, not on every lead."""
-    checks = [("template", hook.template, True)] if hook.template else []
-    checks += [(f"headers.{header}", value, False) for header, value in hook.headers.items()]
-    if not checks:
-        return  # and the CLI starts faster: no Jinja2 to import
-    from .formats.template import validate_template
-
-    for key, text, json_body in checks:
-        try:
-            validate_template(text, json_body=json_body)
-        except ConfigError as exc:
-            raise ConfigError(f"{name(key)}: {exc}") from None
-
-
-def load_sites(settings: Settings) -> dict[str, Site]:
-    """All sites this process serves, by id.
-
-    Raises:
-        ConfigError: the file or a site in it is invalid (file, site and key named).
-    """
-    if settings.config is None:
-        site = _env_site(settings)
-        return {site.id: site}
-    path = settings.config
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"CHATLEAD_CONFIG: cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    unknown = set(document) - {"sites"}
-    if unknown:
-        raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r} (expected [sites.<id>])")
-    sites_raw = document.get("sites") or {}
-    if not sites_raw:
-        raise ConfigError(f"{path}: no [sites.<id>] defined")
-    return {
-        site_id: _site_from_toml(site_id, raw, settings, path) for site_id, raw in sites_raw.items()
-    }
 
 
 def no_site_message(site_id: str, sites: Iterable[str]) -> str:

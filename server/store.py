@@ -175,6 +175,16 @@ class Store:
             self.fast.close()
         await self.redis.aclose()
 
+    async def gauges(self) -> tuple[int, int]:
+        """Events waiting for delivery and open sessions, over every shard (one round trip)."""
+        with Translated("reading the gauges"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for shard in range(self.shards):
+                    pipe.zcard(keys.outbox_due(shard))
+                    pipe.zcard(keys.deadlines(shard))
+                counts = await pipe.execute()
+        return sum(counts[0::2]), sum(counts[1::2])
+
     async def ping(self) -> bool:
         try:
             return bool(await self.redis.ping())

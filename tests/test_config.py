@@ -3,9 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from chatlead.config import describe, load_settings, unknown_env
+from chatlead.config import describe, load_settings, load_sites, unknown_env
 from chatlead.errors import ConfigError
-from chatlead.sites import load_sites
 from chatlead.targets import check_targets
 from chatlead.units import format_duration, parse_duration
 

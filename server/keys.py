@@ -22,6 +22,7 @@ __all__ = [
     "abandoned_event",
     "completed_event",
     "event_session",
+    "inbox_pushed",
     "session_events_glob",
     "shard_of",
     "test_event",
@@ -217,3 +218,9 @@ def login_code(digest: str) -> str:
 def auth_failures(network: str) -> str:
     """Integer with a one-minute expiry: failed admin sign-ins from one client network."""
     return f"{PREFIX}rate:authfail:{network}"
+
+
+def inbox_pushed(inbox: str) -> str:
+    """Hash: event id -> when it was pushed into the ``inbox`` list (``INBOX`` or
+    ``INBOX_TESTS``). Tagged with the list's own name, so both share a hash slot."""
+    return f"{inbox}:pushed:{{{inbox}}}"

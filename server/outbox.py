@@ -216,6 +216,7 @@ class Outbox:
     async def push_inbox(self, payload: dict[str, Any]) -> bool:
         """The built-in inbox: where leads go when a site has no webhook.
 
+        Each event is pushed once, however often it is delivered (``inbox_push.lua``).
         Real leads are kept for the retention (the oldest past it are pruned here),
         test events in a capped list of their own, so a flood of test events never
         pushes a lead out. The inbox is one key of its own (another hash slot than the
@@ -232,11 +233,13 @@ class Outbox:
         raw = json.dumps({**payload, "at": now})
         test = payload.get("type") == "lead.test"
         key = keys.INBOX_TESTS if test else keys.INBOX
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.lpush(key, raw)
-            if test:
-                pipe.ltrim(key, 0, INBOX_TESTS_KEEP - 1)
-            await pipe.execute()
+        keep = INBOX_TESTS_KEEP if test else 0
+        with Translated("pushing to the inbox"):
+            pushed = await self.store.script("inbox_push")(
+                keys=[key, keys.inbox_pushed(key)], args=[event_id, raw, keep, now]
+            )
+        if not pushed:
+            return True  # delivered before: a worker died before settling it
         if await self.redis.hexists(event_key, "erased"):
             await self.redis.lrem(key, 0, raw)
             return False
@@ -252,6 +255,8 @@ class Outbox:
             if oldest is None or (entry is not None and entry_ms(entry) >= before_ms):
                 return
             await self.redis.lrem(keys.INBOX, -1, str(oldest))  # racing: removes 0
+            if entry is not None and entry.get("id"):
+                await self.redis.hdel(keys.inbox_pushed(keys.INBOX), str(entry["id"]))
 
     async def inbox(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest real leads of the inbox."""

@@ -118,6 +118,7 @@ class Store:
                 "slot",
                 "unslot",
                 "session_rate",
+                "inbox_push",
             )
         }
         for name in ("report_rows", "report_page"):  # the admin reads

@@ -6,6 +6,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from chatlead.outbox import Outbox
+from chatlead.redis_client import connect_redis
+from chatlead.store import Store
 from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import (
@@ -166,3 +168,15 @@ async def test_test_event_is_delivered_signed(app_factory: Any, receiver: Receiv
     await wait_for(lambda: receiver.events, 5)
     assert receiver.events[0]["id"] == event_id and receiver.events[0]["type"] == "lead.test"
     assert receiver.events[0]["data"]["fields"][0] == {"name": "name", "value": "Test Lead"}
+
+
+async def test_a_lead_delivered_twice_is_in_the_inbox_once(redis_url: str, rds: Any) -> None:
+    # a worker killed after pushing and before settling delivers the event again
+    store = Store(connect_redis(redis_url), 16, 3600)
+    try:
+        lead = {"id": f"evt_{'ab' * 12}_completed", "type": "lead.completed", "site": "default"}
+        assert await Outbox(store).push_inbox({**lead, "data": {}}) is True
+        assert await Outbox(store).push_inbox({**lead, "data": {}}) is True
+        assert len(await Outbox(store).inbox()) == 1
+    finally:
+        await store.aclose()

@@ -169,6 +169,7 @@ async def _erase_inbox(runtime: Runtime, session_id: str) -> int:
         event_id = str(item.get("id", ""))
         if owner == session_id or _event_of(event_id) == session_id:
             removed += int(await redis.lrem(keys.INBOX, 0, raw))
+            await redis.hdel(keys.inbox_pushed(keys.INBOX), event_id)
             await redis.zrem(keys.INBOX_HANDLED, event_id)
     return removed
 

@@ -74,7 +74,7 @@ class Background:
         self.deliverer = Deliverer(
             runtime.store, runtime.sites, runtime.settings.retry_schedule, runtime.delivery_wakeup
         )
-        self.sweeper = Sweeper(runtime.store, runtime.delivery_wakeup)
+        self.sweeper = Sweeper(runtime.store, runtime.delivery_wakeup, runtime.routes)
         self.runtime = runtime
         self.stopping = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []

@@ -229,15 +229,18 @@ def _check(args: argparse.Namespace) -> int:
     settings = load_settings(config=args.config)
     sites = load_sites(settings)
     _check_start(settings, sites)
-    from .formats.copper import COPPER_BASE
+    from . import formats
 
     print("settings:")
     for line in describe(settings):
         print(f"  {line}")
     for site in sites.values():
-        default = COPPER_BASE if site.webhook.format == "copper" else "inbox"
-        target = site.webhook.url or default
-        print(f"site {site.id}: {len(site.flow)} steps, {site.webhook.format} -> {target}")
+        print(f"site {site.id}: {len(site.flow)} steps")
+        for destination in site.destinations:
+            target = formats.get(destination.format).target_of(destination)
+            shown = "inbox" if destination.is_inbox else (target or destination.format)
+            events = ",".join(destination.events)
+            print(f"  destination {destination.name}: {destination.format} -> {shown} ({events})")
     ok, line = _check_redis(settings)
     print(line, file=sys.stdout if ok else sys.stderr)
     if ok:

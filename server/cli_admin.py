@@ -50,9 +50,10 @@ def add_admin_commands(commands: Any) -> None:
     replay = actions.add_parser("replay", help="deliver a delivered or dead event again")
     replay.add_argument("id", help="event id (evt_...)")
     test_event = commands.add_parser(
-        "test-event", help="send a sample lead to a site's CRM and show the first attempt"
+        "test-event", help="send a sample lead to a site's destinations; show each first attempt"
     )
     test_event.add_argument("site")
+    test_event.add_argument("--destination", default=None, help="only this destination (name)")
     test_event.add_argument(
         "--wait",
         type=float,
@@ -125,7 +126,7 @@ async def _admin_command(
             return await _report(runtime, args)
         if args.command == "test-event":
             wait = args.wait if delivering else 0.0
-            return await _test_event(runtime, args.site, wait)
+            return await _test_event(runtime, args.site, wait, args.destination)
         if args.action == "replay":
             return await _replay(runtime, args.id)
         return await _deliveries(runtime, args)
@@ -241,22 +242,27 @@ async def _replay(runtime: Any, event_id: str) -> int:
     return 0 if outcome == "ok" else 1
 
 
-async def _test_event(runtime: Any, site_id: str, wait_s: float) -> int:
-    """Queue a sample lead and report its first delivery attempt (0: it was delivered)."""
+async def _test_event(
+    runtime: Any, site_id: str, wait_s: float, destination: str | None = None
+) -> int:
+    """Queue a sample lead to each destination (or one) and report each first delivery
+    attempt (0: every one was delivered)."""
     from .admin.commands import send_test_event
     from .admin.queries import Reader
 
-    event_id = await send_test_event(runtime, site_id)
     reader, deadline = Reader(runtime), time.monotonic() + wait_s
-    item = await reader.delivery(event_id)
-    while item is not None and item.status == "pending" and not item.attempts:
-        if time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(0.1)
+    failed = 0
+    for event_id in await send_test_event(runtime, site_id, destination):
         item = await reader.delivery(event_id)
-    delivered, line = first_attempt(item, wait_s)
-    print(f"{event_id}: {line}", file=sys.stdout if delivered else sys.stderr)
-    return 0 if delivered else 1
+        while item is not None and item.status == "pending" and not item.attempts:
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.1)
+            item = await reader.delivery(event_id)
+        delivered, line = first_attempt(item, wait_s)
+        print(f"{event_id}: {line}", file=sys.stdout if delivered else sys.stderr)
+        failed += not delivered
+    return 0 if not failed else 1
 
 
 def first_attempt(item: Any, waited_s: float) -> tuple[bool, str]:

@@ -19,8 +19,17 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from . import formats
 from .errors import ConfigError
-from .sites import ForwardPolicy, Site, Webhook, WebhookFormat, first_problem, is_loopback
+from .sites import (
+    WEBHOOK,
+    Destination,
+    FieldProblem,
+    ForwardPolicy,
+    Site,
+    first_problem,
+    is_loopback,
+)
 from .units import Duration, Rate, format_duration, parse_duration, parse_rate
 
 __all__ = [
@@ -38,7 +47,13 @@ _DURATIONS = ("idle_timeout", "retention", "retry_schedule")
 MIN_ADMIN_TOKEN = 24
 """Shortest ``ADMIN_TOKEN`` accepted: guessing it is then hopeless even unthrottled."""
 SECRET_SETTINGS = frozenset(
-    {"webhook_secret", "copper_api_key", "pulse_api_key", "pulse_api_secret", "admin_token"}
+    {
+        "webhook_secret",
+        "copper_api_key",
+        "pulse_api_key",
+        "pulse_api_secret",
+        "admin_token",
+    }
 )
 """Settings whose values are never printed."""
 
@@ -56,7 +71,7 @@ class Settings(BaseSettings):
     idle_timeout: Duration = 900.0
     forward_abandoned: ForwardPolicy = ForwardPolicy.WITH_CONTACT
     webhook_url: str | None = None
-    webhook_format: WebhookFormat = "external-lead"
+    webhook_format: str = "external-lead"
     webhook_secret: Annotated[tuple[str, ...], NoDecode] = ()
     webhook_allow_private: bool = False
     webhook_template: Path | None = None
@@ -213,7 +228,7 @@ def unknown_env(environ: Iterable[str]) -> list[tuple[str, str | None]]:
     ]
 
 
-# Settings behind the env-defined site's fields, where the names differ.
+# Settings behind the env-defined webhook's keys, where the names differ.
 _ENV_FIELDS = {
     "id": "site",
     "url": "webhook_url",
@@ -222,19 +237,6 @@ _ENV_FIELDS = {
     "allow_private": "webhook_allow_private",
     "template": "webhook_template",
 }
-_ENV_WEBHOOK = (
-    "url",
-    "format",
-    "secrets",
-    "allow_private",
-    "copper_api_key",
-    "copper_user_email",
-    "pulse_api_key",
-    "pulse_api_secret",
-    "pulse_account_id",
-    "pulse_team_id",
-    "pulse_lead_source_id",
-)
 _TOML_KEYS = {"secrets": "secret"}
 
 
@@ -253,6 +255,42 @@ def _read_template(path: Path | None) -> str | None:
         ) from None
 
 
+def _problem(exc: ValidationError | FieldProblem) -> tuple[tuple[str | int, ...], str]:
+    if isinstance(exc, FieldProblem):
+        return (exc.field,), str(exc)
+    return first_problem(exc)
+
+
+def _env_destinations(settings: Settings) -> list[Destination]:
+    """``CHATLEAD_WEBHOOK_*`` (with the format's own settings) as a destination, when
+    any is set; errors name the variable."""
+    made = []
+    hook = (settings.webhook_url, settings.webhook_secret, settings.webhook_template)
+    if any(hook) or settings.webhook_format != "external-lead":
+        raw: dict[str, Any] = {
+            field: getattr(settings, setting)
+            for field, setting in _ENV_FIELDS.items()
+            if field != "id" and getattr(settings, setting) is not None
+        }
+        raw["template"] = _read_template(settings.webhook_template)
+        if settings.webhook_format in formats.MODULES:
+            own = formats.get(settings.webhook_format).options.model_fields
+            raw |= {k: getattr(settings, k) for k in own if getattr(settings, k, None) is not None}
+        made.append(_destination(raw, _env_name))
+    return made
+
+
+def _destination(raw: dict[str, Any], name: Callable[[str], str]) -> Destination:
+    """One destination; ``name(key)`` is how an error names a key."""
+    try:
+        made = formats.destination(raw)
+    except (ValidationError, FieldProblem) as exc:
+        loc, message = _problem(exc)
+        raise ConfigError(f"{name(str(loc[0]))}: {message}") from None
+    _check_templates(made, name)
+    return made
+
+
 def _env_site(settings: Settings) -> Site:
     """The single site defined by environment variables; errors name the variable."""
     origins = settings.allowed_origins
@@ -260,21 +298,18 @@ def _env_site(settings: Settings) -> Site:
         if not settings.loopback_only:
             raise ConfigError("CHATLEAD_ALLOWED_ORIGINS is required when listening beyond loopback")
         origins = ("*",)
-    webhook = {field: getattr(settings, _ENV_FIELDS.get(field, field)) for field in _ENV_WEBHOOK}
+    destinations = _env_destinations(settings)
     try:
-        hook = Webhook(template=_read_template(settings.webhook_template), **webhook)
-        site = Site(
+        return Site(
             id=settings.site,
             allowed_origins=origins,
             idle_timeout=settings.idle_timeout,
             forward_abandoned=settings.forward_abandoned,
-            webhook=hook,
+            destinations=tuple(destinations) or (Destination(),),
         )
     except ValidationError as exc:
         loc, message = first_problem(exc)
         raise ConfigError(f"{_env_name(str(loc[0]))}: {message}") from None
-    _check_templates(hook, _env_name)
-    return site
 
 
 def _resolve_env_refs(value: Any, where: str) -> Any:
@@ -291,41 +326,53 @@ def _resolve_env_refs(value: Any, where: str) -> Any:
     return value
 
 
-_WEBHOOK_RENAMES = {"secret": "secrets"}
+def _toml_destination(raw: Any, settings: Settings, name: Callable[[str], str]) -> Destination:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name('')}: must be a table")
+    raw = dict(raw)
+    if "secret" in raw:
+        secret = raw.pop("secret")
+        raw["secrets"] = [secret] if isinstance(secret, str) else secret
+    raw.setdefault("allow_private", settings.webhook_allow_private)
+    return _destination(raw, name)
 
 
 def _site_from_toml(site_id: str, raw: dict[str, Any], settings: Settings, path: Path) -> Site:
     raw = _resolve_env_refs(dict(raw), f"{path}: sites.{site_id}")
-    webhook = dict(raw.pop("webhook", {}))
-    for old, new in _WEBHOOK_RENAMES.items():
-        if old in webhook:
-            secret = webhook.pop(old)
-            webhook[new] = [secret] if isinstance(secret, str) else secret
-    webhook.setdefault("allow_private", settings.webhook_allow_private)
     if isinstance(raw.get("idle_timeout"), int | float):
         raw["idle_timeout"] = str(raw["idle_timeout"])  # refused: a number has no unit
     where = f"{path}: sites.{site_id}."
 
     def key(*loc: str | int) -> str:
-        return where + ".".join(_TOML_KEYS.get(str(part), str(part)) for part in loc)
+        return where + ".".join(_TOML_KEYS.get(str(part), str(part)) for part in loc if part != "")
 
+    destinations = []
+    if "webhook" in raw:
+        hook = raw.pop("webhook")
+        destinations.append(_toml_destination(hook, settings, lambda k: key("webhook", k)))
+    listed = raw.pop("destinations", [])
+    if not isinstance(listed, list):
+        raise ConfigError(f"{key('destinations')}: write each as [[sites.{site_id}.destinations]]")
+    for i, entry in enumerate(listed):
+        label = entry.get("name", i) if isinstance(entry, dict) else i
+
+        def named(k: str, label: str | int = label) -> str:
+            return key("destinations", label, k)
+
+        destinations.append(_toml_destination(entry, settings, named))
+        if isinstance(entry, dict) and entry.get("name", WEBHOOK) == WEBHOOK:
+            raise ConfigError(f"{named('name')}: required, unique in the site, not {WEBHOOK!r}")
     try:
-        hook = Webhook(**webhook)
-    except ValidationError as exc:
-        loc, message = first_problem(exc)
-        raise ConfigError(f"{key('webhook', *loc)}: {message}") from None
-    _check_templates(hook, lambda name: key("webhook", name))
-    try:
-        return Site(id=site_id, webhook=hook, **raw)
+        return Site(id=site_id, destinations=tuple(destinations) or (Destination(),), **raw)
     except ValidationError as exc:
         loc, message = first_problem(exc)
         raise ConfigError(f"{key(*loc)}: {message}") from None
 
 
-def _check_templates(hook: Webhook, name: Callable[[str], str]) -> None:
+def _check_templates(destination: Destination, name: Callable[[str], str]) -> None:
     """A template that cannot render valid JSON fails at start, not on every lead."""
-    checks = [("template", hook.template, True)] if hook.template else []
-    checks += [(f"headers.{header}", value, False) for header, value in hook.headers.items()]
+    checks = [("template", destination.template, True)] if destination.template else []
+    checks += [(f"headers.{header}", value, False) for header, value in destination.headers.items()]
     if not checks:
         return  # and the CLI starts faster: no Jinja2 to import
     from .formats.template import validate_template

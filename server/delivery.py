@@ -22,7 +22,7 @@ import httpx
 
 from . import formats, keys, metrics
 from .errors import DeliveryError, StoreError
-from .formats import LeadEvent, SendResult, copper, guard
+from .formats import LeadEvent, SendResult, guard
 from .lead import build_lead
 from .loops import rest
 from .outbox import Claim, EventRecord, Outbox
@@ -171,14 +171,20 @@ class Deliverer:
         site = self.sites.get(event.site)
         if site is None:
             return f"site {event.site!r} is no longer configured"
+        name = keys.event_destination(event.id)
+        destination = site.destination(name)
+        if destination is None:
+            return f"destination {name!r} of site {site.id!r} is no longer configured"
         if event.type == "lead.test":
             lead = sample_lead(site, event.id)
         else:
             if record is None:
                 return "session data is gone (expired or erased)"
-            lead = build_lead(record, site, abandoned=event.type == "lead.abandoned")
+            abandoned = event.type == "lead.abandoned"
+            suffix = destination.event_suffix()
+            lead = build_lead(record, site, abandoned=abandoned, suffix=suffix)
         created = datetime.fromtimestamp(event.created_ms / 1000, UTC)
-        return LeadEvent(event.id, event.type, created, site, lead)
+        return LeadEvent(event.id, event.type, created, site, lead, destination)
 
     async def _attempt(
         self,
@@ -206,18 +212,21 @@ class Deliverer:
         await self._settle(claim, event, result, latency_ms)
 
     async def _send(self, event: LeadEvent, http: _Clients) -> SendResult:
-        webhook = event.site.webhook
-        if webhook.url is None and webhook.format == "external-lead":
+        destination = event.destination
+        if destination.is_inbox:
             pushed = await self.outbox.push_inbox(
                 {"id": event.id, "type": event.type, "site": event.site.id, "data": event.lead}
             )
             if not pushed:
                 return SendResult(ok=False, retryable=False, error="erased")
             return SendResult(ok=True, retryable=False, status_code=None)
-        guard.check_url(webhook.url or copper.COPPER_BASE, webhook.allow_private)
+        declared = formats.get(destination.format)
+        target = declared.target_of(destination)
+        if target is not None:
+            guard.check_url(target, destination.allow_private)
         # the public client checks each address it connects to, at send time
-        client = http.private if webhook.allow_private else http.public
-        return await formats.send(client, event, redis=self.store.redis)
+        client = http.private if destination.allow_private else http.public
+        return await declared.send(formats.Context(client, self.store.redis), event)
 
     async def _settle(
         self, claim: Claim, event: EventRecord, result: SendResult, latency_ms: float

@@ -21,7 +21,11 @@ __all__ = [
     "NOTIFY_CHANNEL",
     "abandoned_event",
     "completed_event",
+    "event_destination",
     "event_session",
+    "event_suffix",
+    "for_destination",
+    "ref_field",
     "inbox_pushed",
     "session_events_glob",
     "shard_of",
@@ -37,7 +41,11 @@ COMPLETED_EVENT = "evt_%s_completed"
 the scripts get it as an argument."""
 ABANDONED_EVENT = "evt_%s_abandoned_%d"
 """Pattern (session id, the abandonment's number) for ``lead.abandoned`` events."""
-EVENT_ID = re.compile(r"^evt_([0-9a-f]{24})_(completed|abandoned_\d{1,6}|test)$")
+EVENT_ID = re.compile(
+    r"^evt_([0-9a-f]{24})_(completed|abandoned_\d{1,6}|test)(?::([a-z0-9][a-z0-9_-]{0,39}))?$"
+)
+"""An event id: the base id of one event, then ``:<destination>`` for every destination
+but ``webhook`` (whose ids keep the single-destination form): CONTRACT §9."""
 
 
 def completed_event(session_id: str) -> str:
@@ -57,16 +65,43 @@ def session_events_glob(session_id: str) -> str:
     return f"evt_{session_id}_*"
 
 
+def _parts(event_id: str) -> re.Match[str]:
+    match = EVENT_ID.match(event_id)
+    if match is None:
+        raise ValueError(f"not an event id: {event_id!r}")
+    return match
+
+
 def event_session(event_id: str) -> str:
     """The session an event id belongs to.
 
     Raises:
         ValueError: not an event id.
     """
+    return _parts(event_id).group(1)
+
+
+def event_suffix(event_id: str) -> str:
+    """The destination part of an event id: ``""`` (the webhook) or ``":<name>"``."""
+    name = _parts(event_id).group(3)
+    return f":{name}" if name else ""
+
+
+def event_destination(event_id: str, default: str = "webhook") -> str:
+    """The name of the destination an event id is for (``default``: the webhook's, or
+    an id that is no event id)."""
     match = EVENT_ID.match(event_id)
-    if match is None:
-        raise ValueError(f"not an event id: {event_id!r}")
-    return match.group(1)
+    return (match.group(3) if match else None) or default
+
+
+def for_destination(event_id: str, suffix: str) -> str:
+    """The id of one destination's copy of a base event id."""
+    return event_id + suffix
+
+
+def ref_field(suffix: str) -> str:
+    """The session hash field holding a destination's CRM record id (``refId``)."""
+    return "ref_id" + suffix
 
 
 # --- keys ---------------------------------------------------------------------------
@@ -132,9 +167,10 @@ def client_ids(shard: int, session_id: str) -> str:
     return f"{tag(shard)}s:{session_id}:ids"
 
 
-def session_events(shard: int, session_id: str) -> str:
-    """List of this session's undelivered event ids, oldest first (delivery order)."""
-    return f"{tag(shard)}s:{session_id}:events"
+def session_events(shard: int, session_id: str, suffix: str = "") -> str:
+    """List of this session's undelivered event ids for one destination (its event id
+    suffix), oldest first: each destination keeps the session's order on its own."""
+    return f"{tag(shard)}s:{session_id}:events{suffix}"
 
 
 def session_keys(shard: int, session_id: str) -> list[str]:

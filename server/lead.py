@@ -50,8 +50,11 @@ def lead_fields(record: SessionRecord, site: Site) -> list[dict[str, str]]:
     return out
 
 
-def build_lead(record: SessionRecord, site: Site, *, abandoned: bool) -> dict[str, Any]:
-    """The ExternalLead for ``record``; ``abandoned`` sets ``isAbandoned``."""
+def build_lead(
+    record: SessionRecord, site: Site, *, abandoned: bool, suffix: str = ""
+) -> dict[str, Any]:
+    """The ExternalLead for ``record``; ``abandoned`` sets ``isAbandoned``; ``refId`` is
+    the record id the destination with event id ``suffix`` gave it (CONTRACT §9)."""
     lead: dict[str, Any] = {
         "userId": record.user_id,
         "sessionId": record.id,
@@ -62,7 +65,7 @@ def build_lead(record: SessionRecord, site: Site, *, abandoned: bool) -> dict[st
     }
     optional = {
         "company": site.company,
-        "refId": record.ref_id,
+        "refId": record.ref_ids.get(suffix),
         "jobTypeId": site.job_type_id,
         "availabilityClassId": site.availability_class_id,
         "placeId": site.place_id,

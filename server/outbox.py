@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -146,6 +146,7 @@ class Outbox:
         """Record an attempt: ``outcome`` is delivered | retry | dead | defer."""
         event_id = claim.event_id
         session_id = keys.event_session(event_id)
+        suffix = keys.event_suffix(event_id)
         shard = self.store.shard(session_id)
         with Translated(f"settling {event_id}"):
             return str(
@@ -155,7 +156,7 @@ class Outbox:
                         keys.event(shard, event_id),
                         keys.event_attempts(shard, event_id),
                         keys.session(shard, session_id),
-                        keys.session_events(shard, session_id),
+                        keys.session_events(shard, session_id, suffix),
                     ],
                     args=[
                         event_id,
@@ -165,6 +166,7 @@ class Outbox:
                         int(delay_s * 1000),
                         ref_id or "",
                         self.store.retention_ms,
+                        keys.ref_field(suffix),
                     ],
                 )
             )
@@ -178,36 +180,43 @@ class Outbox:
                 keys=[
                     keys.outbox_due(shard),
                     keys.event(shard, event_id),
-                    keys.session_events(shard, session_id),
+                    keys.session_events(shard, session_id, keys.event_suffix(event_id)),
                 ],
                 args=[event_id, self.store.retention_ms],
             )
         )
 
-    async def add_test_event(self, site: str) -> str:
-        """A ``lead.test`` event for ``site``, delivered like any other."""
+    async def add_test_event(self, site: str, suffixes: Sequence[str] = ("",)) -> list[str]:
+        """``lead.test`` events for ``site``, one per destination (its event id suffix),
+        delivered like any other; their ids."""
         session_id = secrets.token_hex(12)
-        event_id = keys.test_event(session_id)
         shard = self.store.shard(session_id)
         now = int(await self._now_ms())
+        ids = [keys.test_event(session_id) + suffix for suffix in suffixes]
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                keys.event(shard, event_id),
-                mapping={
-                    "type": "lead.test",
-                    "session": session_id,
-                    "site": site,
-                    "status": "pending",
-                    "created": now,
-                    "next": now,
-                    "attempts": 0,
-                },
-            )
-            pipe.pexpire(keys.event(shard, event_id), self.store.retention_ms)
-            pipe.zadd(keys.outbox_due(shard), {event_id: now})
-            pipe.zadd(keys.deliveries(shard), {event_id: now})
+            for event_id in ids:
+                self._queue_test(pipe, shard, event_id, session_id, site, now)
             await pipe.execute()
-        return event_id
+        return ids
+
+    def _queue_test(
+        self, pipe: Any, shard: int, event_id: str, session_id: str, site: str, now: int
+    ) -> None:
+        pipe.hset(
+            keys.event(shard, event_id),
+            mapping={
+                "type": "lead.test",
+                "session": session_id,
+                "site": site,
+                "status": "pending",
+                "created": now,
+                "next": now,
+                "attempts": 0,
+            },
+        )
+        pipe.pexpire(keys.event(shard, event_id), self.store.retention_ms)
+        pipe.zadd(keys.outbox_due(shard), {event_id: now})
+        pipe.zadd(keys.deliveries(shard), {event_id: now})
 
     async def _now_ms(self) -> int:
         sec, usec = await self.redis.time()

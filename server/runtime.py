@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from . import keys
 from .config import Settings
 from .limits import ConnectionSlots, NewSessions
+from .routing import Routes
 from .sites import Site
 from .store import Store
 
@@ -72,8 +73,10 @@ class Runtime:
     delivery_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     slots: ConnectionSlots = field(init=False)
     new_sessions: NewSessions = field(init=False)
+    routes: Routes = field(init=False)
 
     def __post_init__(self) -> None:
+        self.routes = Routes(self.sites)
         self.slots = ConnectionSlots(self.store)
         self.new_sessions = NewSessions(self.store, self.settings.new_sessions_per_ip)
 

@@ -51,7 +51,8 @@ class SessionRecord:
     step: str
     user_id: str
     recovered: bool = False
-    ref_id: str | None = None
+    ref_ids: dict[str, str] = field(default_factory=dict)
+    """Each destination's CRM record id, by event id suffix (``""``: the webhook's)."""
     source: str | None = None
     abandoned_ms: int | None = None
     completed_ms: int | None = None
@@ -82,7 +83,7 @@ def parse_session(
         step=meta.get("step", ""),
         user_id=meta.get("uid", ""),
         recovered=meta.get("recovered") == "1",
-        ref_id=meta.get("ref_id") or None,
+        ref_ids={k[6:]: v for k, v in meta.items() if k.startswith("ref_id") and v},
         source=meta.get("source") or None,
         abandoned_ms=_int(meta.get("abandoned_at")),
         completed_ms=_int(meta.get("completed_at")),

@@ -11,7 +11,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -25,9 +25,6 @@ from pydantic import (
 
 from .units import parse_duration
 
-if TYPE_CHECKING:
-    pass
-
 __all__ = [
     "DEFAULT_FLOW",
     "FieldKind",
@@ -35,8 +32,10 @@ __all__ = [
     "FlowStep",
     "ForwardPolicy",
     "Site",
-    "Webhook",
-    "WebhookFormat",
+    "Destination",
+    "EVENT_TYPES",
+    "LEAD_EVENTS",
+    "WEBHOOK",
     "first_problem",
     "is_loopback",
     "no_site_message",
@@ -111,27 +110,54 @@ DEFAULT_FLOW: tuple[FlowStep, ...] = (
     FlowStep(field="message", ask="What can we help you with?"),
 )
 
-WebhookFormat = Literal["external-lead", "copper", "pulse", "template"]
+LEAD_EVENTS = ("lead.completed", "lead.abandoned")
+EVENT_TYPES = LEAD_EVENTS
+"""Event types a destination may ask for (``lead.test`` goes wherever it is sent)."""
+WEBHOOK = "webhook"
+"""The name of the destination ``[sites.X.webhook]`` (or the environment) defines; its
+event ids keep the form they had before sites had several destinations."""
+_DESTINATION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
-class Webhook(BaseModel):
-    """Where and how a site's leads are delivered. ``url=None`` means the inbox."""
+class Destination(BaseModel):
+    """One place a site's events go, in one format (CONTRACT §9).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    The keys every format shares are fields here; a format's own keys (``copper_*``,
+    ``hubspot_token``, ``to`` ...) are validated by that format's options model in
+    :mod:`chatlead.formats` and kept in ``options``. ``url=None`` with the
+    ``external-lead`` format means the built-in inbox.
+    """
 
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    name: str = WEBHOOK
+    format: str = "external-lead"
+    events: tuple[str, ...] = LEAD_EVENTS
     url: str | None = None
-    format: WebhookFormat = "external-lead"
     secrets: tuple[str, ...] = ()
     allow_private: bool = False
-    copper_api_key: str | None = None
-    copper_user_email: str | None = None
-    pulse_api_key: str | None = None
-    pulse_api_secret: str | None = None
-    pulse_account_id: str | None = None
-    pulse_team_id: int | None = None
-    pulse_lead_source_id: int | None = None
     template: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    options: Any = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _DESTINATION_NAME.match(value):
+            raise ValueError(
+                "use lowercase letters, digits, - and _ (up to 40), starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for kind in value:
+            if kind not in EVENT_TYPES:
+                raise ValueError(f"unknown event {kind!r}; use {', '.join(EVENT_TYPES)}")
+        if not value:
+            raise ValueError("needs at least one event")
+        return value
 
     @field_validator("secrets")
     @classmethod
@@ -151,22 +177,16 @@ class Webhook(BaseModel):
             raise ValueError(problem)
         return value
 
-    @model_validator(mode="after")
-    def _format_needs(self) -> Webhook:
-        needs = {
-            "pulse": ("pulse_api_key", "pulse_api_secret", "url"),
-            "copper": ("copper_api_key", "copper_user_email"),
-            "template": ("template", "url"),
-        }
-        for field in needs.get(self.format, ()):
-            if not getattr(self, field):
-                what = "the Pulse API base URL" if self.format == "pulse" and field == "url" else ""
-                raise FieldProblem(
-                    field, f"{what or 'required'} for webhook format {self.format!r}"
-                )
-        if self.format == "external-lead" and self.template and self.url is None:
-            raise FieldProblem("url", "required with a template")
-        return self
+    @property
+    def is_inbox(self) -> bool:
+        return self.format == "external-lead" and self.url is None
+
+    def event_suffix(self) -> str:
+        """What this destination's event ids add to the event's base id."""
+        return "" if self.name == WEBHOOK else ":" + self.name
+
+    def takes(self, event_type: str) -> bool:
+        return event_type == "lead.test" or event_type in self.events
 
 
 def _url_problem(url: str) -> str | None:
@@ -196,7 +216,8 @@ class Site(BaseModel):
     phone_region: str = "US"
     greeting: str = "Hi! Leave us a few details and we'll get back to you."
     flow: tuple[FlowStep, ...] = DEFAULT_FLOW
-    webhook: Webhook = Field(default_factory=Webhook)
+    destinations: tuple[Destination, ...] = (Destination(),)
+    """Where events go; the default is the built-in inbox (CONTRACT §9)."""
     source: str = "chat-widget"
     job_type_id: str | None = None
     availability_class_id: str | None = None
@@ -233,6 +254,21 @@ class Site(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError("each field may appear once in a flow")
         return value
+
+    @field_validator("destinations")
+    @classmethod
+    def _unique_names(cls, value: tuple[Destination, ...]) -> tuple[Destination, ...]:
+        names = [destination.name for destination in value]
+        if len(set(names)) != len(names):
+            raise ValueError("each destination name may appear once in a site")
+        return value
+
+    def destination(self, name: str) -> Destination | None:
+        return next((d for d in self.destinations if d.name == name), None)
+
+    def suffixes_for(self, event_type: str) -> list[str]:
+        """The event id suffixes of the destinations that take ``event_type``."""
+        return [d.event_suffix() for d in self.destinations if d.takes(event_type)]
 
     def origin_allowed(self, origin: str | None) -> bool:
         return "*" in self.allowed_origins or origin in self.allowed_origins

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
@@ -269,8 +269,13 @@ class Store:
         updates: dict[str, str],
         step: str,
         completes: bool,
+        completed_to: Sequence[str] = ("",),
     ) -> VisitorResult:
-        """Apply one visitor event atomically (dedupe, append, fields, deadline, outbox)."""
+        """Apply one visitor event atomically (dedupe, append, fields, deadline, outbox).
+
+        ``completed_to``: the event id suffixes of the destinations that take the
+        ``lead.completed`` event, when this event completes the session.
+        """
         shard = self.shard(session_id)
         event = {
             "id": client_id,
@@ -282,7 +287,11 @@ class Store:
             "completes": completes,
             "max": MAX_TRANSCRIPT,
             "max_bytes": MAX_TRANSCRIPT_BYTES,
-            **({"completed_id": keys.completed_event(session_id)} if completes else {}),
+            **(
+                {"completed_id": keys.completed_event(session_id), "completed_to": completed_to}
+                if completes
+                else {}
+            ),
             "rate": self.msg_rate,
             "burst": self.msg_burst,
         }
@@ -301,11 +310,18 @@ class Store:
             return VisitorResult(kind, int(result[1]))
         return VisitorResult(kind)
 
-    async def sweep(self, limit: int = 500) -> SweepResult:
-        """Flag expired sessions in every shard (one round trip for all shards)."""
+    async def sweep(
+        self, limit: int = 500, abandoned_to: Mapping[str, Sequence[str]] | None = None
+    ) -> SweepResult:
+        """Flag expired sessions in every shard (one round trip for all shards).
+
+        ``abandoned_to``: per site, the event id suffixes of the destinations that take
+        ``lead.abandoned`` (a site not in it: the webhook's).
+        """
+        routes = json.dumps({site: list(s) for site, s in (abandoned_to or {}).items()} or {})
         args = (limit, self.retention_ms)
         calls = [
-            ([keys.deadlines(shard)], [*args, keys.tag(shard), keys.ABANDONED_EVENT])
+            ([keys.deadlines(shard)], [*args, keys.tag(shard), keys.ABANDONED_EVENT, routes])
             for shard in range(self.shards)
         ]
         with Translated("in sweep"):

@@ -15,6 +15,7 @@ import logging
 from . import metrics
 from .errors import StoreError
 from .loops import rest
+from .routing import Routes
 from .store import Store, SweepResult
 
 __all__ = ["Sweeper", "pause_after"]
@@ -37,13 +38,19 @@ def pause_after(result: SweepResult) -> float:
 
 
 class Sweeper:
-    def __init__(self, store: Store, on_flagged: asyncio.Event | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        on_flagged: asyncio.Event | None = None,
+        routes: Routes | None = None,
+    ) -> None:
         self.store = store
         self.on_flagged = on_flagged
+        self.abandoned_to = routes.abandoned() if routes is not None else None
 
     async def sweep_once(self) -> SweepResult:
         with metrics.SWEEP_SECONDS.time():
-            result = await self.store.sweep(BATCH)
+            result = await self.store.sweep(BATCH, self.abandoned_to)
         if result.flagged:
             log.info("sessions_abandoned count=%d late_ms=%d", len(result.flagged), result.late_ms)
             metrics.SESSIONS.labels("abandoned").inc(len(result.flagged))

@@ -12,16 +12,30 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .sites import WEBHOOK
 
 if TYPE_CHECKING:
     from .config import Settings
-    from .sites import Site
+    from .sites import Destination, Site
 
 __all__ = ["check_targets"]
 
 
 def _resolve(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
+def _names(settings: Settings, site: Site, destination: Destination) -> tuple[str, str]:
+    """How an error names a destination's url, and the setting that allows private ones."""
+    if settings.config is None:
+        if destination.format == "slack" and destination.name == "slack":
+            return "CHATLEAD_SLACK_WEBHOOK_URL", "set CHATLEAD_WEBHOOK_ALLOW_PRIVATE=true"
+        return "CHATLEAD_WEBHOOK_URL", "set CHATLEAD_WEBHOOK_ALLOW_PRIVATE=true"
+    if destination.name == WEBHOOK:
+        table = f"sites.{site.id}.webhook"
+        return f"{settings.config}: {table}.url", f"set allow_private = true in [{table}]"
+    table = f"sites.{site.id}.destinations.{destination.name}"
+    return f"{settings.config}: {table}.url", f"set allow_private = true in {table}"
 
 
 def check_targets(
@@ -42,19 +56,18 @@ def check_targets(
     """
     warnings: list[str] = []
     checked = [
-        site for site in sites.values() if site.webhook.url and not site.webhook.allow_private
+        (site, destination)
+        for site in sites.values()
+        for destination in site.destinations
+        if destination.url and not destination.allow_private
     ]
     if not checked:
         return warnings  # and the CLI starts faster: no HTTP client to import
     from .formats.guard import is_public_address
 
-    for site in checked:
-        url = site.webhook.url or ""
-        if settings.config is None:
-            name, allow = "CHATLEAD_WEBHOOK_URL", "set CHATLEAD_WEBHOOK_ALLOW_PRIVATE=true"
-        else:
-            name = f"{settings.config}: sites.{site.id}.webhook.url"
-            allow = f"set allow_private = true in [sites.{site.id}.webhook]"
+    for site, destination in checked:
+        url = destination.url or ""
+        name, allow = _names(settings, site, destination)
         parts = urlsplit(url)
         host = parts.hostname or ""
         if parts.scheme.lower() != "https":

@@ -79,8 +79,8 @@ def test_serve_warns_of_unknown_settings_before_anything_else(tmp_path: Path) ->
             {"webhook_secret": "supersecret"},
             "CHATLEAD_WEBHOOK_SECRET: a secret must look like whsec_<base64>",
         ),
-        ({"webhook_format": "copper"}, "CHATLEAD_COPPER_API_KEY: required for webhook format"),
-        ({"webhook_format": "template"}, "CHATLEAD_WEBHOOK_TEMPLATE: required for webhook format"),
+        ({"webhook_format": "copper"}, "CHATLEAD_COPPER_API_KEY: required for format"),
+        ({"webhook_format": "template"}, "CHATLEAD_WEBHOOK_TEMPLATE: required for format"),
         ({"site": "my site"}, "CHATLEAD_SITE: 'my site' is not a site id"),
         ({"idle_timeout": "15"}, "CHATLEAD_IDLE_TIMEOUT: 15 has no unit; write 15s, 15m or 15h"),
         ({"allowed_origins": "example.com"}, "CHATLEAD_ALLOWED_ORIGINS: 'example.com' has no"),
@@ -226,7 +226,9 @@ def test_test_event_waits_for_the_first_attempt_and_shows_it(
 
 
 def _item(status: Literal["pending", "dead"], *attempts: DeliveryAttempt) -> DeliveryItem:
-    return DeliveryItem("evt_1", "lead.test", "s", "default", status, list(attempts), "t0", None)
+    return DeliveryItem(
+        "evt_1", "lead.test", "s", "default", "webhook", status, list(attempts), "t0", None
+    )
 
 
 def test_first_attempt_lines() -> None:

@@ -256,7 +256,7 @@ async def test_store_on_cluster(cluster: Cluster, redis_url: str, rds: RedisClus
         attempt = {"status_code": 204, "latency_ms": 5, "error": None, "response": ""}
         assert await outbox.settle(claims[0], "delivered", attempt) == "ok"
         assert await outbox.replay(claims[0].event_id) == "ok"
-        test_event = await outbox.add_test_event("default")
+        (test_event,) = await outbox.add_test_event("default")
         record, _ = await outbox.load_with_session(test_event)
         assert record is not None and record.type == "lead.test"
         lead = {"id": claims[0].event_id, "type": "lead.abandoned", "site": "default", "data": {}}

@@ -54,7 +54,7 @@ def test_comma_separated_origins_and_secrets(monkeypatch: pytest.MonkeyPatch) ->
     settings = load_settings()
     assert settings.allowed_origins == ("https://a.example", "https://b.example")
     site = load_sites(settings)["default"]
-    assert site.webhook.secrets == ("whsec_bmV3", "whsec_b2xk")
+    assert site.destinations[0].secrets == ("whsec_bmV3", "whsec_b2xk")
 
 
 def test_origins_are_required_beyond_loopback() -> None:
@@ -89,7 +89,7 @@ options = ["Repair", "Install"]
     )
     sites = load_sites(load_settings(config=path))
     acme = sites["acme"]
-    assert acme.idle_timeout == 600 and acme.webhook.secrets == ("whsec_c2VjcmV0",)
+    assert acme.idle_timeout == 600 and acme.destinations[0].secrets == ("whsec_c2VjcmV0",)
     assert [step.field for step in acme.flow] == ["name", "service"]
 
 
@@ -102,11 +102,11 @@ options = ["Repair", "Install"]
         ),
         (
             {"CHATLEAD_WEBHOOK_FORMAT": "copper", "CHATLEAD_COPPER_API_KEY": "k"},
-            "CHATLEAD_COPPER_USER_EMAIL: required for webhook format 'copper'",
+            "CHATLEAD_COPPER_USER_EMAIL: required for format 'copper'",
         ),
         (
             {"CHATLEAD_WEBHOOK_FORMAT": "template", "CHATLEAD_WEBHOOK_URL": "https://x.example"},
-            "CHATLEAD_WEBHOOK_TEMPLATE: required for webhook format 'template'",
+            "CHATLEAD_WEBHOOK_TEMPLATE: required for format 'template'",
         ),
         ({"CHATLEAD_WEBHOOK_FORMAT": "pulse"}, "CHATLEAD_PULSE_API_KEY: required"),
         ({"CHATLEAD_SITE": "my site"}, "CHATLEAD_SITE: 'my site' is not a site id"),
@@ -143,7 +143,7 @@ def test_env_site_template_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("CHATLEAD_WEBHOOK_FORMAT", "template")
     monkeypatch.setenv("CHATLEAD_WEBHOOK_URL", "https://crm.example/leads")
     monkeypatch.setenv("CHATLEAD_WEBHOOK_TEMPLATE", str(template))
-    assert load_sites(load_settings())["default"].webhook.template == template.read_text()
+    assert load_sites(load_settings())["default"].destinations[0].template == template.read_text()
     template.write_text("{{ not json")
     with pytest.raises(ConfigError, match="^CHATLEAD_WEBHOOK_TEMPLATE: template syntax"):
         load_sites(load_settings())
@@ -250,6 +250,23 @@ def test_unknown_env_names_get_the_nearest_setting() -> None:
         ("[sites.a.webhook]\nsecret = 'env:NOPE_NOT_SET'\n", "NOPE_NOT_SET"),
         ("[other]\n", "unknown key 'other'"),
         ("[sites.a\n", "sites.toml"),
+        ("[[sites.a.destinations]]\nurl = 'https://x.example'\n", "sites.a.destinations.0.name"),
+        ("[[sites.a.destinations]]\nname = 'Big CRM'\n", "sites.a.destinations.Big CRM.name"),
+        ("[[sites.a.destinations]]\nname = 'c'\nformat = 'fax'\n", "destinations.c.format"),
+        (
+            "[[sites.a.destinations]]\nname = 'c'\nformat = 'copper'\n",
+            "destinations.c.copper_api_key: required for format 'copper'",
+        ),
+        (
+            "[[sites.a.destinations]]\nname = 'c'\nevents = ['lead.sold']\n",
+            "destinations.c.events: unknown event 'lead.sold'",
+        ),
+        ("[[sites.a.destinations]]\nname = 'c'\ncolour = 'red'\n", "destinations.c.colour"),
+        (
+            "[[sites.a.destinations]]\nname = 'c'\n[[sites.a.destinations]]\nname = 'c'\n",
+            "sites.a.destinations: each destination name may appear once",
+        ),
+        ("[sites.a]\ndestinations = 'crm'\n", "sites.a.destinations: write each as"),
     ],
 )
 def test_bad_site_files_name_file_site_and_key(tmp_path: Path, body: str, needle: str) -> None:
@@ -268,7 +285,7 @@ def test_example_site_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     root = Path(__file__).resolve().parent.parent
     sites = load_sites(load_settings(config=root / "examples" / "sites.toml"))
     assert set(sites) == {"acme", "brightsmile", "northwind", "fabrikam"}
-    assert len(sites["acme"].webhook.secrets) == 2
+    assert len(sites["acme"].destinations[0].secrets) == 2
 
 
 @pytest.mark.parametrize(
@@ -282,7 +299,10 @@ def test_example_site_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
             "format = 'template'\nurl = 'https://x.example'\ntemplate = 'not json'\n",
             "webhook.template",
         ),
-        ("format = 'pulse'\npulse_api_key = 'k'\npulse_api_secret = 's'\n", "base URL"),
+        (
+            "format = 'pulse'\npulse_api_key = 'k'\npulse_api_secret = 's'\n",
+            "webhook.url: required for format 'pulse'",
+        ),
         ("format = 'copper'\n", "webhook.copper_api_key: required"),
         ("format = 'template'\nurl = 'https://x.example'\n", "webhook.template: required"),
         ("url = 'hooks.example/x'\n", "webhook.url: has no scheme"),
@@ -310,3 +330,18 @@ def test_check_command_validates_without_starting(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "sites.a.idle_timeout" in result.stderr
+
+
+def test_a_site_sends_to_each_of_its_destinations(tmp_path: Path) -> None:
+    path = tmp_path / "sites.toml"
+    path.write_text(
+        "[sites.a.webhook]\nurl = 'https://hooks.example/leads'\n"
+        "[[sites.a.destinations]]\nname = 'crm'\nformat = 'copper'\n"
+        "copper_api_key = 'k'\ncopper_user_email = 'o@a.example'\nevents = ['lead.completed']\n"
+    )
+    site = load_sites(load_settings(config=path))["a"]
+    webhook, crm = site.destinations
+    assert (webhook.name, webhook.event_suffix(), crm.event_suffix()) == ("webhook", "", ":crm")
+    assert crm.options.copper_user_email == "o@a.example"
+    assert site.suffixes_for("lead.completed") == ["", ":crm"]
+    assert site.suffixes_for("lead.abandoned") == [""]

@@ -163,7 +163,7 @@ async def test_abandoned_then_completed_arrive_in_order(
 
 async def test_test_event_is_delivered_signed(app_factory: Any, receiver: Receiver) -> None:
     app = await _hooked(app_factory, receiver)
-    event_id = await _outbox(app).add_test_event("default")
+    (event_id,) = await _outbox(app).add_test_event("default")
     app.server.config.app.state.runtime.delivery_wakeup.set()  # type: ignore[union-attr]
     await wait_for(lambda: receiver.events, 5)
     assert receiver.events[0]["id"] == event_id and receiver.events[0]["type"] == "lead.test"

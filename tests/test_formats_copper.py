@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+from chatlead.formats import Context
 from chatlead.formats import send as dispatch
 from chatlead.formats.copper import (
     BUDGET_LIMIT,
@@ -140,7 +141,7 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 async def test_completed_lead_is_created(copper, http):
-    result = await send(http, event_for(copper_site(copper.base), lead()))
+    result = await send(Context(http), event_for(copper_site(copper.base), lead()))
     assert result.ok and result.ref_id is not None
     [seen] = copper.seen
     assert (seen.method, seen.path) == ("PUT", "/developer_api/v1/leads/upsert")
@@ -150,7 +151,9 @@ async def test_completed_lead_is_created(copper, http):
 
 async def test_abandoned_then_completed_updates_one_record(copper, http):
     site = copper_site(copper.base)
-    first = await send(http, event_for(site, lead({"phone": "+14155550100"}, abandoned=True)))
+    first = await send(
+        Context(http), event_for(site, lead({"phone": "+14155550100"}, abandoned=True))
+    )
     assert first.ok and first.ref_id
     assert copper.leads[int(first.ref_id)]["tags"] == ["chat-widget", "abandoned"]
 
@@ -159,7 +162,7 @@ async def test_abandoned_then_completed_updates_one_record(copper, http):
         {"phone": "+14155550100", "name": "Ada Lovelace", "email": "ada@example.com"},
         ref_id=first.ref_id,
     )
-    second = await send(http, event_for(site, completed, "evt_2"))
+    second = await send(Context(http), event_for(site, completed, "evt_2"))
     assert second.ok and second.ref_id == first.ref_id
     assert len(copper.leads) == 1
     record = copper.leads[int(first.ref_id)]
@@ -174,17 +177,17 @@ async def test_abandoned_then_completed_updates_one_record(copper, http):
 
 async def test_same_email_is_the_same_lead(copper, http):
     site = copper_site(copper.base)
-    a = await send(http, event_for(site, lead(abandoned=True)))
-    b = await send(http, event_for(site, lead(), "evt_2"))
+    a = await send(Context(http), event_for(site, lead(abandoned=True)))
+    b = await send(Context(http), event_for(site, lead(), "evt_2"))
     assert a.ok and b.ok and a.ref_id == b.ref_id
     assert len(copper.leads) == 1
 
 
 async def test_deleted_record_is_written_afresh_once(copper, http):
     site = copper_site(copper.base)
-    first = await send(http, event_for(site, lead()))
+    first = await send(Context(http), event_for(site, lead()))
     copper.delete(int(first.ref_id))
-    again = await send(http, event_for(site, lead(ref_id=first.ref_id), "evt_2"))
+    again = await send(Context(http), event_for(site, lead(ref_id=first.ref_id), "evt_2"))
     assert again.ok and again.ref_id != first.ref_id
     assert [r.method + " " + r.path.rsplit("/", 1)[1] for r in copper.seen[1:]] == [
         f"PUT {first.ref_id}",
@@ -196,23 +199,23 @@ async def test_wrong_credentials_are_dead_and_do_not_leak(copper, http):
     site = site_with(
         url=copper.base, format="copper", copper_api_key="cu_wrong_key", copper_user_email=USER
     )
-    result = await send(http, event_for(site, lead()))
+    result = await send(Context(http), event_for(site, lead()))
     assert (result.ok, result.retryable, result.status_code) == (False, False, 401)
     assert "cu_wrong_key" not in (result.error or "") + result.response_snippet
 
 
 async def test_429_without_rate_headers_is_retried_after_a_minute(copper, http):
     copper.fail_with_429(1)
-    result = await send(http, event_for(copper_site(copper.base), lead()))
+    result = await send(Context(http), event_for(copper_site(copper.base), lead()))
     assert (result.ok, result.retryable, result.status_code) == (False, True, 429)
     assert result.retry_after == 60.0
     assert copper.leads == {}
-    retried = await send(http, event_for(copper_site(copper.base), lead()))
+    retried = await send(Context(http), event_for(copper_site(copper.base), lead()))
     assert retried.ok
 
 
 async def test_dispatcher_routes_copper_and_passes_redis(copper, http, redis):
-    result = await dispatch(http, event_for(copper_site(copper.base), lead()), redis=redis)
+    result = await dispatch(Context(http, redis), event_for(copper_site(copper.base), lead()))
     assert result.ok
     assert await redis.zcard(budget_key(API_KEY)) == 1
 
@@ -221,7 +224,7 @@ async def send_many(http, site, count, redis=None):
     results = []
     for i in range(count):
         the_lead = lead({"name": f"Visitor {i}", "email": f"v{i}@example.com"})
-        results.append(await send(http, event_for(site, the_lead, f"evt_{i}"), redis=redis))
+        results.append(await send(Context(http, redis), event_for(site, the_lead, f"evt_{i}")))
     return results
 
 
@@ -244,7 +247,7 @@ async def _budget_stops_the_181st(http, redis, copper):
     results = await send_many(http, site, BUDGET_LIMIT, redis)
     assert all(r.ok for r in results)
     assert time.monotonic() - started < 50  # all inside one window
-    over = await send(http, event_for(site, lead(), "evt_over"), redis=redis)
+    over = await send(Context(http, redis), event_for(site, lead(), "evt_over"))
     assert (over.ok, over.retryable, over.status_code) == (False, True, None)
     assert over.retry_after is not None and 1 <= over.retry_after <= 60
     assert "budget" in (over.error or "")
@@ -277,5 +280,5 @@ async def test_budget_window_slides(redis):
 
 
 async def test_no_redis_means_no_budget(copper, http):
-    result = await send(http, event_for(copper_site(copper.base), lead()), redis=None)
+    result = await send(Context(http, None), event_for(copper_site(copper.base), lead()))
     assert result.ok

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from chatlead.formats import Context
 from chatlead.formats import send as dispatch
 from chatlead.formats.pulse import (
     Token,
@@ -69,7 +70,9 @@ def test_body_carries_configured_team_and_source():
 
 
 def test_lookup_escapes_the_email():
-    request = build_lookup("https://pulse.example/api", pulse_site().webhook, "a+b@example.com")
+    request = build_lookup(
+        "https://pulse.example/api", pulse_site().destinations[0].options, "a+b@example.com"
+    )
     assert request.url == "https://pulse.example/api/leads?email=a%2Bb%40example.com"
 
 
@@ -113,7 +116,7 @@ def tokens() -> TokenCache:
 
 async def test_first_delivery_logs_in_looks_up_and_creates(pulse, http, tokens):
     site = pulse_site(pulse.url, pulse_account_id="acct_42", pulse_team_id=3)
-    result = await send(http, event_for(site, lead()), tokens=tokens)
+    result = await send(Context(http), event_for(site, lead()), tokens=tokens)
     assert result.ok and result.ref_id == "501"
     assert [(r.method, r.path) for r in pulse.seen] == [
         ("POST", "/auth/login"),
@@ -131,7 +134,9 @@ async def test_first_delivery_logs_in_looks_up_and_creates(pulse, http, tokens):
 async def test_abandoned_then_completed_updates_one_record(pulse, http, tokens):
     site = pulse_site(pulse.url)
     first = await send(
-        http, event_for(site, lead({"phone": "+14155550100"}, abandoned=True)), tokens=tokens
+        Context(http),
+        event_for(site, lead({"phone": "+14155550100"}, abandoned=True)),
+        tokens=tokens,
     )
     assert first.ok and first.ref_id == "501"
     assert (pulse.leads[501]["firstName"], pulse.leads[501]["lastName"]) == ("Website", "Visitor")
@@ -140,7 +145,7 @@ async def test_abandoned_then_completed_updates_one_record(pulse, http, tokens):
         {"phone": "+14155550100", "name": "Ada Lovelace", "email": "ada@example.com"},
         ref_id=first.ref_id,
     )
-    second = await send(http, event_for(site, completed, "evt_2"), tokens=tokens)
+    second = await send(Context(http), event_for(site, completed, "evt_2"), tokens=tokens)
     assert second.ok and second.ref_id == "501"
     assert list(pulse.leads) == [501]
     record = pulse.leads[501]
@@ -157,8 +162,8 @@ async def test_abandoned_then_completed_updates_one_record(pulse, http, tokens):
 async def test_existing_email_is_patched_whatever_the_list_shape(http, tokens, shape):
     with FakePulse(KEY, SECRET, list_shape=shape, token_field="accessToken") as pulse:
         site = pulse_site(pulse.url)
-        a = await send(http, event_for(site, lead(abandoned=True)), tokens=tokens)
-        b = await send(http, event_for(site, lead(), "evt_2"), tokens=tokens)
+        a = await send(Context(http), event_for(site, lead(abandoned=True)), tokens=tokens)
+        b = await send(Context(http), event_for(site, lead(), "evt_2"), tokens=tokens)
     assert a.ok and b.ok and a.ref_id == b.ref_id == "501"
     assert list(pulse.leads) == [501]
     assert [(r.method, r.path) for r in pulse.seen][-2:] == [
@@ -169,7 +174,7 @@ async def test_existing_email_is_patched_whatever_the_list_shape(http, tokens, s
 
 async def test_deleted_record_is_found_or_created_afresh(pulse, http, tokens):
     site = pulse_site(pulse.url)
-    result = await send(http, event_for(site, lead(ref_id="999")), tokens=tokens)
+    result = await send(Context(http), event_for(site, lead(ref_id="999")), tokens=tokens)
     assert result.ok and result.ref_id == "501"
     assert [(r.method, r.path) for r in pulse.seen][1:] == [
         ("PATCH", "/leads/999"),
@@ -180,9 +185,9 @@ async def test_deleted_record_is_found_or_created_afresh(pulse, http, tokens):
 
 async def test_expired_token_relogs_in_once(pulse, http, tokens):
     site = pulse_site(pulse.url)
-    await send(http, event_for(site, lead()), tokens=tokens)
+    await send(Context(http), event_for(site, lead()), tokens=tokens)
     pulse.expire_tokens()  # the server no longer accepts the cached token
-    result = await send(http, event_for(site, lead(), "evt_2"), tokens=tokens)
+    result = await send(Context(http), event_for(site, lead(), "evt_2"), tokens=tokens)
     assert result.ok
     assert pulse.logins == 2
     calls = [(r.method, r.path) for r in pulse.seen][3:]
@@ -197,8 +202,8 @@ async def test_expired_token_relogs_in_once(pulse, http, tokens):
 async def test_stated_expiry_is_honoured(http, tokens):
     with FakePulse(KEY, SECRET, expires_in=0) as pulse:
         site = pulse_site(pulse.url)
-        await send(http, event_for(site, lead()), tokens=tokens)
-        await send(http, event_for(site, lead(), "evt_2"), tokens=tokens)
+        await send(Context(http), event_for(site, lead()), tokens=tokens)
+        await send(Context(http), event_for(site, lead(), "evt_2"), tokens=tokens)
     assert pulse.logins == 2
     assert not any(
         r.headers.get("authorization") == f"Bearer {pulse.issued[0]}" for r in pulse.seen[4:]
@@ -207,7 +212,7 @@ async def test_stated_expiry_is_honoured(http, tokens):
 
 async def test_persistent_401_is_dead_after_one_relogin(pulse, http, tokens):
     site = pulse_site(pulse.url)
-    await send(http, event_for(site, lead()), tokens=tokens)
+    await send(Context(http), event_for(site, lead()), tokens=tokens)
     original = pulse.handle
 
     def refuse_bearer(request):
@@ -218,7 +223,7 @@ async def test_persistent_401_is_dead_after_one_relogin(pulse, http, tokens):
         return Answer(401, {"error": "unauthorized"})
 
     pulse.handle = refuse_bearer
-    result = await send(http, event_for(site, lead(), "evt_2"), tokens=tokens)
+    result = await send(Context(http), event_for(site, lead(), "evt_2"), tokens=tokens)
     assert (result.ok, result.retryable, result.status_code) == (False, False, 401)
     assert pulse.logins == 2
 
@@ -227,7 +232,7 @@ async def test_wrong_credentials_are_dead_and_never_quoted(pulse, http, tokens):
     site = site_with(
         url=pulse.url, format="pulse", pulse_api_key=KEY, pulse_api_secret="wrong-secret"
     )
-    result = await send(http, event_for(site, lead()), tokens=tokens)
+    result = await send(Context(http), event_for(site, lead()), tokens=tokens)
     assert (result.ok, result.retryable, result.status_code) == (False, False, 401)
     assert "login" in (result.error or "")
     text = (result.error or "") + result.response_snippet
@@ -237,7 +242,7 @@ async def test_wrong_credentials_are_dead_and_never_quoted(pulse, http, tokens):
 
 async def test_missing_names_are_rejected_by_pulse_but_we_always_send_them(pulse, http, tokens):
     site = pulse_site(pulse.url)
-    result = await send(http, event_for(site, lead({})), tokens=tokens)
+    result = await send(Context(http), event_for(site, lead({})), tokens=tokens)
     assert result.ok
     assert (pulse.leads[501]["firstName"], pulse.leads[501]["lastName"]) == ("Website", "Visitor")
     # The fake enforces the requirement:
@@ -250,7 +255,7 @@ async def test_missing_names_are_rejected_by_pulse_but_we_always_send_them(pulse
 
 
 async def test_dispatcher_routes_pulse(pulse, http):
-    result = await dispatch(http, event_for(pulse_site(pulse.url), lead()))
+    result = await dispatch(Context(http), event_for(pulse_site(pulse.url), lead()))
     assert result.ok and result.ref_id == "501"
 
 
@@ -267,7 +272,7 @@ async def test_secrets_never_in_results(http, tokens):
             return answer
 
         pulse.handle = echo
-        result = await send(http, event_for(pulse_site(pulse.url), lead()), tokens=tokens)
+        result = await send(Context(http), event_for(pulse_site(pulse.url), lead()), tokens=tokens)
     assert result.retryable and result.status_code == 500
     assert pulse.issued[0] not in result.response_snippet
     assert "***" in result.response_snippet

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from chatlead.errors import ConfigError, DeliveryError
+from chatlead.formats import Context
 from chatlead.formats import send as dispatch
 from chatlead.formats.template import (
     BUDGET_S,
@@ -146,7 +147,7 @@ def test_validate_template():
 async def test_delivery_posts_signed_rendered_json(http):
     with FakeReceiver() as receiver:
         site = template_site(receiver.url + "/crm", secrets=(SECRET,), headers={"X-Key": "k1"})
-        result = await dispatch(http, event_for(site, lead(ref_id="77")))
+        result = await dispatch(Context(http), event_for(site, lead(ref_id="77")))
     assert result.ok and result.status_code == 200
     [seen] = receiver.seen
     assert (seen.method, seen.path, seen.headers["x-key"]) == ("POST", "/crm", "k1")
@@ -158,7 +159,7 @@ async def test_delivery_posts_signed_rendered_json(http):
 async def test_bad_template_is_dead_without_sending(http):
     with FakeReceiver() as receiver:
         site = template_site(receiver.url, template='{"a": {{ fields.name }}}')
-        result = await send(http, event_for(site, lead()))
+        result = await send(Context(http), event_for(site, lead()))
     assert (result.ok, result.retryable, result.status_code) == (False, False, None)
     assert "not valid JSON" in (result.error or "")
     assert receiver.seen == []
@@ -167,14 +168,14 @@ async def test_bad_template_is_dead_without_sending(http):
 @pytest.mark.parametrize(("status", "retryable"), [(500, True), (429, True), (400, False)])
 async def test_receiver_answers_are_classified(http, status, retryable):
     with FakeReceiver(status) as receiver:
-        result = await send(http, event_for(template_site(receiver.url), lead()))
+        result = await send(Context(http), event_for(template_site(receiver.url), lead()))
     assert (result.ok, result.retryable, result.status_code) == (False, retryable, status)
 
 
 async def test_default_format_still_dispatches_without_redis(http):
     with FakeReceiver() as receiver:
         site = site_with(url=receiver.url, secrets=(SECRET,))
-        result = await dispatch(http, event_for(site, lead()))
+        result = await dispatch(Context(http), event_for(site, lead()))
     assert result.ok
     envelope = Verifier(SECRET).verify(receiver.seen[0].body.decode(), receiver.seen[0].headers)
     assert envelope["type"] == "lead.completed" and envelope["data"]["sessionId"]

@@ -82,5 +82,8 @@ def test_transcript_messages_follow_the_seed_readme() -> None:
 
 
 def test_ref_id_is_carried_when_known() -> None:
-    assert build_lead(_record(ref_id="crm-42"), SITE, abandoned=False)["refId"] == "crm-42"
+    record = _record(ref_ids={"": "crm-42", ":copper": "c-7"})
+    assert build_lead(record, SITE, abandoned=False)["refId"] == "crm-42"
+    assert build_lead(record, SITE, abandoned=False, suffix=":copper")["refId"] == "c-7"
+    assert "refId" not in build_lead(record, SITE, abandoned=False, suffix=":other")
     assert "refId" not in build_lead(_record(), SITE, abandoned=False)

@@ -24,15 +24,29 @@ async def replay(runtime: Runtime, event_id: str) -> str:
     return outcome
 
 
-async def send_test_event(runtime: Runtime, site_id: str) -> str:
-    """Queue a signed sample lead for ``site_id`` and wake the delivery loop.
+async def send_test_event(
+    runtime: Runtime, site_id: str, destination: str | None = None
+) -> list[str]:
+    """Queue a signed sample lead for ``site_id`` to each of its destinations (or the one
+    named ``destination``) and wake the delivery loop; the event ids.
 
     Raises:
-        QueryError: ``site_id`` is not a configured site.
+        QueryError: ``site_id`` is not a configured site, or it has no such destination.
     """
-    if site_id not in runtime.sites:
+    site = runtime.sites.get(site_id)
+    if site is None:
         raise QueryError("site", f"no site {site_id!r}")
+    targets = site.destinations
+    if destination is not None:
+        targets = tuple(d for d in targets if d.name == destination)
+        if not targets:
+            names = ", ".join(d.name for d in site.destinations)
+            raise QueryError(
+                "destination", f"no destination {destination!r}; {site_id} has {names}"
+            )
     with _QUEUEING:
-        event_id = await Outbox(runtime.store).add_test_event(site_id)
+        ids = await Outbox(runtime.store).add_test_event(
+            site_id, [d.event_suffix() for d in targets]
+        )
     runtime.delivery_wakeup.set()
-    return event_id
+    return ids

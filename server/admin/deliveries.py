@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .. import keys
 from .params import int_or_zero, iso_ms
 
 __all__ = ["DeliveryAttempt", "DeliveryItem", "DeliveryPage", "delivery_item"]
@@ -27,6 +28,7 @@ class DeliveryItem:
     event: str
     session_id: str
     site: str
+    destination: str
     status: Literal["pending", "delivered", "dead"]
     attempts: list[DeliveryAttempt]
     created_at: str
@@ -61,6 +63,7 @@ def delivery_item(event_id: str, raw: dict[str, str], attempts: list[str]) -> De
         event=raw.get("type", ""),
         session_id=raw.get("session", ""),
         site=raw.get("site", ""),
+        destination=keys.event_destination(event_id),
         status=status,  # type: ignore[arg-type]
         attempts=parsed,
         created_at=iso_ms(int_or_zero(raw["created"])),

@@ -109,6 +109,9 @@ async def _erase_shard(runtime: Runtime, session_id: str) -> EraseResult:
                 personal = sorted({v for v in fields.values() if len(v) >= 3}, key=len)[::-1]
                 pipe.multi()
                 pipe.delete(*session_keys)
+                queues = {keys.event_suffix(eid) for eid in event_ids} - {""}
+                for suffix in sorted(queues):  # each destination's queue of this session
+                    pipe.delete(keys.session_events(shard, session_id, suffix))
                 pipe.zrem(keys.deadlines(shard), session_id)
                 sites = [meta["site"]] if meta.get("site") else list(runtime.sites)
                 for site in sites:

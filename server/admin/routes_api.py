@@ -249,7 +249,7 @@ async def replay_delivery(request: Request) -> Response:
 async def test_event(request: Request) -> Response:
     """``POST /api/sites/{site}/test-event``."""
     runtime = runtime_of(request)
-    event_id = await send_test_event(runtime, request.path_params["site"])
+    event_id, *_ = await send_test_event(runtime, request.path_params["site"])
     item = await Reader(runtime).delivery(event_id)
     return _json(item if item is not None else {"id": event_id}, status=202)
 

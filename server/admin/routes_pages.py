@@ -44,11 +44,15 @@ PERIODS: tuple[tuple[str, str], ...] = (
 
 def _target(runtime: Runtime, site_id: str) -> str:
     """Where a site's leads go, without credentials, paths or query strings."""
-    hook = runtime.sites[site_id].webhook
-    if hook.url is None:
-        return "built-in inbox" if hook.format == "external-lead" else hook.format
-    host = urlsplit(hook.url).hostname or "?"
-    return f"{hook.format} → {host}"
+    shown = []
+    for destination in runtime.sites[site_id].destinations:
+        if destination.is_inbox:
+            shown.append("built-in inbox")
+        elif destination.url is None:
+            shown.append(destination.format)
+        else:
+            shown.append(f"{destination.format} → {urlsplit(destination.url).hostname or '?'}")
+    return ", ".join(shown)
 
 
 # --- pages ------------------------------------------------------------------

@@ -1,36 +1,147 @@
-"""CRM formats: turn a lead event into the HTTP request(s) a target expects.
+"""Formats: turn an event into what one destination expects (CONTRACT §5, §9).
 
-Each format module keeps its decisions in pure functions (event -> request,
-response -> result) and exposes one ``send(http, event)`` coroutine that runs
-them over an ``httpx.AsyncClient``. :func:`send` picks the site's format.
+A format is one module: its decisions in pure functions (event -> request,
+response -> result), an ``Options`` model of its own destination keys, and one
+``send(ctx, event)`` coroutine that runs them. The module ends with
+``FORMAT = Format(...)``; :data:`MODULES` is the registry (name -> module), and
+config, ``check``, the CLI and delivery learn every format from it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+import importlib
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict
 
-from ..sites import Site
+from ..sites import Destination, FieldProblem, Site
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["LeadEvent", "Request", "SendResult", "send"]
+__all__ = [
+    "MODULES",
+    "Context",
+    "Format",
+    "LeadEvent",
+    "NoOptions",
+    "Request",
+    "SendResult",
+    "destination",
+    "get",
+    "send",
+]
 
 
 @dataclass(frozen=True)
 class LeadEvent:
-    """One event to deliver: ``lead`` is the ExternalLead (camelCase JSON object)."""
+    """One event to deliver to one destination: ``lead`` is the ExternalLead (camelCase
+    JSON object), with ``refId`` the id this destination gave the record before."""
 
     id: str
     type: str  # "lead.completed" | "lead.abandoned" | "lead.test"
     created_at: datetime  # aware, UTC
     site: Site
     lead: dict[str, Any]
+    destination: Destination = field(default_factory=Destination)
+
+    @property
+    def options(self) -> Any:
+        """The destination's format options (the format's ``Options`` model)."""
+        return self.destination.options
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a format may use to send: the HTTP client for this destination (its address
+    policy applied) and Redis for rate budgets shared by every worker (``None``: none)."""
+
+    http: httpx.AsyncClient
+    redis: Redis | None = None
+
+
+class NoOptions(BaseModel):
+    """Options of a format that has no keys of its own."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@dataclass(frozen=True)
+class Format:
+    """One format's declaration (the last line of its module).
+
+    ``requires``: shared destination keys it cannot do without (``url``, ``template``);
+    ``default_url``: the vendor's API base when ``url`` is unset; ``secrets``: option
+    keys never shown; ``target``: the address deliveries connect to, checked like a
+    webhook URL (default: ``url``, else ``default_url``).
+    """
+
+    name: str
+    send: Callable[[Context, LeadEvent], Awaitable[SendResult]]
+    options: type[BaseModel] = NoOptions
+    requires: tuple[str, ...] = ()
+    default_url: str | None = None
+    secrets: tuple[str, ...] = ()
+    target: Callable[[Destination], str | None] | None = None
+
+    def target_of(self, destination: Destination) -> str | None:
+        if self.target is not None:
+            return self.target(destination)
+        return destination.url or self.default_url
+
+
+MODULES = {
+    "external-lead": "external_lead",
+    "copper": "copper",
+    "pulse": "pulse",
+    "template": "template",
+}
+"""The format registry: name -> module in this package (imported when first used)."""
+
+
+_SHARED_KEYS = frozenset(Destination.model_fields) - {"options"}
+
+
+def destination(raw: Mapping[str, Any]) -> Destination:
+    """A destination from its flat keys (TOML table or environment), options validated
+    by its format's model.
+
+    Raises:
+        FieldProblem: an unknown format, or a key the format requires is missing.
+        pydantic.ValidationError: a key is wrong (its location names it).
+    """
+    name = raw.get("format", "external-lead")
+    if name not in MODULES:
+        raise FieldProblem("format", f"unknown format {name!r}; use {', '.join(MODULES)}")
+    declared = get(name)
+    own = {k: v for k, v in raw.items() if k not in _SHARED_KEYS}
+    missing = [key for key, spec in declared.options.model_fields.items() if spec.is_required()]
+    for key in missing:
+        if own.get(key) in (None, ""):
+            raise FieldProblem(key, f"required for format {name!r}")
+    options = declared.options(**own)
+    made = Destination(**{k: v for k, v in raw.items() if k in _SHARED_KEYS}, options=options)
+    for key in declared.requires:
+        if not getattr(made, key):
+            raise FieldProblem(key, f"required for format {name!r}")
+    if made.template and made.url is None:
+        raise FieldProblem("url", "required with a template")
+    return made
+
+
+def get(name: str) -> Format:
+    """The format called ``name``.
+
+    Raises:
+        KeyError: no such format.
+    """
+    module = importlib.import_module(f"{__name__}.{MODULES[name]}")
+    declared: Format = module.FORMAT
+    return declared
 
 
 @dataclass(frozen=True)
@@ -103,38 +214,9 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-class Sender(Protocol):
-    def __call__(
-        self, http: httpx.AsyncClient, event: LeadEvent, *, redis: Redis | None = None
-    ) -> Awaitable[SendResult]: ...
+async def send(ctx: Context, event: LeadEvent) -> SendResult:
+    """Deliver ``event`` to its destination in the destination's format.
 
-
-async def _external_lead(
-    http: httpx.AsyncClient, event: LeadEvent, *, redis: Redis | None = None
-) -> SendResult:
-    from . import external_lead
-
-    return await external_lead.send(http, event)
-
-
-def _senders() -> dict[str, Sender]:
-    from . import copper, pulse, template
-
-    return {
-        "external-lead": _external_lead,
-        "copper": copper.send,
-        "pulse": pulse.send,
-        "template": template.send,
-    }
-
-
-async def send(
-    http: httpx.AsyncClient, event: LeadEvent, *, redis: Redis | None = None
-) -> SendResult:
-    """Deliver ``event`` to its site's webhook in the site's format.
-
-    ``redis`` carries rate budgets shared by every worker (Copper's 180
-    requests/min); without it no budget is kept. Transport errors
-    (``httpx.TransportError``, timeouts included) propagate to the caller.
+    Transport errors (``httpx.TransportError``, timeouts included) propagate.
     """
-    return await _senders()[event.site.webhook.format](http, event, redis=redis)
+    return await get(event.destination.format).send(ctx, event)

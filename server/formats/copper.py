@@ -25,8 +25,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
-from . import LeadEvent, Request, SendResult
+from . import Context, Format, LeadEvent, Request, SendResult
 from .transcript_text import e164, lead_field, readable_transcript
 
 if TYPE_CHECKING:
@@ -56,16 +57,25 @@ TAG = "chat-widget"
 ABANDONED_TAG = "abandoned"
 
 
+class Options(BaseModel):
+    """A ``copper`` destination's own keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    copper_api_key: str = Field(min_length=1)
+    copper_user_email: str = Field(min_length=1)
+
+
 def _base(event: LeadEvent) -> str:
-    return (event.site.webhook.url or COPPER_BASE).rstrip("/")
+    return (event.destination.url or COPPER_BASE).rstrip("/")
 
 
 def _headers(event: LeadEvent) -> dict[str, str]:
-    hook = event.site.webhook
+    options: Options = event.options
     return {
-        "X-PW-AccessToken": hook.copper_api_key or "",
+        "X-PW-AccessToken": options.copper_api_key,
         "X-PW-Application": "developer_api",
-        "X-PW-UserEmail": hook.copper_user_email or "",
+        "X-PW-UserEmail": options.copper_user_email,
         "Content-Type": "application/json",
     }
 
@@ -233,19 +243,13 @@ async def _call(
     return result_of(response).redacted(api_key), response.status_code
 
 
-async def send(
-    http: httpx.AsyncClient, event: LeadEvent, *, redis: Redis | None = None
-) -> SendResult:
+async def send(ctx: Context, event: LeadEvent) -> SendResult:
     """Create or update the lead in Copper; ``ref_id`` is Copper's lead id.
 
-    ``redis``: where the per-API-key budget lives; ``None`` skips the budget.
+    ``ctx.redis``: where the per-API-key budget lives; ``None`` skips the budget.
     """
-    hook = event.site.webhook
-    api_key = hook.copper_api_key
-    if not api_key or not hook.copper_user_email:
-        return SendResult(
-            ok=False, retryable=False, error="copper needs COPPER_API_KEY and COPPER_USER_EMAIL"
-        )
+    http, redis = ctx.http, ctx.redis
+    api_key = event.options.copper_api_key
     ref = event.lead.get("refId")
     result, status = await _call(http, build_upsert(event), redis, api_key)
     if status == 404 and ref:
@@ -254,3 +258,6 @@ async def send(
     elif result.ok and result.ref_id is None and ref:
         result = replace(result, ref_id=str(ref))
     return result
+
+
+FORMAT = Format("copper", send, Options, default_url=COPPER_BASE, secrets=("copper_api_key",))

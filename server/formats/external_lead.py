@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import httpx
 import orjson
 from standardwebhooks.webhooks import Webhook as Signer
 
-from . import LeadEvent, SendResult
+from . import Context, Format, LeadEvent, SendResult
 
 __all__ = ["build_request", "send", "sign"]
 
@@ -38,14 +37,17 @@ def build_request(event: LeadEvent, now: datetime) -> tuple[dict[str, str], str]
         "webhook-id": event.id,
         "webhook-timestamp": str(int(now.timestamp())),
     }
-    if event.site.webhook.secrets:
-        headers["webhook-signature"] = sign(event.site.webhook.secrets, event.id, now, body)
+    if event.destination.secrets:
+        headers["webhook-signature"] = sign(event.destination.secrets, event.id, now, body)
     return headers, body
 
 
-async def send(http: httpx.AsyncClient, event: LeadEvent) -> SendResult:
-    url = event.site.webhook.url
+async def send(ctx: Context, event: LeadEvent) -> SendResult:
+    url = event.destination.url
     assert url is not None, "inbox events never reach a format"
     headers, body = build_request(event, datetime.now(UTC))
-    response = await http.post(url, content=body.encode(), headers=headers)
+    response = await ctx.http.post(url, content=body.encode(), headers=headers)
     return SendResult.from_response(response)
+
+
+FORMAT = Format("external-lead", send)

@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..sites import Webhook
-from . import LeadEvent, Request, SendResult
+from . import Context, Format, LeadEvent, Request, SendResult
 from .transcript_text import e164, lead_field, name_parts, readable_transcript
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 __all__ = [
     "TOKENS",
@@ -112,17 +109,29 @@ TOKENS = TokenCache()
 """The process-wide cache :func:`send` uses by default."""
 
 
+class Options(BaseModel):
+    """A ``pulse`` destination's own keys (``url`` is the Pulse API base)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pulse_api_key: str = Field(min_length=1)
+    pulse_api_secret: str = Field(min_length=1)
+    pulse_account_id: str | None = None
+    pulse_team_id: int | None = None
+    pulse_lead_source_id: int | None = None
+
+
 # --- requests -------------------------------------------------------------------
 
 
-def _headers(hook: Webhook) -> dict[str, str]:
+def _headers(hook: Options) -> dict[str, str]:
     headers = {"Accept": "application/json"}
     if hook.pulse_account_id:
         headers["X-Account-Id"] = hook.pulse_account_id
     return headers
 
 
-def build_login(base: str, hook: Webhook) -> Request:
+def build_login(base: str, hook: Options) -> Request:
     body = {"apiKey": hook.pulse_api_key, "apiSecret": hook.pulse_api_secret}
     return Request("POST", f"{base}/auth/login", _headers(hook), body)
 
@@ -134,7 +143,7 @@ def lead_body(event: LeadEvent, *, create: bool = True) -> dict[str, Any]:
     An update sends only the names the visitor gave, so a name set in Pulse is
     not overwritten with a placeholder.
     """
-    lead, hook = event.lead, event.site.webhook
+    lead, hook = event.lead, event.options
     first, last = name_parts(lead)
     if create:
         first, last = first or FIRST_NAME_FALLBACK, last or LAST_NAME_FALLBACK
@@ -161,15 +170,15 @@ def lead_body(event: LeadEvent, *, create: bool = True) -> dict[str, Any]:
     return body
 
 
-def build_lookup(base: str, hook: Webhook, email: str) -> Request:
+def build_lookup(base: str, hook: Options, email: str) -> Request:
     return Request("GET", f"{base}/leads?{urlencode({'email': email})}", _headers(hook))
 
 
-def build_patch(base: str, hook: Webhook, lead_id: str, body: dict[str, Any]) -> Request:
+def build_patch(base: str, hook: Options, lead_id: str, body: dict[str, Any]) -> Request:
     return Request("PATCH", f"{base}/leads/{quote(lead_id, safe='')}", _headers(hook), body)
 
 
-def build_create(base: str, hook: Webhook, body: dict[str, Any]) -> Request:
+def build_create(base: str, hook: Options, body: dict[str, Any]) -> Request:
     return Request("POST", f"{base}/leads", _headers(hook), body)
 
 
@@ -214,9 +223,9 @@ def written(response: httpx.Response, known_id: str | None = None) -> SendResult
 class _Client:
     """One delivery's calls to Pulse: bearer token, one re-login on 401."""
 
-    def __init__(self, http: httpx.AsyncClient, base: str, hook: Webhook, tokens: TokenCache):
+    def __init__(self, http: httpx.AsyncClient, base: str, hook: Options, tokens: TokenCache):
         self.http, self.base, self.hook, self.tokens = http, base, hook, tokens
-        self.key = (base, hook.pulse_api_key or "")
+        self.key = (base, hook.pulse_api_key)
         self.token: str | None = None  # checked for expiry once per delivery
         self.relogged = False
         self.seen: list[str] = []  # every token used, masked out of the result
@@ -287,24 +296,17 @@ async def _upsert(client: _Client, event: LeadEvent) -> SendResult:
     return got if isinstance(got, SendResult) else written(got)
 
 
-async def send(
-    http: httpx.AsyncClient,
-    event: LeadEvent,
-    *,
-    redis: Redis | None = None,
-    tokens: TokenCache = TOKENS,
-) -> SendResult:
-    """Create or update the lead in Pulse; ``ref_id`` is Pulse's lead id.
-
-    ``redis`` is accepted for a uniform signature; Pulse states no rate budget.
-    """
-    hook = event.site.webhook
-    if not hook.url:
-        return SendResult(ok=False, retryable=False, error="pulse needs the API base URL")
-    if not (hook.pulse_api_key and hook.pulse_api_secret):
-        return SendResult(
-            ok=False, retryable=False, error="pulse needs PULSE_API_KEY and PULSE_API_SECRET"
-        )
-    client = _Client(http, hook.url.rstrip("/"), hook, tokens)
+async def send(ctx: Context, event: LeadEvent, *, tokens: TokenCache = TOKENS) -> SendResult:
+    """Create or update the lead in Pulse; ``ref_id`` is Pulse's lead id (Pulse states
+    no rate budget, so ``ctx.redis`` is not used)."""
+    hook: Options = event.options
+    url = event.destination.url
+    assert url, "the pulse format requires url"
+    client = _Client(ctx.http, url.rstrip("/"), hook, tokens)
     result = await _upsert(client, event)
     return result.redacted(hook.pulse_api_key, hook.pulse_api_secret, *client.seen)
+
+
+FORMAT = Format(
+    "pulse", send, Options, requires=("url",), secrets=("pulse_api_key", "pulse_api_secret")
+)

@@ -38,21 +38,17 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import httpx
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, Undefined
 from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context
+from jinja2.runtime import Context as JinjaContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import ConfigError, DeliveryError
-from . import LeadEvent, SendResult
+from . import Context, Format, LeadEvent, SendResult
 from .external_lead import sign
 from .transcript_text import lead_field, lead_fields, readable_transcript
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 __all__ = [
     "BUDGET_S",
@@ -132,7 +128,7 @@ def _bounded_filter(function: Callable[..., Any]) -> Callable[..., Any]:
 class _Sandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%"})
 
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+    def call_binop(self, context: JinjaContext, operator: str, left: Any, right: Any) -> Any:
         return _bounded_binop(operator, left, right)
 
 
@@ -244,7 +240,7 @@ def render_body(event: LeadEvent) -> str:
     Raises:
         DeliveryError: the site has no template, it fails, or its output is not JSON.
     """
-    text = event.site.webhook.template
+    text = event.destination.template
     if not text:
         raise DeliveryError("format 'template' needs a template")
     body = render(text, template_context(event))
@@ -254,7 +250,7 @@ def render_body(event: LeadEvent) -> str:
 
 def _render_headers(event: LeadEvent, context: Mapping[str, Any]) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for name, value in event.site.webhook.headers.items():
+    for name, value in event.destination.headers.items():
         if not _HEADER_NAME.match(name):
             raise DeliveryError(f"header name {name!r} is not a valid HTTP header name")
         rendered = render(value, context, json_body=False).strip()
@@ -280,8 +276,8 @@ def build_request(event: LeadEvent, now: datetime) -> tuple[dict[str, str], str]
     headers.update({k: v for k, v in extra.items() if k not in _SIGNED})
     headers["webhook-id"] = event.id
     headers["webhook-timestamp"] = str(int(now.timestamp()))
-    if event.site.webhook.secrets:
-        headers["webhook-signature"] = sign(event.site.webhook.secrets, event.id, now, body)
+    if event.destination.secrets:
+        headers["webhook-signature"] = sign(event.destination.secrets, event.id, now, body)
     return headers, body
 
 
@@ -328,17 +324,17 @@ def validate_template(text: str, *, json_body: bool = True) -> None:
         raise ConfigError(f"{exc} (with a sample lead)") from None
 
 
-async def send(
-    http: httpx.AsyncClient, event: LeadEvent, *, redis: Redis | None = None
-) -> SendResult:
+async def send(ctx: Context, event: LeadEvent) -> SendResult:
     """POST the rendered body to the webhook URL; a bad template is dead at once."""
-    url = event.site.webhook.url
-    if not url:
-        return SendResult(ok=False, retryable=False, error="format 'template' needs a url")
+    url = event.destination.url
+    assert url, "the template format requires url"
     try:
         # off the event loop: a slow template must not hold up acks
         headers, body = await asyncio.to_thread(build_request, event, datetime.now(UTC))
     except DeliveryError as exc:
         return SendResult(ok=False, retryable=False, error=str(exc))
-    response = await http.post(url, content=body.encode(), headers=headers)
+    response = await ctx.http.post(url, content=body.encode(), headers=headers)
     return SendResult.from_response(response)
+
+
+FORMAT = Format("template", send, requires=("template", "url"))

@@ -46,22 +46,30 @@ local function append(transcript_key, entries, seq, now)
   return seq, bytes
 end
 
--- Write a lead event to the shard's outbox, queued behind the session's
--- earlier undelivered events. Idempotent: the event id is deterministic.
-local function emit(tag, sid, site, kind, eid, now, ttl)
-  local ev = tag .. 'e:' .. eid
-  if redis.call('EXISTS', ev) == 1 then
-    return
+-- Write a lead event to the shard's outbox, one copy per destination (its event id
+-- suffix: '' or ':<name>'), each queued behind that destination's earlier undelivered
+-- events of the session. Idempotent: the event ids are deterministic.
+local function emit(tag, sid, site, kind, base_id, now, ttl, suffixes)
+  for _, suffix in ipairs(suffixes) do
+    local eid = base_id .. suffix
+    local ev = tag .. 'e:' .. eid
+    if redis.call('EXISTS', ev) == 0 then
+      redis.call('HSET', ev, 'type', kind, 'session', sid, 'site', site,
+        'status', 'pending', 'created', now, 'next', now, 'attempts', 0)
+      redis.call('PEXPIRE', ev, ttl)
+      local queue = tag .. 's:' .. sid .. ':events' .. suffix
+      redis.call('RPUSH', queue, eid)
+      redis.call('PEXPIRE', queue, ttl)
+      redis.call('ZADD', tag .. 'outbox', now, eid)
+      redis.call('ZADD', tag .. 'deliveries', now, eid)
+    end
   end
-  redis.call('HSET', ev, 'type', kind, 'session', sid, 'site', site,
-    'status', 'pending', 'created', now, 'next', now, 'attempts', 0)
-  redis.call('PEXPIRE', ev, ttl)
-  local queue = tag .. 's:' .. sid .. ':events'
-  redis.call('RPUSH', queue, eid)
-  redis.call('PEXPIRE', queue, ttl)
-  redis.call('ZADD', tag .. 'outbox', now, eid)
-  redis.call('ZADD', tag .. 'deliveries', now, eid)
   redis.call('ZREMRANGEBYSCORE', tag .. 'deliveries', '-inf', now - ttl)
+end
+
+-- The destination suffix of an event id ('' for the webhook's).
+local function suffix_of(eid)
+  return string.match(eid, '(:[a-z0-9][a-z0-9_-]*)$') or ''
 end
 
 local function expire(keys, ttl)

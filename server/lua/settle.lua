@@ -1,9 +1,10 @@
 -- Record one delivery attempt and its outcome.
--- KEYS: 1 shard outbox, 2 event, 3 event attempts, 4 session, 5 session events
+-- KEYS: 1 shard outbox, 2 event, 3 event attempts, 4 session, 5 session events (this
+--       event's destination)
 -- ARGV: 1 event id, 2 lease token from claim, 3 "delivered" | "retry" | "dead" | "defer"
 --       (defer: nothing was sent, e.g. the CRM budget is used up; no attempt recorded),
 --       4 attempt JSON {status_code, latency_ms, error, response}, 5 retry delay ms,
---       6 CRM ref id or "", 7 retention ms
+--       6 CRM ref id or "", 7 retention ms, 8 the session field of this destination's ref id
 -- Returns "ok", or "lost" when the lease ran out and another worker owns the event
 -- (the attempt is still recorded).
 local eid, outcome, ttl = ARGV[1], ARGV[3], tonumber(ARGV[7])
@@ -44,7 +45,7 @@ redis.call('ZREM', KEYS[1], eid)
 redis.call('HSET', KEYS[2], 'status', outcome, 'settled', now)
 redis.call('HDEL', KEYS[2], 'next')
 if ARGV[6] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
-  redis.call('HSET', KEYS[4], 'ref_id', ARGV[6])
+  redis.call('HSET', KEYS[4], ARGV[8], ARGV[6])
 end
 redis.call('LREM', KEYS[5], 0, eid)
 local head = redis.call('LINDEX', KEYS[5], 0)

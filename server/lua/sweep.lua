@@ -1,10 +1,13 @@
 -- Flag sessions whose idle deadline passed (Redis clock) as abandoned, once each.
 -- KEYS: 1 shard deadlines (session id -> a time at or before its deadline)
 -- ARGV: 1 max sessions per call, 2 retention ms, 3 shard tag,
---       4 the abandoned event id pattern (session id, number; keys.ABANDONED_EVENT)
+--       4 the abandoned event id pattern (session id, number; keys.ABANDONED_EVENT),
+--       5 JSON {site: [suffixes of the destinations that take lead.abandoned]}
+--         (a site missing from it: the webhook's, so nothing is dropped)
 -- Returns {flagged session ids, next deadline ms or "", now ms, max ms flagged late}.
 -- Cost is proportional to the expired sessions only (ZRANGEBYSCORE ... LIMIT).
 local limit, ttl, tag, abandoned_id = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local routes = cjson.decode(ARGV[5])
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
 local flagged = {}
@@ -34,7 +37,8 @@ for i = 1, #due, 2 do
       send = (contact[1] and contact[1] ~= '') or (contact[2] and contact[2] ~= '')
     end
     if send then
-      emit(tag, sid, site, 'lead.abandoned', string.format(abandoned_id, sid, n), now, ttl)
+      emit(tag, sid, site, 'lead.abandoned', string.format(abandoned_id, sid, n), now, ttl,
+        routes[site] or {''})
     end
     if m[6] then  -- the visitor sent something: keep it (an empty session keeps its short TTL)
       expire({s, s .. ':fields', s .. ':transcript', s .. ':ids'}, ttl)

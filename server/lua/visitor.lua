@@ -6,7 +6,8 @@
 --        "step": flow step after, "completes": bool, "max": longest transcript,
 --        "rate": visitor events per second, "burst": bucket size,
 --        "max_bytes": transcript byte cap,
---        "completed_id": the lead.completed event id (keys.COMPLETED_EVENT), when it completes}
+--        "completed_id": the lead.completed event id (keys.COMPLETED_EVENT), when it completes,
+--        "completed_to": the suffixes of the destinations that take it}
 --       The token bucket lives in the session hash, so it holds across every
 --       socket and every server process of the session.
 -- The session hash also holds `exp_due` (when its keys next get their retention TTL)
@@ -125,7 +126,7 @@ if ev.completes then
   redis.call('ZREM', KEYS[6], sid)
   count(tag, site, now, 'completed', ttl)
   index(tag, site, 'completed', now, sid, ttl)
-  emit(tag, sid, site, 'lead.completed', ev.completed_id, now, ttl)
+  emit(tag, sid, site, 'lead.completed', ev.completed_id, now, ttl, ev.completed_to)
 else
   local deadline = now + tonumber(m[4])
   set[#set + 1] = 'deadline'

@@ -35,6 +35,7 @@ DELIVERY_KEYS = {
     "event",
     "session_id",
     "site",
+    "destination",
     "status",
     "attempts",
     "created_at",

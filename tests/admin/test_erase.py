@@ -17,7 +17,7 @@ import pytest
 import redis
 from chatlead import keys
 from chatlead.admin.erase import scrub_attempt
-from chatlead.sites import Site, Webhook
+from chatlead.sites import Destination, Site
 
 from tests.admin.serving import (
     Served,
@@ -99,7 +99,9 @@ async def test_erase_leaves_nothing_personal_in_redis(
     crm: EchoingCrm, sync_redis: redis.Redis
 ) -> None:
     sites = {
-        "acme": Site(id="acme", idle_timeout=1, webhook=Webhook(url=crm.url, allow_private=True)),
+        "acme": Site(
+            id="acme", idle_timeout=1, destinations=(Destination(url=crm.url, allow_private=True),)
+        ),
         "default": Site(id="default", idle_timeout=1),
     }
     flush_db()
@@ -158,7 +160,9 @@ async def test_erase_during_a_delivery_in_flight_leaves_nothing_personal(
     # bring back the CRM's echo of the lead
     flush_db()
     with SlowEchoingCrm() as slow:
-        site = Site(id="acme", idle_timeout=1, webhook=Webhook(url=slow.url, allow_private=True))
+        site = Site(
+            id="acme", idle_timeout=1, destinations=(Destination(url=slow.url, allow_private=True),)
+        )
         async with serve(sites={"acme": site}, retry_schedule=(0, 3600)) as served:
             sid = await visit(served, [("name", NAME), ("email", EMAIL)], site="acme")
             await wait_status(served, sid, "abandoned")

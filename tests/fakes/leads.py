@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from chatlead import formats
 from chatlead.formats import LeadEvent
-from chatlead.sites import Site, Webhook
+from chatlead.sites import Site
 
 __all__ = ["event_for", "lead", "message", "site_with"]
 
@@ -53,9 +54,11 @@ def lead(
     return out
 
 
-def site_with(**webhook: Any) -> Site:
-    webhook.setdefault("allow_private", True)
-    return Site(id="acme", company="Acme Plumbing", webhook=Webhook(**webhook))
+def site_with(**destination: Any) -> Site:
+    """A site with one destination made from ``destination``'s keys (as in TOML)."""
+    destination.setdefault("allow_private", True)
+    made = formats.destination(destination)
+    return Site(id="acme", company="Acme Plumbing", destinations=(made,))
 
 
 def event_for(site: Site, the_lead: dict[str, Any], event_id: str = "evt_1") -> LeadEvent:
@@ -66,4 +69,5 @@ def event_for(site: Site, the_lead: dict[str, Any], event_id: str = "evt_1") -> 
         created_at=datetime(2026, 11, 23, 14, 5, tzinfo=UTC),
         site=site,
         lead=the_lead,
+        destination=site.destinations[0],
     )

@@ -1,0 +1,91 @@
+"""Several destinations per site (CONTRACT §9): each event fans out to one outbox entry
+per destination, with its own retries and order; one down never delays another."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import SECRET, Receiver, Visitor, admin_headers, wait_for
+
+
+def _config(tmp_path: Path, up: Receiver, down_port: int) -> Path:
+    path = tmp_path / "sites.toml"
+    path.write_text(
+        f"""
+[sites.acme]
+idle_timeout = "1s"
+
+[[sites.acme.destinations]]
+name = "crm-a"
+url = "{up.url}"
+secret = "{SECRET}"
+allow_private = true
+
+[[sites.acme.destinations]]
+name = "crm-b"
+url = "http://127.0.0.1:{down_port}/hook"
+secret = "{SECRET}"
+allow_private = true
+events = ["lead.completed", "lead.abandoned"]
+
+[[sites.acme.destinations]]
+name = "only-completed"
+url = "{up.url}"
+secret = "{SECRET}"
+allow_private = true
+events = ["lead.completed"]
+"""
+    )
+    return path
+
+
+async def test_one_destination_down_never_delays_another(
+    app_factory: Any, tmp_path: Path, redis_url: str
+) -> None:
+    up, down = Receiver().start(), Receiver().start()
+    down_port = down.port
+    down.stop()  # down for the first seconds
+    try:
+        app = await app_factory(
+            config=_config(tmp_path, up, down_port), retry_schedule="0,1s,1s,1s,1s,1s,1s,1s"
+        )
+        async with Visitor.connect(app.ws_url, site="acme") as v:
+            await v.field("name", "Ada Lovelace")
+            await v.field("email", "ada@example.com")
+            await v.expect("lead", timeout=5)  # abandoned
+            abandoned_at = time.monotonic()
+            await wait_for(lambda: any(":crm-a" in i for i in up.ids()), 5)
+            abandoned_latency = time.monotonic() - abandoned_at
+            await v.field("phone", "+1 202 555 0143", frame_id="back-1")
+            await v.field("message", "Boiler leaking", frame_id="back-2")
+            assert (await v.expect("lead"))["status"] == "completed"
+            completed_at = time.monotonic()
+        sid = str(v.welcome["session_id"])
+        base_completed = f"evt_{sid}_completed"
+        await wait_for(lambda: f"{base_completed}:crm-a" in up.ids(), 5)
+        completed_latency = time.monotonic() - completed_at
+        await wait_for(lambda: f"{base_completed}:only-completed" in up.ids(), 5)
+        assert abandoned_latency <= 1.0 and completed_latency <= 1.0
+        # the abandoned lead went to crm-a and crm-b, not to the completed-only one
+        assert not any("abandoned" in i and "only-completed" in i for i in up.ids())
+
+        revived = Receiver().start(down_port)  # crm-b comes back
+        try:
+            await wait_for(lambda: len(revived.ids()) >= 2, 10)
+            assert revived.ids() == [f"evt_{sid}_abandoned_1:crm-b", f"{base_completed}:crm-b"]
+            assert revived.events[1]["data"]["isAbandoned"] is False
+        finally:
+            revived.stop()
+
+        async with httpx.AsyncClient(base_url=app.base) as http:
+            got = await http.get("/api/deliveries?limit=20", headers=admin_headers(redis_url))
+        items = {item["id"]: item for item in got.json()["items"]}
+        assert items[f"{base_completed}:crm-a"]["destination"] == "crm-a"
+        assert items[f"{base_completed}:crm-b"]["destination"] == "crm-b"
+        assert len(items[f"{base_completed}:crm-b"]["attempts"]) >= 1
+    finally:
+        up.stop()

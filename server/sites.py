@@ -128,7 +128,7 @@ class Destination(BaseModel):
     ``external-lead`` format means the built-in inbox.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = WEBHOOK
     format: str = "external-lead"

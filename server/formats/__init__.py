@@ -75,9 +75,7 @@ class Format:
     """One format's declaration (the last line of its module).
 
     ``requires``: shared destination keys it cannot do without (``url``, ``template``);
-    ``default_url``: the vendor's API base when ``url`` is unset; ``secrets``: option
-    keys never shown; ``target``: the address deliveries connect to, checked like a
-    webhook URL (default: ``url``, else ``default_url``).
+    ``default_url``: the vendor's API base when ``url`` is unset.
     """
 
     name: str
@@ -85,12 +83,9 @@ class Format:
     options: type[BaseModel] = NoOptions
     requires: tuple[str, ...] = ()
     default_url: str | None = None
-    secrets: tuple[str, ...] = ()
-    target: Callable[[Destination], str | None] | None = None
 
     def target_of(self, destination: Destination) -> str | None:
-        if self.target is not None:
-            return self.target(destination)
+        """The address deliveries connect to, checked like a webhook URL."""
         return destination.url or self.default_url
 
 

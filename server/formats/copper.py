@@ -260,4 +260,4 @@ async def send(ctx: Context, event: LeadEvent) -> SendResult:
     return result
 
 
-FORMAT = Format("copper", send, Options, default_url=COPPER_BASE, secrets=("copper_api_key",))
+FORMAT = Format("copper", send, Options, default_url=COPPER_BASE)

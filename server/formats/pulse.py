@@ -307,6 +307,4 @@ async def send(ctx: Context, event: LeadEvent, *, tokens: TokenCache = TOKENS) -
     return result.redacted(hook.pulse_api_key, hook.pulse_api_secret, *client.seen)
 
 
-FORMAT = Format(
-    "pulse", send, Options, requires=("url",), secrets=("pulse_api_key", "pulse_api_secret")
-)
+FORMAT = Format("pulse", send, Options, requires=("url",))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .sites import Site
+from .sites import LEAD_EVENTS, Site
 
 __all__ = ["Routes"]
 
@@ -18,9 +18,7 @@ class Routes:
 
     def __init__(self, sites: Mapping[str, Site]) -> None:
         self._by_site = {
-            site.id: {
-                kind: site.suffixes_for(kind) for kind in ("lead.completed", "lead.abandoned")
-            }
+            site.id: {kind: site.suffixes_for(kind) for kind in LEAD_EVENTS}
             for site in sites.values()
         }
 

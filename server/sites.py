@@ -33,7 +33,6 @@ __all__ = [
     "ForwardPolicy",
     "Site",
     "Destination",
-    "EVENT_TYPES",
     "LEAD_EVENTS",
     "WEBHOOK",
     "first_problem",
@@ -111,7 +110,6 @@ DEFAULT_FLOW: tuple[FlowStep, ...] = (
 )
 
 LEAD_EVENTS = ("lead.completed", "lead.abandoned")
-EVENT_TYPES = LEAD_EVENTS
 """Event types a destination may ask for (``lead.test`` goes wherever it is sent)."""
 WEBHOOK = "webhook"
 """The name of the destination ``[sites.X.webhook]`` (or the environment) defines; its
@@ -153,8 +151,8 @@ class Destination(BaseModel):
     @classmethod
     def _events(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for kind in value:
-            if kind not in EVENT_TYPES:
-                raise ValueError(f"unknown event {kind!r}; use {', '.join(EVENT_TYPES)}")
+            if kind not in LEAD_EVENTS:
+                raise ValueError(f"unknown event {kind!r}; use {', '.join(LEAD_EVENTS)}")
         if not value:
             raise ValueError("needs at least one event")
         return value

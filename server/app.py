@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import logs, metrics
 from .config import Settings, load_settings, load_sites
-from .delivery import Deliverer
+from .delivery import Deliverer, Outgoing
 from .errors import ConfigError
 from .loops import Loop, forever
 from .redis_client import connect_redis
@@ -71,8 +71,18 @@ class Background:
     """The loops a process runs besides answering requests."""
 
     def __init__(self, runtime: Runtime) -> None:
+        settings = runtime.settings
+        outgoing = Outgoing(
+            settings.public_url or f"http://{settings.host}:{settings.port}",
+            settings.smtp_url,
+            settings.smtp_from,
+        )
         self.deliverer = Deliverer(
-            runtime.store, runtime.sites, runtime.settings.retry_schedule, runtime.delivery_wakeup
+            runtime.store,
+            runtime.sites,
+            settings.retry_schedule,
+            runtime.delivery_wakeup,
+            outgoing,
         )
         self.sweeper = Sweeper(runtime.store, runtime.delivery_wakeup, runtime.routes)
         self.runtime = runtime

@@ -53,6 +53,8 @@ SECRET_SETTINGS = frozenset(
         "pulse_api_key",
         "pulse_api_secret",
         "admin_token",
+        "smtp_url",
+        "slack_webhook_url",
     }
 )
 """Settings whose values are never printed."""
@@ -82,6 +84,11 @@ class Settings(BaseSettings):
     pulse_account_id: str | None = None
     pulse_team_id: int | None = None
     pulse_lead_source_id: int | None = None
+    notify_email: Annotated[tuple[str, ...], NoDecode] = ()
+    slack_webhook_url: str | None = None
+    public_url: str | None = None
+    smtp_url: str | None = None
+    smtp_from: str | None = None
     admin_token: str | None = None
     retention: Duration = 30 * 86400.0
     max_frame: int = Field(16384, ge=256, le=1 << 20)
@@ -127,7 +134,7 @@ class Settings(BaseSettings):
             raise ValueError("must be more than 0 and at most 60s")
         return value
 
-    @field_validator("allowed_origins", "webhook_secret", mode="before")
+    @field_validator("allowed_origins", "webhook_secret", "notify_email", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):

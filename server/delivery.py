@@ -15,6 +15,7 @@ import functools
 import logging
 import random
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +31,7 @@ from .session import SessionRecord
 from .sites import Site
 from .store import Store
 
-__all__ = ["Deliverer", "next_delay", "sample_lead"]
+__all__ = ["Deliverer", "Outgoing", "next_delay", "sample_lead"]
 
 log = logging.getLogger("chatlead.delivery")
 
@@ -81,6 +82,15 @@ def sample_lead(site: Site, event_id: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """Settings of what leaves besides HTTP: links' base (``PUBLIC_URL``) and mail."""
+
+    public_url: str = "http://127.0.0.1:8000"
+    smtp_url: str | None = None
+    smtp_from: str | None = None
+
+
 class _Clients:
     """The HTTP clients of one concurrent attempt.
 
@@ -105,8 +115,10 @@ class Deliverer:
         sites: dict[str, Site],
         schedule: tuple[float, ...],
         wakeup: asyncio.Event,
+        outgoing: Outgoing | None = None,
     ) -> None:
         self.store = store
+        self.outgoing = outgoing or Outgoing()
         self.outbox = Outbox(store)
         self.sites = sites
         self.schedule = schedule
@@ -226,7 +238,9 @@ class Deliverer:
             guard.check_url(target, destination.allow_private)
         # the public client checks each address it connects to, at send time
         client = http.private if destination.allow_private else http.public
-        return await declared.send(formats.Context(client, self.store.redis), event)
+        out = self.outgoing
+        ctx = formats.Context(client, self.store.redis, out.public_url, out.smtp_url, out.smtp_from)
+        return await declared.send(ctx, event)
 
     async def _settle(
         self, claim: Claim, event: EventRecord, result: SendResult, latency_ms: float

@@ -8,18 +8,15 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
-from chatlead.formats import Context
+from chatlead.formats import Context, budget
 from chatlead.formats import send as dispatch
 from chatlead.formats.copper import (
     BUDGET_LIMIT,
     COPPER_BASE,
-    budget_key,
-    budget_wait,
     build_upsert,
     lead_properties,
     parse_lead_id,
     send,
-    take_budget,
 )
 from chatlead.formats.transcript_text import TRUNCATED_MARKER
 from fakes.copper import FakeCopper
@@ -114,11 +111,11 @@ def test_parse_lead_id():
 
 
 def test_budget_key_and_wait():
-    key = budget_key(API_KEY)
+    key = budget.key("copper", API_KEY)
     assert key.startswith("chatlead:crm-budget:copper:") and len(key.rsplit(":", 1)[1]) == 16
     assert API_KEY not in key
-    assert budget_wait(oldest=100.0, now=130.2) == 30.0
-    assert budget_wait(oldest=100.0, now=160.5) == 1.0
+    assert budget.wait(oldest=100.0, now=130.2, window=60) == 30.0
+    assert budget.wait(oldest=100.0, now=160.5, window=60) == 1.0
 
 
 # --- against the fake Copper ------------------------------------------------------
@@ -217,7 +214,7 @@ async def test_429_without_rate_headers_is_retried_after_a_minute(copper, http):
 async def test_dispatcher_routes_copper_and_passes_redis(copper, http, redis):
     result = await dispatch(Context(http, redis), event_for(copper_site(copper.base), lead()))
     assert result.ok
-    assert await redis.zcard(budget_key(API_KEY)) == 1
+    assert await redis.zcard(budget.key("copper", API_KEY)) == 1
 
 
 async def send_many(http, site, count, redis=None):
@@ -256,10 +253,10 @@ async def _budget_stops_the_181st(http, redis, copper):
 
 async def test_budget_is_shared_by_workers(redis, redis_url):
     other_worker = aioredis.from_url(redis_url)
-    key = budget_key(API_KEY)
+    key = budget.key("copper", API_KEY)
     try:
         granted = await asyncio.gather(
-            *(take_budget(client, key, limit=10) for client in [redis, other_worker] * 8)
+            *(budget.take(client, key, limit=10, window=60) for client in [redis, other_worker] * 8)
         )
         assert granted.count(None) == 10
         assert await redis.zcard(key) == 10  # refused requests leave no trace
@@ -269,12 +266,12 @@ async def test_budget_is_shared_by_workers(redis, redis_url):
 
 
 async def test_budget_window_slides(redis):
-    key = budget_key("another key")
-    assert await take_budget(redis, key, limit=2, window=0.3) is None
-    assert await take_budget(redis, key, limit=2, window=0.3) is None
-    assert await take_budget(redis, key, limit=2, window=0.3) == 1.0
+    key = budget.key("copper", "another key")
+    assert await budget.take(redis, key, limit=2, window=0.3) is None
+    assert await budget.take(redis, key, limit=2, window=0.3) is None
+    assert await budget.take(redis, key, limit=2, window=0.3) == 1.0
     deadline = time.monotonic() + 5
-    while await take_budget(redis, key, limit=2, window=0.3) is not None:
+    while await budget.take(redis, key, limit=2, window=0.3) is not None:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
 

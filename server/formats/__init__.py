@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict
@@ -58,10 +59,19 @@ class LeadEvent:
 @dataclass(frozen=True)
 class Context:
     """What a format may use to send: the HTTP client for this destination (its address
-    policy applied) and Redis for rate budgets shared by every worker (``None``: none)."""
+    policy applied), Redis for rate budgets and tokens shared by every worker (``None``:
+    none), the absolute base of links into the admin (``PUBLIC_URL``) and outgoing mail
+    (``SMTP_URL``, ``SMTP_FROM``)."""
 
     http: httpx.AsyncClient
     redis: Redis | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    smtp_url: str | None = None
+    smtp_from: str | None = None
+
+    def admin_link(self, session_id: str) -> str:
+        """The session's page in the admin (CONTRACT §9)."""
+        return f"{self.public_url.rstrip('/')}/admin/live?session={quote(session_id, safe='')}"
 
 
 class NoOptions(BaseModel):
@@ -94,6 +104,11 @@ MODULES = {
     "copper": "copper",
     "pulse": "pulse",
     "template": "template",
+    "hubspot": "hubspot",
+    "salesforce": "salesforce",
+    "pipedrive": "pipedrive",
+    "email": "email_alert",
+    "slack": "slack",
 }
 """The format registry: name -> module in this package (imported when first used)."""
 

@@ -13,21 +13,18 @@ with ``X-PW-AccessToken``, ``X-PW-Application: developer_api`` and
 The answer's ``id`` becomes the lead's ``refId``. Copper allows 180 requests per
 minute per user on a rolling window and answers 429 with no rate headers beyond
 it, so all workers draw from one sliding-window budget in Redis before each call
-(:func:`take_budget`), and a 429 is retried no sooner than a minute later.
+(:mod:`.budget`), and a 429 is retried no sooner than a minute later.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
-import secrets
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import Context, Format, LeadEvent, Request, SendResult
+from . import Context, Format, LeadEvent, Request, SendResult, budget
 from .transcript_text import e164, lead_field, readable_transcript
 
 if TYPE_CHECKING:
@@ -37,14 +34,11 @@ __all__ = [
     "BUDGET_LIMIT",
     "BUDGET_WINDOW",
     "COPPER_BASE",
-    "budget_key",
-    "budget_wait",
     "build_upsert",
     "lead_properties",
     "parse_lead_id",
     "result_of",
     "send",
-    "take_budget",
 ]
 
 COPPER_BASE = "https://api.copper.com/developer_api/v1"
@@ -173,62 +167,6 @@ def result_of(response: httpx.Response) -> SendResult:
     return result
 
 
-# --- the shared request budget ----------------------------------------------------
-
-
-def budget_key(api_key: str) -> str:
-    """Redis key of the budget shared by every worker using this Copper API key."""
-    digest = hashlib.sha256(api_key.encode()).hexdigest()[:16]
-    return f"chatlead:crm-budget:copper:{digest}"
-
-
-def budget_wait(oldest: float, now: float, window: float = BUDGET_WINDOW) -> float:
-    """Whole seconds until the oldest counted request leaves the window (at least 1)."""
-    return float(max(1, math.ceil(oldest + window - now)))
-
-
-async def take_budget(
-    redis: Redis,
-    key: str,
-    *,
-    limit: int = BUDGET_LIMIT,
-    window: float = BUDGET_WINDOW,
-) -> float | None:
-    """Count one request against the rolling-window budget at ``key``.
-
-    A sorted set holds one member per request of the last ``window`` seconds,
-    scored by Redis' clock (shared by all workers). Adding, trimming and counting
-    run in one MULTI; a request over ``limit`` removes its own member again.
-
-    Returns:
-        ``None`` when the request may be sent, else the seconds to wait.
-    """
-    seconds, micros = await redis.time()
-    now = seconds + micros / 1_000_000
-    member = f"{now:.6f}:{secrets.token_hex(4)}"
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.zremrangebyscore(key, "-inf", now - window)
-        pipe.zadd(key, {member: now})
-        pipe.zcard(key)
-        pipe.zrange(key, 0, 0, withscores=True)
-        pipe.expire(key, math.ceil(window) + 1)
-        _, _, count, oldest, _ = await pipe.execute()
-    if count <= limit:
-        return None
-    await redis.zrem(key, member)
-    return budget_wait(float(oldest[0][1]) if oldest else now, now, window)
-
-
-def _over_budget(wait: float) -> SendResult:
-    return SendResult(
-        ok=False,
-        retryable=True,
-        error=f"Copper request budget ({BUDGET_LIMIT}/min) used up; not sent",
-        retry_after=wait,
-        sent=False,
-    )
-
-
 # --- I/O ------------------------------------------------------------------------
 
 
@@ -236,9 +174,11 @@ async def _call(
     http: httpx.AsyncClient, request: Request, redis: Redis | None, api_key: str
 ) -> tuple[SendResult, int | None]:
     if redis is not None:
-        wait = await take_budget(redis, budget_key(api_key))
+        wait = await budget.take(
+            redis, budget.key("copper", api_key), limit=BUDGET_LIMIT, window=BUDGET_WINDOW
+        )
         if wait is not None:
-            return _over_budget(wait), None
+            return budget.over_budget("Copper", BUDGET_LIMIT, "min", wait), None
     response = await request.send(http)
     return result_of(response).redacted(api_key), response.status_code
 

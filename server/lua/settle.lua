@@ -35,6 +35,11 @@ if redis.call('HGET', KEYS[2], 'lease') ~= ARGV[2] then
   return 'lost'
 end
 redis.call('HDEL', KEYS[2], 'lease')
+-- a record the CRM created is kept even when a later step of the attempt failed, so
+-- the retry updates it instead of creating another
+if ARGV[6] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('HSET', KEYS[4], ARGV[8], ARGV[6])
+end
 if outcome == 'retry' then
   local due = now + tonumber(ARGV[5])
   redis.call('ZADD', KEYS[1], due, eid)
@@ -44,9 +49,6 @@ end
 redis.call('ZREM', KEYS[1], eid)
 redis.call('HSET', KEYS[2], 'status', outcome, 'settled', now)
 redis.call('HDEL', KEYS[2], 'next')
-if ARGV[6] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
-  redis.call('HSET', KEYS[4], ARGV[8], ARGV[6])
-end
 redis.call('LREM', KEYS[5], 0, eid)
 local head = redis.call('LINDEX', KEYS[5], 0)
 if head then

@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from . import formats
+from .conditions import DERIVED_FIELDS, fields_named
 from .errors import ConfigError
 from .sites import (
     WEBHOOK,
@@ -370,10 +371,31 @@ def _site_from_toml(site_id: str, raw: dict[str, Any], settings: Settings, path:
         if isinstance(entry, dict) and entry.get("name", WEBHOOK) == WEBHOOK:
             raise ConfigError(f"{named('name')}: required, unique in the site, not {WEBHOOK!r}")
     try:
-        return Site(id=site_id, destinations=tuple(destinations) or (Destination(),), **raw)
+        site = Site(id=site_id, destinations=tuple(destinations) or (Destination(),), **raw)
     except ValidationError as exc:
         loc, message = first_problem(exc)
         raise ConfigError(f"{key(*loc)}: {message}") from None
+    _check_when(
+        site,
+        lambda name: (
+            key("webhook", "when") if name == WEBHOOK else key("destinations", name, "when")
+        ),
+    )
+    return site
+
+
+def _check_when(site: Site, name: Callable[[str], str]) -> None:
+    """A ``when`` may only look at fields the site's flow asks or the server adds."""
+    known = {step.field for step in site.flow} | DERIVED_FIELDS
+    for destination in site.destinations:
+        if destination.when is None:
+            continue
+        unknown = sorted(fields_named(destination.when) - known)
+        if unknown:
+            raise ConfigError(
+                f"{name(destination.name)}: field {unknown[0]!r} is not asked by this "
+                f"site's flow (fields: {', '.join(sorted(known))})"
+            )
 
 
 def _check_templates(destination: Destination, name: Callable[[str], str]) -> None:

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from .conditions import parse_when
 from .units import parse_duration
 
 __all__ = [
@@ -33,7 +34,9 @@ __all__ = [
     "ForwardPolicy",
     "Site",
     "Destination",
+    "EVENT_TYPES",
     "LEAD_EVENTS",
+    "Route",
     "WEBHOOK",
     "first_problem",
     "is_loopback",
@@ -110,10 +113,15 @@ DEFAULT_FLOW: tuple[FlowStep, ...] = (
 )
 
 LEAD_EVENTS = ("lead.completed", "lead.abandoned")
+"""The events a destination takes unless it names its own."""
+EVENT_TYPES = (*LEAD_EVENTS, "visitor.waiting")
 """Event types a destination may ask for (``lead.test`` goes wherever it is sent)."""
 WEBHOOK = "webhook"
 """The name of the destination ``[sites.X.webhook]`` (or the environment) defines; its
 event ids keep the form they had before sites had several destinations."""
+Route = str | list[Any]
+"""One destination an event goes to, as the session scripts get it: its event id
+suffix, or ``[suffix, condition]`` when it has a ``when``."""
 _DESTINATION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
@@ -131,6 +139,8 @@ class Destination(BaseModel):
     name: str = WEBHOOK
     format: str = "external-lead"
     events: tuple[str, ...] = LEAD_EVENTS
+    when: dict[str, Any] | None = None
+    """Only events whose lead fields meet it (:mod:`chatlead.conditions` normal form)."""
     url: str | None = None
     secrets: tuple[str, ...] = ()
     allow_private: bool = False
@@ -151,11 +161,16 @@ class Destination(BaseModel):
     @classmethod
     def _events(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for kind in value:
-            if kind not in LEAD_EVENTS:
-                raise ValueError(f"unknown event {kind!r}; use {', '.join(LEAD_EVENTS)}")
+            if kind not in EVENT_TYPES:
+                raise ValueError(f"unknown event {kind!r}; use {', '.join(EVENT_TYPES)}")
         if not value:
             raise ValueError("needs at least one event")
         return value
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _when(cls, value: Any) -> dict[str, Any] | None:
+        return None if value is None else parse_when(value)
 
     @field_validator("secrets")
     @classmethod
@@ -264,9 +279,14 @@ class Site(BaseModel):
     def destination(self, name: str) -> Destination | None:
         return next((d for d in self.destinations if d.name == name), None)
 
-    def suffixes_for(self, event_type: str) -> list[str]:
-        """The event id suffixes of the destinations that take ``event_type``."""
-        return [d.event_suffix() for d in self.destinations if d.takes(event_type)]
+    def routes_for(self, event_type: str) -> list[Route]:
+        """Where ``event_type`` goes: each taking destination's event id suffix, with
+        its ``when`` condition as ``[suffix, condition]`` (what the scripts evaluate)."""
+        return [
+            d.event_suffix() if d.when is None else [d.event_suffix(), d.when]
+            for d in self.destinations
+            if d.takes(event_type)
+        ]
 
     def origin_allowed(self, origin: str | None) -> bool:
         return "*" in self.allowed_origins or origin in self.allowed_origins

@@ -29,6 +29,7 @@ from .redis_client import REDIS_ERRORS, Translated
 from .resp import Pipe
 from .scripts import Coalescer, run_each, script_source
 from .session import SessionRecord, Verdict, parse_session
+from .sites import Route
 
 __all__ = [
     "HASH",
@@ -269,11 +270,11 @@ class Store:
         updates: dict[str, str],
         step: str,
         completes: bool,
-        completed_to: Sequence[str] = ("",),
+        completed_to: Sequence[Route] = ("",),
     ) -> VisitorResult:
         """Apply one visitor event atomically (dedupe, append, fields, deadline, outbox).
 
-        ``completed_to``: the event id suffixes of the destinations that take the
+        ``completed_to``: the destinations (:data:`~chatlead.sites.Route`) that take the
         ``lead.completed`` event, when this event completes the session.
         """
         shard = self.shard(session_id)
@@ -311,7 +312,7 @@ class Store:
         return VisitorResult(kind)
 
     async def sweep(
-        self, limit: int = 500, abandoned_to: Mapping[str, Sequence[str]] | None = None
+        self, limit: int = 500, abandoned_to: Mapping[str, Sequence[Route]] | None = None
     ) -> SweepResult:
         """Flag expired sessions in every shard (one round trip for all shards).
 

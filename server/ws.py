@@ -294,7 +294,7 @@ class Connection:
             command.updates,
             command.step,
             command.completes,
-            self.rt.routes.suffixes(view.site.id, "lead.completed") if command.completes else (),
+            self.rt.routes.to(view.site.id, "lead.completed") if command.completes else (),
         )
         return self.core.stored(command, *result)
 

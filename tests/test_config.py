@@ -267,6 +267,18 @@ def test_unknown_env_names_get_the_nearest_setting() -> None:
             "sites.a.destinations: each destination name may appear once",
         ),
         ("[sites.a]\ndestinations = 'crm'\n", "sites.a.destinations: write each as"),
+        (
+            "[[sites.a.destinations]]\nname = 'c'\nwhen = { field = 'budget', equals = 'big' }\n",
+            "destinations.c.when: field 'budget' is not asked by this site's flow",
+        ),
+        (
+            "[[sites.a.destinations]]\nname = 'c'\nwhen = { score_at_least = 'lots' }\n",
+            "destinations.c.when: 'score_at_least' must be a number",
+        ),
+        (
+            "[sites.a.webhook]\nurl = 'https://x.example'\nwhen = { field = 'x', present = true }\n",
+            "sites.a.webhook.when: field 'x'",
+        ),
     ],
 )
 def test_bad_site_files_name_file_site_and_key(tmp_path: Path, body: str, needle: str) -> None:
@@ -343,5 +355,5 @@ def test_a_site_sends_to_each_of_its_destinations(tmp_path: Path) -> None:
     webhook, crm = site.destinations
     assert (webhook.name, webhook.event_suffix(), crm.event_suffix()) == ("webhook", "", ":crm")
     assert crm.options.copper_user_email == "o@a.example"
-    assert site.suffixes_for("lead.completed") == ["", ":crm"]
-    assert site.suffixes_for("lead.abandoned") == [""]
+    assert site.routes_for("lead.completed") == ["", ":crm"]
+    assert site.routes_for("lead.abandoned") == [""]

@@ -3,6 +3,7 @@ per destination, with its own retries and order; one down never delays another."
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -89,3 +90,60 @@ async def test_one_destination_down_never_delays_another(
         assert len(items[f"{base_completed}:crm-b"]["attempts"]) >= 1
     finally:
         up.stop()
+
+
+async def test_when_sends_only_the_leads_that_meet_it(
+    app_factory: Any, tmp_path: Path, redis_url: str
+) -> None:
+    receiver = Receiver().start()
+    path = tmp_path / "sites.toml"
+    path.write_text(
+        f"""
+[sites.acme]
+idle_timeout = "1s"
+
+[[sites.acme.destinations]]
+name = "all"
+url = "{receiver.url}"
+secret = "{SECRET}"
+allow_private = true
+
+[[sites.acme.destinations]]
+name = "boilers"
+url = "{receiver.url}"
+secret = "{SECRET}"
+allow_private = true
+when = {{ field = "message", in = ["Boiler leaking", "No hot water"] }}
+
+[[sites.acme.destinations]]
+name = "with-phone"
+url = "{receiver.url}"
+secret = "{SECRET}"
+allow_private = true
+when = {{ field = "phone", present = true }}
+"""
+    )
+    try:
+        app = await app_factory(config=path)
+        sessions = []
+        for message in ("Boiler leaking", "Roof tiles"):
+            async with Visitor.connect(app.ws_url, site="acme") as v:
+                await v.field("name", "Ada Lovelace")
+                await v.field("email", "ada@example.com")
+                await v.field("phone", "")
+                await v.field("message", message)
+                assert (await v.expect("lead"))["status"] == "completed"
+            sessions.append(str(v.welcome["session_id"]))
+        boiler, roof = (f"evt_{sid}_completed" for sid in sessions)
+        await wait_for(lambda: {f"{boiler}:all", f"{roof}:all"} <= set(receiver.ids()), 5)
+        await wait_for(lambda: f"{boiler}:boilers" in receiver.ids(), 5)
+        await asyncio.sleep(0.5)  # nothing else is on its way
+        assert sorted(receiver.ids()) == sorted(
+            [f"{boiler}:all", f"{roof}:all", f"{boiler}:boilers"]
+        )
+        async with httpx.AsyncClient(base_url=app.base) as http:
+            got = await http.get("/api/deliveries?limit=20", headers=admin_headers(redis_url))
+        destinations = sorted(item["destination"] for item in got.json()["items"])
+        assert destinations == ["all", "all", "boilers"]  # no entry where `when` failed
+    finally:
+        receiver.stop()

@@ -46,14 +46,58 @@ local function append(transcript_key, entries, seq, now)
   return seq, bytes
 end
 
--- Write a lead event to the shard's outbox, one copy per destination (its event id
--- suffix: '' or ':<name>'), each queued behind that destination's earlier undelivered
--- events of the session. Idempotent: the event ids are deterministic.
-local function emit(tag, sid, site, kind, base_id, now, ttl, suffixes)
-  for _, suffix in ipairs(suffixes) do
+-- Whether a condition (conditions.py normal form) holds on the session's fields; an
+-- absent or empty field matches nothing (not_in included), as in conditions.holds.
+local function holds(c, fields)
+  if c.all then
+    for _, part in ipairs(c.all) do
+      if not holds(part, fields) then return false end
+    end
+    return true
+  end
+  if c.any then
+    for _, part in ipairs(c.any) do
+      if holds(part, fields) then return true end
+    end
+    return false
+  end
+  local value = fields[c.field]
+  if value == nil or value == '' then return false end
+  if c.op == 'present' then return true end
+  if c.op == 'equals' then return value == c.value end
+  if c.op == 'at_least' then
+    local number = tonumber(value)
+    return number ~= nil and number == number and number >= c.value
+  end
+  local inside = false
+  for _, v in ipairs(c.value) do
+    if v == value then inside = true end
+  end
+  if c.op == 'in' then return inside end
+  return not inside
+end
+
+-- Write a lead event to the shard's outbox, one copy per destination (routes: its
+-- event id suffix, '' or ':<name>', or {suffix, condition} when the destination has
+-- a `when`), each queued behind that destination's earlier undelivered events of the
+-- session. Idempotent: the event ids are deterministic.
+local function emit(tag, sid, site, kind, base_id, now, ttl, routes)
+  local fields
+  for _, route in ipairs(routes) do
+    local suffix, condition = route, nil
+    if type(route) == 'table' then suffix, condition = route[1], route[2] end
     local eid = base_id .. suffix
     local ev = tag .. 'e:' .. eid
-    if redis.call('EXISTS', ev) == 0 then
+    local take = true
+    if condition then
+      if not fields then
+        fields = {}
+        local flat = redis.call('HGETALL', tag .. 's:' .. sid .. ':fields')
+        for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
+      end
+      take = holds(condition, fields)
+    end
+    if take and redis.call('EXISTS', ev) == 0 then
       redis.call('HSET', ev, 'type', kind, 'session', sid, 'site', site,
         'status', 'pending', 'created', now, 'next', now, 'attempts', 0)
       redis.call('PEXPIRE', ev, ttl)

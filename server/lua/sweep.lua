@@ -2,7 +2,7 @@
 -- KEYS: 1 shard deadlines (session id -> a time at or before its deadline)
 -- ARGV: 1 max sessions per call, 2 retention ms, 3 shard tag,
 --       4 the abandoned event id pattern (session id, number; keys.ABANDONED_EVENT),
---       5 JSON {site: [suffixes of the destinations that take lead.abandoned]}
+--       5 JSON {site: [destinations that take lead.abandoned: suffix or [suffix, condition]]}
 --         (a site missing from it: the webhook's, so nothing is dropped)
 -- Returns {flagged session ids, next deadline ms or "", now ms, max ms flagged late}.
 -- Cost is proportional to the expired sessions only (ZRANGEBYSCORE ... LIMIT).

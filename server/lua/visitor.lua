@@ -7,7 +7,8 @@
 --        "rate": visitor events per second, "burst": bucket size,
 --        "max_bytes": transcript byte cap,
 --        "completed_id": the lead.completed event id (keys.COMPLETED_EVENT), when it completes,
---        "completed_to": the suffixes of the destinations that take it}
+--        "completed_to": the destinations that take it, each a suffix or
+--        [suffix, condition on the fields] (sites.Route)}
 --       The token bucket lives in the session hash, so it holds across every
 --       socket and every server process of the session.
 -- The session hash also holds `exp_due` (when its keys next get their retention TTL)

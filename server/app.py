@@ -83,16 +83,20 @@ class Background:
             settings.retry_schedule,
             runtime.delivery_wakeup,
             outgoing,
+            runtime.hooks,
         )
-        self.sweeper = Sweeper(runtime.store, runtime.delivery_wakeup, runtime.routes)
+        self.sweeper = Sweeper(runtime.store, runtime.delivery_wakeup, lambda: runtime.routes)
         self.runtime = runtime
         self.stopping = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
 
-    def start(self, *, notifications: bool) -> None:
-        loops: list[Loop] = [self.deliverer.run, self.sweeper.run, self.runtime.slots.run]
-        if notifications:
-            loops.append(self.runtime.listen_notifications)
+    def start(self) -> None:
+        loops: list[Loop] = [
+            self.deliverer.run,
+            self.sweeper.run,
+            self.runtime.slots.run,
+            self.runtime.listen_notifications,
+        ]
         self.tasks = [
             asyncio.create_task(forever(loop, self.stopping), name=loop.__qualname__)
             for loop in loops
@@ -286,7 +290,8 @@ def create_app(
         runtime = Runtime(settings, sites, store)
         app.state.runtime = runtime
         background = Background(runtime)
-        background.start(notifications=True)
+        await runtime.refresh_hooks()
+        background.start()
         log.info("ready sites=%s shards=%d", ",".join(sites), settings.shards)
         # Start-up objects live for the whole process: keep them out of every
         # collection, and collect the young generation less often (each visitor

@@ -203,7 +203,8 @@ async def _work(settings: Settings) -> None:
     store = await open_store(settings)
     runtime = Runtime(settings, load_sites(settings), store)
     background = Background(runtime)
-    background.start(notifications=False)
+    await runtime.refresh_hooks()
+    background.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from . import formats
 from .conditions import DERIVED_FIELDS, fields_named
 from .errors import ConfigError
+from .hooks import HOOK_PREFIX
 from .sites import (
     WEBHOOK,
     Destination,
@@ -368,8 +369,11 @@ def _site_from_toml(site_id: str, raw: dict[str, Any], settings: Settings, path:
             return key("destinations", label, k)
 
         destinations.append(_toml_destination(entry, settings, named))
-        if isinstance(entry, dict) and entry.get("name", WEBHOOK) == WEBHOOK:
+        given = entry.get("name", WEBHOOK) if isinstance(entry, dict) else WEBHOOK
+        if given == WEBHOOK:
             raise ConfigError(f"{named('name')}: required, unique in the site, not {WEBHOOK!r}")
+        if str(given).startswith(HOOK_PREFIX):
+            raise ConfigError(f"{named('name')}: {HOOK_PREFIX!r} names are kept for REST hooks")
     try:
         site = Site(id=site_id, destinations=tuple(destinations) or (Destination(),), **raw)
     except ValidationError as exc:

@@ -15,7 +15,7 @@ import functools
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,11 +24,12 @@ import httpx
 from . import formats, keys, metrics
 from .errors import DeliveryError, StoreError
 from .formats import LeadEvent, SendResult, guard
+from .hooks import Hooks, hook_id_of
 from .lead import build_lead
 from .loops import rest
 from .outbox import Claim, EventRecord, Outbox
 from .session import SessionRecord
-from .sites import Site
+from .sites import Destination, Site
 from .store import Store
 
 __all__ = ["Deliverer", "Outgoing", "next_delay", "sample_lead"]
@@ -116,9 +117,11 @@ class Deliverer:
         schedule: tuple[float, ...],
         wakeup: asyncio.Event,
         outgoing: Outgoing | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.store = store
         self.outgoing = outgoing or Outgoing()
+        self.hooks = hooks
         self.outbox = Outbox(store)
         self.sites = sites
         self.schedule = schedule
@@ -179,13 +182,27 @@ class Deliverer:
         except Exception:  # a bug here must not stop the loop; the lease brings it back
             log.exception("delivery_crashed id=%s", claim.event_id)
 
-    def _lead_event(self, event: EventRecord, record: SessionRecord | None) -> LeadEvent | str:
+    async def _destination(self, site: Site, name: str) -> Destination | None:
+        destination = site.destination(name)
+        if destination is not None or self.hooks is None or hook_id_of(name) is None:
+            return destination
+        found = self.hooks.destination(name)
+        if found is None:  # subscribed a moment ago in another process?
+            await self.hooks.load()
+            found = self.hooks.destination(name)
+        return found
+
+    async def _lead_event(
+        self, event: EventRecord, record: SessionRecord | None
+    ) -> LeadEvent | str:
         site = self.sites.get(event.site)
         if site is None:
             return f"site {event.site!r} is no longer configured"
         name = keys.event_destination(event.id)
-        destination = site.destination(name)
+        destination = await self._destination(site, name)
         if destination is None:
+            if hook_id_of(name) is not None:
+                return "unsubscribed: the hook was deleted"
             return f"destination {name!r} of site {site.id!r} is no longer configured"
         if event.type == "lead.test":
             lead = sample_lead(site, event.id)
@@ -205,7 +222,7 @@ class Deliverer:
         record: SessionRecord | None,
         http: _Clients,
     ) -> None:
-        lead_event = self._lead_event(event, record)
+        lead_event = await self._lead_event(event, record)
         if isinstance(lead_event, str):
             await self._settle(
                 claim, event, SendResult(ok=False, retryable=False, error=lead_event), 0
@@ -221,6 +238,11 @@ class Deliverer:
         except httpx.HTTPError as exc:
             result = SendResult(ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}")
         latency_ms = (time.perf_counter() - started) * 1000
+        if result.status_code == 410 and self.hooks is not None:
+            hook_id = hook_id_of(lead_event.destination.name)
+            if hook_id is not None:  # the target asks to be unsubscribed (REST hooks)
+                await self.hooks.remove(hook_id)
+                result = replace(result, retryable=False, error="410 Gone: hook unsubscribed")
         await self._settle(claim, event, result, latency_ms)
 
     async def _send(self, event: LeadEvent, http: _Clients) -> SendResult:

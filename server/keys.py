@@ -17,6 +17,7 @@ __all__ = [
     "ABANDONED_EVENT",
     "COMPLETED_EVENT",
     "EVENT_ID",
+    "HOOKS",
     "META",
     "NOTIFY_CHANNEL",
     "abandoned_event",
@@ -107,8 +108,11 @@ def ref_field(suffix: str) -> str:
 # --- keys ---------------------------------------------------------------------------
 META = PREFIX + "meta"
 """Hash: ``shards`` (fixed at first start)."""
+HOOKS = PREFIX + "hooks"
+"""Hash: REST hook id -> the hook as JSON (:mod:`chatlead.hooks`)."""
 NOTIFY_CHANNEL = PREFIX + "notify"
-"""Pub/sub: JSON ``{"abandoned": [session ids]}`` so servers can tell live sockets."""
+"""Pub/sub: JSON ``{"abandoned": [session ids]}`` so servers can tell live sockets, or
+``{"hooks": true}`` when the REST hooks changed."""
 INBOX = PREFIX + "inbox"
 """List of delivered inbox leads (JSON), newest first, pruned by retention."""
 INBOX_TESTS = PREFIX + "inbox:tests"

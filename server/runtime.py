@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from . import keys
 from .config import Settings
+from .hooks import Hooks
 from .limits import ConnectionSlots, NewSessions
 from .routing import Routes
 from .sites import Site
@@ -74,9 +75,11 @@ class Runtime:
     slots: ConnectionSlots = field(init=False)
     new_sessions: NewSessions = field(init=False)
     routes: Routes = field(init=False)
+    hooks: Hooks = field(init=False)
 
     def __post_init__(self) -> None:
         self.routes = Routes(self.sites)
+        self.hooks = Hooks(self.store.redis)
         self.slots = ConnectionSlots(self.store)
         self.new_sessions = NewSessions(self.store, self.settings.new_sessions_per_ip)
 
@@ -102,21 +105,31 @@ class Runtime:
     def origin_allowed_anywhere(self, origin: str | None, conn: HTTPConnection) -> bool:
         return any(self.origin_allowed(site, origin, conn) for site in self.sites.values())
 
+    async def refresh_hooks(self) -> None:
+        """Route new events with the REST hooks as they are in Redis now."""
+        self.routes = Routes(self.sites, await self.hooks.load())
+
     async def listen_notifications(self, stop: asyncio.Event) -> None:
-        """Tell live sockets when another process's sweeper abandons their session."""
+        """Tell live sockets when another process's sweeper abandons their session, and
+        reload the REST hooks when they change (and every ``hooks.REFRESH_S`` anyway)."""
         pubsub = self.store.redis.pubsub()
         try:
             await pubsub.subscribe(keys.NOTIFY_CHANNEL)
             while not stop.is_set():
+                if self.hooks.stale():
+                    await self.refresh_hooks()
                 message = await pubsub.get_message(
                     ignore_subscribe_messages=True, timeout=NOTIFY_POLL_S
                 )
                 if message is None or message.get("type") != "message":
                     continue
                 try:
-                    ids = json.loads(message["data"]).get("abandoned", [])
+                    notice = json.loads(message["data"])
+                    ids = notice.get("abandoned", [])
                 except (ValueError, AttributeError):
                     continue
+                if notice.get("hooks"):
+                    await self.refresh_hooks()
                 self.hub.abandoned(ids)
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from . import metrics
 from .errors import StoreError
@@ -42,15 +43,18 @@ class Sweeper:
         self,
         store: Store,
         on_flagged: asyncio.Event | None = None,
-        routes: Routes | None = None,
+        routes: Callable[[], Routes] | None = None,
     ) -> None:
+        """``routes``: where abandoned leads go now (it changes with the REST hooks);
+        ``None``: every site's webhook."""
         self.store = store
         self.on_flagged = on_flagged
-        self.abandoned_to = routes.abandoned() if routes is not None else None
+        self.routes = routes
 
     async def sweep_once(self) -> SweepResult:
+        abandoned_to = self.routes().abandoned() if self.routes is not None else None
         with metrics.SWEEP_SECONDS.time():
-            result = await self.store.sweep(BATCH, self.abandoned_to)
+            result = await self.store.sweep(BATCH, abandoned_to)
         if result.flagged:
             log.info("sessions_abandoned count=%d late_ms=%d", len(result.flagged), result.late_ms)
             metrics.SESSIONS.labels("abandoned").inc(len(result.flagged))

@@ -52,7 +52,7 @@ async def test_background_stops_within_a_second_at_any_moment(
     try:
         runtime = Runtime(settings, {"default": Site(id="default")}, store)
         background = Background(runtime)
-        background.start(notifications=True)
+        background.start()
         await asyncio.sleep(after_s)
         started = time.monotonic()
         await background.stop()

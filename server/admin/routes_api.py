@@ -13,12 +13,17 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any
 
+import httpx
 from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from ..errors import StoreError
+from ..errors import DeliveryError, StoreError
+from ..formats.guard import check_target
+from ..hooks import MAX_HOOKS, HookCreated, HookList, new_hook
+from ..routing import Routes
+from ..sites import EVENT_TYPES
 from .access import Endpoint, guard, runtime_of
 from .commands import replay, send_test_event
 from .csv import csv_lines
@@ -245,6 +250,66 @@ async def replay_delivery(request: Request) -> Response:
     return _json(item if item is not None else {"id": event_id}, status=202)
 
 
+async def _hook_request(request: Request) -> tuple[str, str, str | None]:
+    """``target_url``, ``event`` and ``site`` of a subscription, checked."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise QueryError("body", "must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise QueryError("body", "must be a JSON object")
+    unknown = sorted(set(body) - {"target_url", "event", "site"})
+    if unknown:
+        raise QueryError(unknown[0], "unknown key; use target_url, event and site")
+    target, event, site = body.get("target_url"), body.get("event"), body.get("site")
+    if not isinstance(target, str) or not target:
+        raise QueryError("target_url", "required: the URL events are POSTed to")
+    if not isinstance(event, str) or event not in EVENT_TYPES:
+        raise QueryError("event", f"required: one of {', '.join(EVENT_TYPES)}")
+    if site is not None and not isinstance(site, str):
+        raise QueryError("site", "must be a site id")
+    return target, event, site
+
+
+@endpoint
+async def subscribe_hook(request: Request) -> Response:
+    """``POST /api/hooks {"target_url", "event", "site"?}`` -> ``201 {"id", "secret"}``."""
+    runtime = runtime_of(request)
+    target, event, site = await _hook_request(request)
+    if site is not None and site not in runtime.sites:
+        raise QueryError("site", f"unknown site {site!r}")
+    allow_private = runtime.settings.webhook_allow_private
+    try:
+        await check_target(target, allow_private)
+    except (DeliveryError, httpx.ConnectError) as exc:  # refused, or its host is unknown
+        raise QueryError("target_url", str(exc)) from None
+    hooks = runtime.hooks
+    if len(await hooks.load()) >= MAX_HOOKS:
+        return _error(409, "too_many_hooks", f"at most {MAX_HOOKS} hooks; delete one first")
+    hook = new_hook(target, event, site, allow_private)
+    await hooks.add(hook)
+    runtime.routes = Routes(runtime.sites, hooks.current)
+    log.info("hook_subscribed id=%s event=%s site=%s", hook.id, event, site or "*")
+    return _json(HookCreated(hook.id, hook.secret), status=201)
+
+
+@endpoint
+async def list_hooks(request: Request) -> Response:
+    """``GET /api/hooks``: every REST hook, oldest first (without secrets)."""
+    hooks = await runtime_of(request).hooks.load()
+    return _json(HookList([hook.listed() for hook in hooks]))
+
+
+@endpoint
+async def unsubscribe_hook(request: Request) -> Response:
+    """``DELETE /api/hooks/{id}`` -> 204; later deliveries to it stop."""
+    runtime = runtime_of(request)
+    if not await runtime.hooks.remove(request.path_params["hook_id"]):
+        return _error(404, "not_found", "no such hook")
+    runtime.routes = Routes(runtime.sites, runtime.hooks.current)
+    return Response(status_code=204, headers=NO_STORE)
+
+
 @endpoint
 async def test_event(request: Request) -> Response:
     """``POST /api/sites/{site}/test-event``."""
@@ -266,5 +331,8 @@ routes: list[BaseRoute] = [
     Route("/api/sites/{site}/test-event", test_event, methods=["POST"]),
     Route("/api/inbox", list_inbox, methods=["GET"]),
     Route("/api/inbox/{event_id}/handled", mark_inbox, methods=["POST", "DELETE"]),
+    Route("/api/hooks", subscribe_hook, methods=["POST"]),
+    Route("/api/hooks", list_hooks, methods=["GET"]),
+    Route("/api/hooks/{hook_id}", unsubscribe_hook, methods=["DELETE"]),
     Route("/openapi.json", openapi_json, methods=["GET"]),
 ]

@@ -393,3 +393,29 @@ async def test_without_budget_pipedrive_itself_refuses(http):
     assert (result.retryable, result.status_code) == (True, 429)
     assert result.retry_after is not None and 1 <= result.retry_after <= 2
     assert len(strict.leads) == 0 and len(strict.persons) == 1
+
+
+async def test_failure_after_a_deleted_lead_does_not_keep_its_id(pipedrive, http, redis):
+    site = pipedrive_site(pipedrive.base)
+    first = await send(Context(http), event_for(site, lead()))
+    pipedrive.delete_lead(first.ref_id)
+    pipedrive.fail_notes(1)
+    again = await send(Context(http), event_for(site, lead(ref_id=first.ref_id), "evt_2"))
+    assert again.retryable and again.ref_id not in (None, first.ref_id)  # the new lead's
+    assert list(pipedrive.leads) == [again.ref_id]
+    # Held back after the 404 but before a lead exists: no id to keep at all.
+    pipedrive.delete_lead(again.ref_id)
+    key = budget.key("pipedrive", TOKEN)
+    for _ in range(BUDGET_LIMIT - 2):  # room for the search and the PATCH only
+        await budget.take(redis, key, limit=BUDGET_LIMIT, window=BUDGET_WINDOW)
+    held = await send(Context(http, redis), event_for(site, lead(ref_id=again.ref_id), "evt_3"))
+    assert (held.sent, held.ref_id) == (False, None)
+    assert calls(pipedrive)[-1] == f"PATCH /api/v1/leads/{again.ref_id}"
+
+
+async def test_empty_transcript_writes_no_note(pipedrive, http):
+    the_lead = lead()
+    the_lead["transcript"] = []
+    result = await send(Context(http), event_for(pipedrive_site(pipedrive.base), the_lead))
+    assert result.ok and result.ref_id in pipedrive.leads
+    assert "POST /api/v1/notes" not in calls(pipedrive)

@@ -259,6 +259,7 @@ class _Client:
 
     def __init__(self, http: httpx.AsyncClient, redis: Redis | None, token: str) -> None:
         self.http, self.redis, self.token = http, redis, token
+        self.gone: set[str] = set()  # lead ids Pipedrive answered 404 for
 
     async def _held(self, vendor_key: str, limit: int) -> SendResult | None:
         if self.redis is None:
@@ -300,6 +301,7 @@ async def _written(client: _Client, request: Request) -> str | SendResult | None
     if isinstance(got, SendResult):
         return got
     if got.status_code == 404 and request.method == "PATCH":
+        client.gone.add(request.url.rsplit("/", 1)[1])
         return None
     if not got.is_success:
         return result_of(got)
@@ -351,12 +353,13 @@ async def send(ctx: Context, event: LeadEvent) -> SendResult:
 
     ``ctx.redis``: where the per-token budgets live; ``None`` skips them. A failure
     after the lead was written still carries its id; before that, the known
-    ``refId`` (so the outbox keeps it).
+    ``refId`` (so the outbox keeps it) unless Pipedrive said it is gone.
     """
     token: str = event.options.pipedrive_token
-    result = await _deliver(_Client(ctx.http, ctx.redis, token), event)
+    client = _Client(ctx.http, ctx.redis, token)
+    result = await _deliver(client, event)
     ref = event.lead.get("refId")
-    if result.ref_id is None and ref:
+    if result.ref_id is None and ref and quote(str(ref), safe="") not in client.gone:
         result = replace(result, ref_id=str(ref))
     return result.redacted(token)
 

@@ -63,6 +63,7 @@ __all__ = [
     "parse_open_lead",
     "parse_person_id",
     "person_body",
+    "person_name",
     "result_of",
     "send",
 ]

@@ -178,7 +178,7 @@ def note_body(event: LeadEvent, limit: int = NOTE_LIMIT) -> str:
         body = "<br>\n".join([*head, "", *lines] if lines else head)
         if len(body) <= limit or room <= 0:
             return body[:limit]
-        room = max(0, min(room // 2, room - (len(body) - limit)))
+        room = max(0, min(room - 1, room * limit // len(body)))  # escaping lengthens
 
 
 def build_note(event: LeadEvent, contact_id: str) -> Request:

@@ -456,6 +456,47 @@ async def test_searches_stay_under_hubspots_per_second_limit(http, redis):
     assert len(strict.seen) == 4 * 3  # search, write, note; the 5th search was held back
 
 
+async def test_the_fake_refuses_what_hubspot_documents_as_refused(hubspot, http):
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    base = hubspot.url + CONTACTS
+
+    async def post(url, body, headers=auth):
+        return await http.post(url, json=body, headers=headers)
+
+    assert (await post(base, {"properties": {}}, {})).json()["category"] == (
+        "INVALID_AUTHENTICATION"
+    )
+    plain = await http.post(base, content=b"{}", headers={**auth, "Content-Type": "text/plain"})
+    assert plain.status_code == 415
+    read_only = await post(base, {"properties": {"hs_analytics_source": "ORGANIC_SEARCH"}})
+    assert (read_only.status_code, read_only.json()["category"]) == (400, "READ_ONLY_VALUE")
+    assert (await post(base, {"properties": {"utm_source": "x"}})).status_code == 400
+    assert (await post(base, {"properties": {"lifecyclestage": "Lead"}})).status_code == 400
+    assert (await post(base + "/search", {"filterGroups": [{}], "limit": 1})).status_code == 400
+    gone = await http.patch(base + "/999", json={"properties": {}}, headers=auth)
+    assert (gone.status_code, gone.json()["category"]) == (404, "OBJECT_NOT_FOUND")
+    made = (await post(base, {"properties": {"email": "a@example.com"}})).json()["id"]
+    twin = await post(base, {"properties": {"email": "A@example.com"}})
+    assert (twin.status_code, twin.json()["message"]) == (
+        409,
+        f"Contact already exists. Existing ID: {made}",
+    )
+    notes = hubspot.url + NOTES
+    kind = {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 202}
+    untimed = {"properties": {"hs_note_body": "x"}}
+    assert (await post(notes, untimed)).status_code == 400
+    timed = {"properties": {"hs_timestamp": "2026-11-23T14:05:00.000Z"}}
+    wrong_type = {
+        **timed,
+        "associations": [{"to": {"id": made}, "types": [{**kind, "associationTypeId": 1}]}],
+    }
+    assert (await post(notes, wrong_type)).status_code == 400
+    nobody = {**timed, "associations": [{"to": {"id": "999"}, "types": [kind]}]}
+    assert (await post(notes, nobody)).status_code == 400
+    fine = {**timed, "associations": [{"to": {"id": made}, "types": [kind]}]}
+    assert (await post(notes, fine)).status_code == 201
+
+
 # --- end to end -------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ step fails, so the retry updates that contact instead of creating another.
 
 Only a created contact gets ``lifecyclestage: lead`` and ``hs_lead_status: NEW``; an
 update (known ``refId``, search hit, 409) leaves both alone, as a sales person may
-have moved them on (HubSpot also refuses to move a lifecycle stage backwards).
+have moved them on (and HubSpot moves a lifecycle stage only forward anyway).
 HubSpot's own analytics-source properties are read-only, so attribution goes into
 the note. Empty values are never sent (an empty string would clear a property).
 

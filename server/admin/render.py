@@ -182,7 +182,9 @@ UNAVAILABLE = "Redis is unavailable; try again shortly."
 
 def refuse(request: Request, status: int, reason: str) -> Response:
     if status == 401:
-        return render(request, "login.html", 401, error=None, next=request.url.path)
+        query = request.url.query
+        here = request.url.path + (f"?{query}" if query else "")
+        return render(request, "login.html", 401, error=None, next=here)
     title = TITLES.get(status, "Not allowed")
     return render(request, "error.html", status, title=title, message=reason)
 

@@ -153,6 +153,24 @@ async def test_pages_for_unknown_things_are_clear(served: Served) -> None:
     unknown = await served.http.get("/admin", params={"site": "<b>nope</b>"})
     assert unknown.status_code == 404 and "<b>nope</b>" not in unknown.text
     assert (await served.http.get("/admin/deliveries?status=x")).status_code == 400
+    assert (await served.http.get("/admin/live", params={"session": "../x"})).status_code == 404
+
+
+@on_module_loop
+async def test_alert_links_open_the_session_after_sign_in(served: Served) -> None:
+    sid = await visit(served, [("name", "Hal"), ("email", "hal@example.com")])
+    live = await served.http.get("/admin/live", params={"session": sid})
+    assert live.status_code == 303 and live.headers["location"] == f"/admin/sessions/{sid}"
+    async with httpx.AsyncClient(base_url=served.url) as browser:
+        first = await browser.get("/admin/live", params={"session": sid})
+        assert first.status_code == 401
+        csrf = _csrf(first.text)
+        login = await browser.post(
+            "/admin/login",
+            data={"token": TOKEN, "csrf": csrf, "next": f"/admin/live?session={sid}"},
+        )
+        assert login.headers["location"] == f"/admin/live?session={sid}"
+        assert f'value="/admin/live?session={sid}"' in first.text
 
 
 @on_module_loop

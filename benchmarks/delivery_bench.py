@@ -1,12 +1,14 @@
 """Delivery throughput of one worker process to a local receiver.
 
-Seeds N completed sessions (each with a lead.completed event in the outbox) with
-the real store scripts, then runs one ``Deliverer`` in this process until the
-outbox is empty, and reports deliveries/s. The receiver (a raw ASGI app under
-uvicorn, its own process) is measured alone first with the same HTTP client and
-concurrency, so its ceiling is known.
+Seeds N completed sessions (each with a lead.completed event in the outbox, one
+copy per destination of the site) with the real store scripts, then runs one
+``Deliverer`` in this process until the outbox is empty, and reports deliveries/s
+and leads/s. The receiver (a raw ASGI app under uvicorn, its own process) is
+measured alone first with the same HTTP client and concurrency, so its ceiling is
+known.
 
     python benchmarks/delivery_bench.py --events 5000 --redis redis://127.0.0.1:6379/15
+    python benchmarks/delivery_bench.py --events 2000 --destinations 3   # fan-out
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import httpx
 from chatlead import keys
 from chatlead.delivery import CONCURRENCY, Deliverer
 from chatlead.redis_client import connect_redis
-from chatlead.sites import Site, Webhook
+from chatlead.routing import Routes
+from chatlead.sites import Destination, Site
 from chatlead.store import Store
 
 HERE = Path(__file__).resolve().parent
@@ -54,7 +57,7 @@ async def receiver_ceiling(url: str, requests: int) -> float:
     return requests / (time.perf_counter() - started)
 
 
-async def seed(store: Store, count: int) -> None:
+async def seed(store: Store, count: int, routes: Routes) -> None:
     meta = {
         "site": "bench",
         "idle": "3600000",
@@ -80,6 +83,7 @@ async def seed(store: Store, count: int) -> None:
                     {"name": "Ada"},
                     "done",
                     True,
+                    routes.to("bench", "lead.completed"),
                 )
                 for s in chunk
             )
@@ -97,7 +101,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/15")
+    parser.add_argument("--destinations", type=int, default=1, help="destinations per site")
     args = parser.parse_args()
+    deliveries = args.events * args.destinations
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(HERE / "_receiver.py"), str(port)])
@@ -113,8 +119,12 @@ async def main() -> None:
 
         store = Store(connect_redis(args.redis), 16, 3600)
         await store.redis.flushdb()
-        await seed(store, args.events)
-        site = Site(id="bench", webhook=Webhook(url=url, allow_private=True))
+        destinations = [Destination(url=url, allow_private=True)] + [
+            Destination(name=f"crm-{n}", url=url, allow_private=True)
+            for n in range(2, args.destinations + 1)
+        ]
+        site = Site(id="bench", destinations=tuple(destinations))
+        await seed(store, args.events, Routes({"bench": site}))
         wakeup, stop = asyncio.Event(), asyncio.Event()
         deliverer = Deliverer(store, {"bench": site}, (0, 1, 1), wakeup)
         started = time.perf_counter()
@@ -131,12 +141,12 @@ async def main() -> None:
     finally:
         proc.terminate()
         proc.wait()
-    rate = args.events / elapsed
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"receiver alone (httpx, {CONCURRENCY} concurrent): {ceiling:,.0f} req/s")
     print(
-        f"one worker: {args.events} events in {elapsed:.2f} s = {rate:,.0f} deliveries/s "
-        f"(receiver got {received})"
+        f"one worker, {args.destinations} destination(s): {args.events} leads, "
+        f"{deliveries} deliveries in {elapsed:.2f} s = {deliveries / elapsed:,.0f} deliveries/s, "
+        f"{args.events / elapsed:,.0f} leads/s (receiver got {received})"
     )
 
 

@@ -20,7 +20,14 @@ import uvloop
 
 from . import logs
 from .cli_admin import add_admin_commands, admin, admin_url, base_url, login_code
-from .config import Settings, describe, load_settings, load_sites, unknown_env
+from .config import (
+    Settings,
+    check_outgoing,
+    describe,
+    load_settings,
+    load_sites,
+    unknown_env,
+)
 from .embedded import redis_for
 from .errors import ChatleadError, ConfigError, StoreError
 from .sites import Site
@@ -69,12 +76,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_start(settings: Settings, sites: dict[str, Site]) -> None:
-    """Refuse webhook targets every delivery would refuse; log likely mistakes.
+def _check_start(settings: Settings, sites: dict[str, Site], *, worker: bool = False) -> None:
+    """Refuse webhook targets every delivery would refuse and missing mail or link
+    settings; log likely mistakes.
 
     Raises:
-        ConfigError: an http or private webhook target (see :func:`check_targets`).
+        ConfigError: an http or private webhook target (see :func:`check_targets`), or
+            a setting an email or alert destination needs (:func:`check_outgoing`).
     """
+    check_outgoing(settings, sites, worker=worker)
     for name, nearest in unknown_env(os.environ):
         hint = f" did_you_mean={nearest}" if nearest else ""
         log.warning("unknown_setting name=%s%s (ignored)", name, hint)
@@ -219,7 +229,7 @@ async def _work(settings: Settings) -> None:
 def _worker(args: argparse.Namespace) -> int:
     settings = load_settings()
     logs.configure(settings.log_format, client_ip=settings.log_client_ip)
-    _check_start(settings, load_sites(settings))
+    _check_start(settings, load_sites(settings), worker=True)
     with redis_for(settings) as ready:
         _require_redis(ready)
         uvloop.run(_work(ready))  # the same loop uvicorn picks for `serve`

@@ -12,9 +12,10 @@ import difflib
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -24,6 +25,7 @@ from .conditions import DERIVED_FIELDS, fields_named
 from .errors import ConfigError
 from .hooks import HOOK_PREFIX
 from .sites import (
+    LEAD_EVENTS,
     WEBHOOK,
     Destination,
     FieldProblem,
@@ -39,6 +41,7 @@ __all__ = [
     "SECRET_SETTINGS",
     "Settings",
     "describe",
+    "check_outgoing",
     "load_settings",
     "load_sites",
     "unknown_env",
@@ -142,6 +145,34 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError(
+                "use smtp://user:pass@host:587 (STARTTLS) or smtps://user:pass@host:465"
+            )
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ValueError(f"bad port for {parts.hostname}") from None
+        return value
+
+    @field_validator("smtp_from", "public_url")
+    @classmethod
+    def _no_blank(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("use the address people open, e.g. https://chat.example.com")
+        return value.rstrip("/") if value else value
 
     @field_validator("new_sessions_per_ip", mode="before")
     @classmethod
@@ -286,7 +317,45 @@ def _env_destinations(settings: Settings) -> list[Destination]:
             own = formats.get(settings.webhook_format).options.model_fields
             raw |= {k: getattr(settings, k) for k in own if getattr(settings, k, None) is not None}
         made.append(_destination(raw, _env_name))
+    private = settings.webhook_allow_private
+    if settings.notify_email:
+        raw = {"name": "email", "format": "email", "to": list(settings.notify_email)}
+        raw |= {"events": ALERT_EVENTS, "allow_private": private}
+        made.append(_destination(raw, lambda key: "CHATLEAD_NOTIFY_EMAIL"))
+    if settings.slack_webhook_url:
+        raw = {"name": "slack", "format": "slack", "url": settings.slack_webhook_url}
+        raw |= {"events": ALERT_EVENTS, "allow_private": private}
+        made.append(_destination(raw, lambda key: "CHATLEAD_SLACK_WEBHOOK_URL"))
     return made
+
+
+ALERT_EVENTS = [*LEAD_EVENTS, "visitor.waiting"]
+"""What the environment's email and Slack alerts are sent for."""
+ALERTS = ("email", "slack")
+"""Formats whose messages link into the admin (so a worker needs ``PUBLIC_URL``)."""
+
+
+def check_outgoing(settings: Settings, sites: Mapping[str, Site], *, worker: bool) -> None:
+    """Email destinations need the SMTP settings; a worker sending alerts needs
+    ``PUBLIC_URL`` (it listens nowhere to build links from).
+
+    Raises:
+        ConfigError: naming the missing setting and who needs it.
+    """
+    for site in sites.values():
+        for destination in site.destinations:
+            who = f"destination {destination.name!r} of site {site.id!r}"
+            if destination.format == "email":
+                for setting in ("smtp_url", "smtp_from"):
+                    if not getattr(settings, setting):
+                        raise ConfigError(
+                            f"CHATLEAD_{setting.upper()}: required by the email {who}"
+                        )
+            if worker and destination.format in ALERTS and not settings.public_url:
+                raise ConfigError(
+                    f"CHATLEAD_PUBLIC_URL: required by the worker for the links in the "
+                    f"{destination.format} {who} (e.g. https://chat.example.com)"
+                )
 
 
 def _destination(raw: dict[str, Any], name: Callable[[str], str]) -> Destination:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -357,3 +358,23 @@ def test_a_site_sends_to_each_of_its_destinations(tmp_path: Path) -> None:
     assert crm.options.copper_user_email == "o@a.example"
     assert site.routes_for("lead.completed") == ["", ":crm"]
     assert site.routes_for("lead.abandoned") == [""]
+
+
+def test_the_readme_site_file_blocks_load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """What the README tells people to copy is valid as written."""
+    for name in ("HUBSPOT_TOKEN", "SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET"):
+        monkeypatch.setenv(name, "k")
+    for name in ("PIPEDRIVE_TOKEN", "COPPER_API_KEY", "ACME_WEBHOOK_SECRET"):
+        monkeypatch.setenv(name, "whsec_c2VjcmV0" if "SECRET" in name else "k")
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/x")
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        path = tmp_path / "sites.toml"
+        path.write_text(block)
+        settings = load_settings(
+            config=path, smtp_url="smtp://127.0.0.1:25", smtp_from="a@b.example"
+        )
+        sites = load_sites(settings)
+        assert sites["acme"].destinations

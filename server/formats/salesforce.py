@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -45,25 +45,21 @@ from .transcript_text import e164, lead_field, readable_transcript
 __all__ = [
     "API_VERSION",
     "DESCRIPTION_LIMIT",
+    "TOKEN_TTL",
     "Options",
-    "Session",
-    "error_of",
     "lead_body",
     "lookup_soql",
-    "parse_session",
     "result_of",
     "send",
     "soql_quote",
     "split_name",
-    "token_form",
     "token_key",
     "token_result",
 ]
 
 API_VERSION = "v60.0"
 TOKEN_TTL = 1800
-"""Seconds a token is reused (Salesforce's shortest session timeout is 15 minutes; a
-token that ended sooner is replaced on its first 401)."""
+"""Seconds a token is reused; one the org's session timeout ends sooner is replaced on a 401."""
 LAST_NAME_FALLBACK = "Visitor"
 COMPANY_FALLBACK = "[not provided]"
 DESCRIPTION_LIMIT = 32_000
@@ -135,10 +131,6 @@ def split_name(lead: dict[str, Any]) -> tuple[str | None, str | None]:
     return head or None, tail or None
 
 
-def _cut(name: str, value: str) -> str:
-    return value[: LENGTHS[name]].rstrip()
-
-
 def lead_body(event: LeadEvent, *, create: bool = True) -> dict[str, Any]:
     """The Lead fields for the event's lead; absent ones are left out.
 
@@ -154,32 +146,21 @@ def lead_body(event: LeadEvent, *, create: bool = True) -> dict[str, Any]:
         last = last or LAST_NAME_FALLBACK
         company = company or event.site.company or COMPANY_FALLBACK
     body: dict[str, Any] = {}
-    if first:
-        body["FirstName"] = _cut("FirstName", first)
-    if last:
-        body["LastName"] = _cut("LastName", last)
-    if company:
-        body["Company"] = _cut("Company", company)
+    for name, value in (("FirstName", first), ("LastName", last), ("Company", company)):
+        if value:
+            body[name] = value[: LENGTHS[name]].rstrip()
     email = lead_field(lead, "email")
     if email and len(email) <= LENGTHS["Email"]:
         body["Email"] = email
     phone = lead_field(lead, "phone")
     if phone:
-        body["Phone"] = _cut("Phone", e164(phone, event.site.phone_region))
+        body["Phone"] = e164(phone, event.site.phone_region)[: LENGTHS["Phone"]]
     if create:
         body["LeadSource"] = options.salesforce_lead_source
     description = readable_transcript(lead, DESCRIPTION_LIMIT)
     if description:
         body["Description"] = description
     return body
-
-
-def token_form(options: Options) -> dict[str, str]:
-    return {
-        "grant_type": "client_credentials",
-        "client_id": options.salesforce_client_id,
-        "client_secret": options.salesforce_client_secret,
-    }
 
 
 def token_key(options: Options) -> str:
@@ -270,18 +251,15 @@ async def _keep(ctx: Context, key: str, session: Session) -> None:
     if ctx.redis is None:
         _MEMORY[key] = (time.monotonic() + TOKEN_TTL, session)
         return
-    value = {"access_token": session.access_token, "instance_url": session.instance_url}
-    await ctx.redis.set(key, json.dumps(value), ex=TOKEN_TTL)
+    await ctx.redis.set(key, json.dumps(asdict(session)), ex=TOKEN_TTL)
 
 
 async def _forget(ctx: Context, key: str, session: Session) -> None:
     """Drop the refused token unless another worker already replaced it."""
-    if await _load(ctx, key) != session:
-        return
-    if ctx.redis is None:
+    if await _load(ctx, key) == session:
         _MEMORY.pop(key, None)
-    else:
-        await ctx.redis.delete(key)
+        if ctx.redis is not None:
+            await ctx.redis.delete(key)
 
 
 class _Client:
@@ -297,19 +275,16 @@ class _Client:
 
     async def _new_token(self) -> SendResult | None:
         url = f"{self.options.salesforce_login_url}/services/oauth2/token"
-        form = token_form(self.options)
+        o = self.options
+        form = {"client_id": o.salesforce_client_id, "client_secret": o.salesforce_client_secret}
+        form["grant_type"] = "client_credentials"
         response = await self.ctx.http.post(url, data=form, headers={"Accept": "application/json"})
         if not response.is_success:
             return token_result(response)
         session = parse_session(_json(response))
         if session is None:
-            # Not quoted: the answer may hold a token.
-            return SendResult(
-                ok=False,
-                retryable=False,
-                status_code=response.status_code,
-                error="Salesforce token answer has no access_token and instance_url",
-            )
+            error = "Salesforce token answer has no access_token and instance_url"
+            return SendResult(False, False, response.status_code, error)  # body not quoted
         self.seen.append(session.access_token)
         if (refused := self._refused(session)) is not None:
             return refused
@@ -327,8 +302,8 @@ class _Client:
     async def _send(self, method: str, path: str, body: Any) -> httpx.Response:
         assert self.session is not None
         url = f"{self.session.instance_url}/services/data/{API_VERSION}/{path}"
-        headers = {"Authorization": f"Bearer {self.session.access_token}"}
-        headers["Accept"] = "application/json"
+        token = self.session.access_token
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         return await self.ctx.http.request(method, url, headers=headers, json=body)
 
     async def call(self, method: str, path: str, body: Any = None) -> httpx.Response | SendResult:

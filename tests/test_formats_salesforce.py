@@ -417,3 +417,38 @@ async def test_a_failed_update_keeps_the_id_it_found(org, http, redis):
 async def test_the_dispatcher_routes_salesforce(org, http, redis):
     result = await dispatch(Context(http, redis), event_for(sf_site(org.url), lead()))
     assert result.ok and result.ref_id in org.leads
+
+
+# --- the whole path: widget -> outbox -> delivery loop -> fake org ------------------
+
+
+async def test_abandoned_then_completed_is_one_lead_through_the_app(app_factory, tmp_path):
+    from tests.conftest import Visitor, wait_for
+
+    with FakeSalesforce(CLIENT_ID, SECRET) as fake:
+        path = tmp_path / "sites.toml"
+        path.write_text(
+            '[sites.acme]\nidle_timeout = "1s"\ncompany = "Acme Plumbing"\n'
+            "[[sites.acme.destinations]]\nname = 'crm'\nformat = 'salesforce'\n"
+            f"salesforce_login_url = '{fake.url}'\nsalesforce_client_id = '{CLIENT_ID}'\n"
+            f"salesforce_client_secret = '{SECRET}'\nallow_private = true\n"
+        )
+        app = await app_factory(config=path)
+        async with Visitor.connect(app.ws_url, site="acme") as v:
+            await v.field("name", "Ada Lovelace")
+            await v.field("email", "ada@example.com")
+            await v.expect("lead", timeout=5)  # abandoned
+            await v.field("phone", "+1 202 555 0143", frame_id="back-1")
+            await v.field("message", "Boiler leaking", frame_id="back-2")
+            assert (await v.expect("lead"))["status"] == "completed"
+        await wait_for(lambda: fake.requests("PATCH"), 10)
+        [lead_id] = fake.leads
+        assert calls(fake) == [
+            "POST /services/oauth2/token",
+            "GET /query",
+            "POST /sobjects/Lead/",
+            f"PATCH /sobjects/Lead/{lead_id}",  # the refId the outbox kept
+        ]
+        record = fake.leads[lead_id]
+        assert (record["FirstName"], record["LastName"]) == ("Ada", "Lovelace")
+        assert record["Phone"] == "+12025550143" and "Boiler leaking" in record["Description"]

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 CLIENT_ID = "3MVG9fake.consumer.key"
 SECRET = "sf-secret-0123456789ABCDEF"
 LOGIN = "https://acme.my.salesforce.com"
+WRITTEN = {"FirstName", "LastName", "Company", "Email", "Phone", "LeadSource", "Description"}
 
 
 def sf_site(login: str = LOGIN, *, secret: str = SECRET, **extra: object) -> Site:
@@ -98,15 +99,7 @@ def test_create_body_maps_the_lead_and_never_sends_status():
     assert body["LeadSource"] == "Web"
     assert body["Description"].splitlines()[1] == "2026-11-23 14:02 UTC  Visitor: Ada Lovelace"
     assert "Status" not in body
-    assert set(body) <= {
-        "FirstName",
-        "LastName",
-        "Company",
-        "Email",
-        "Phone",
-        "LeadSource",
-        "Description",
-    }
+    assert set(body) <= WRITTEN
 
 
 def test_create_falls_back_for_the_required_fields():

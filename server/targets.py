@@ -25,17 +25,36 @@ def _resolve(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
-def _names(settings: Settings, site: Site, destination: Destination) -> tuple[str, str]:
-    """How an error names a destination's url, and the setting that allows private ones."""
+def _names(
+    settings: Settings, site: Site, destination: Destination, key: str = "url"
+) -> tuple[str, str]:
+    """How an error names a destination's ``key`` (its url, or the option a format
+    connects to instead), and the setting that allows private ones."""
     if settings.config is None:
+        if key != "url":
+            return f"CHATLEAD_{key.upper()}", "set CHATLEAD_WEBHOOK_ALLOW_PRIVATE=true"
         if destination.format == "slack" and destination.name == "slack":
             return "CHATLEAD_SLACK_WEBHOOK_URL", "set CHATLEAD_WEBHOOK_ALLOW_PRIVATE=true"
         return "CHATLEAD_WEBHOOK_URL", "set CHATLEAD_WEBHOOK_ALLOW_PRIVATE=true"
     if destination.name == WEBHOOK:
         table = f"sites.{site.id}.webhook"
-        return f"{settings.config}: {table}.url", f"set allow_private = true in [{table}]"
+        return f"{settings.config}: {table}.{key}", f"set allow_private = true in [{table}]"
     table = f"sites.{site.id}.destinations.{destination.name}"
-    return f"{settings.config}: {table}.url", f"set allow_private = true in {table}"
+    return f"{settings.config}: {table}.{key}", f"set allow_private = true in {table}"
+
+
+def _target(destination: Destination) -> tuple[str, str] | None:
+    """The address a destination connects to and the key that holds it: ``url``, or the
+    option its format declares instead (``Format.target``, e.g. ``salesforce_login_url``)."""
+    if destination.is_inbox:
+        return None
+    from . import formats  # loaded already: the destination's options came from it
+
+    key = formats.get(destination.format).target
+    if key is None:
+        return (destination.url, "url") if destination.url else None
+    value = getattr(destination.options, key, None)
+    return (value, key) if isinstance(value, str) else None
 
 
 def check_targets(
@@ -56,18 +75,17 @@ def check_targets(
     """
     warnings: list[str] = []
     checked = [
-        (site, destination)
+        (site, destination, target)
         for site in sites.values()
         for destination in site.destinations
-        if destination.url and not destination.allow_private
+        if not destination.allow_private and (target := _target(destination)) is not None
     ]
     if not checked:
         return warnings  # and the CLI starts faster: no HTTP client to import
     from .formats.guard import is_public_address
 
-    for site, destination in checked:
-        url = destination.url or ""
-        name, allow = _names(settings, site, destination)
+    for site, destination, (url, key) in checked:
+        name, allow = _names(settings, site, destination, key)
         parts = urlsplit(url)
         host = parts.hostname or ""
         if parts.scheme.lower() != "https":

@@ -85,7 +85,9 @@ class Format:
     """One format's declaration (the last line of its module).
 
     ``requires``: shared destination keys it cannot do without (``url``, ``template``);
-    ``default_url``: the vendor's API base when ``url`` is unset.
+    ``default_url``: the vendor's API base when ``url`` is unset; ``target``: the option
+    key holding the address deliveries connect to, for a format that does not use
+    ``url`` (``salesforce_login_url``), so it is checked like a webhook URL.
     """
 
     name: str
@@ -93,9 +95,13 @@ class Format:
     options: type[BaseModel] = NoOptions
     requires: tuple[str, ...] = ()
     default_url: str | None = None
+    target: str | None = None
 
     def target_of(self, destination: Destination) -> str | None:
         """The address deliveries connect to, checked like a webhook URL."""
+        if self.target is not None:
+            value = getattr(destination.options, self.target, None)
+            return value if isinstance(value, str) else None
         return destination.url or self.default_url
 
 

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
-from chatlead.config import describe, load_settings, load_sites, unknown_env
+from chatlead.config import check_outgoing, describe, load_settings, load_sites, unknown_env
 from chatlead.errors import ConfigError
 from chatlead.targets import check_targets
 from chatlead.units import format_duration, parse_duration
@@ -378,3 +378,54 @@ def test_the_readme_site_file_blocks_load(monkeypatch: pytest.MonkeyPatch, tmp_p
         )
         sites = load_sites(settings)
         assert sites["acme"].destinations
+
+
+def test_env_alerts_add_email_and_slack_destinations() -> None:
+    settings = load_settings(
+        notify_email="owner@acme.example, ops@acme.example",
+        slack_webhook_url="https://hooks.slack.com/services/T0/B0/x",
+        smtp_url="smtp://127.0.0.1:2525",
+        smtp_from="leads@acme.example",
+    )
+    site = load_sites(settings)["default"]
+    email, slack = site.destinations
+    assert (email.name, email.format, email.options.to) == (
+        "email",
+        "email",
+        ("owner@acme.example", "ops@acme.example"),
+    )
+    assert (slack.name, slack.format, slack.url) == (
+        "slack",
+        "slack",
+        "https://hooks.slack.com/services/T0/B0/x",
+    )
+    assert "visitor.waiting" in email.events and "visitor.waiting" in slack.events
+    check_outgoing(settings, {"default": site}, worker=False)
+    with pytest.raises(ConfigError, match="CHATLEAD_PUBLIC_URL: required by the worker"):
+        check_outgoing(settings, {"default": site}, worker=True)
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"notify_email": "not-an-address"}, "CHATLEAD_NOTIFY_EMAIL"),
+        ({"smtp_url": "mail.example:25"}, "CHATLEAD_SMTP_URL"),
+        ({"public_url": "chat.example.com"}, "CHATLEAD_PUBLIC_URL"),
+    ],
+)
+def test_bad_alert_settings_are_named(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        load_sites(load_settings(**env))
+
+
+def test_an_email_destination_needs_the_smtp_settings() -> None:
+    settings = load_settings(notify_email="owner@acme.example")
+    sites = load_sites(settings)
+    with pytest.raises(ConfigError, match="CHATLEAD_SMTP_URL: required by the email destination"):
+        check_outgoing(settings, sites, worker=False)
+
+
+def test_a_private_slack_url_names_its_setting() -> None:
+    settings = load_settings(slack_webhook_url="http://127.0.0.1:9/hook")
+    with pytest.raises(ConfigError, match="CHATLEAD_SLACK_WEBHOOK_URL"):
+        check_targets(settings, load_sites(settings))

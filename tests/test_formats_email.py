@@ -449,3 +449,16 @@ async def test_settings_are_required(http: httpx.AsyncClient):
         await send(context(http, "smtp://127.0.0.1:25", sender=None), email_event())
     with pytest.raises(DeliveryError, match="CHATLEAD_SMTP_FROM"):
         await send(context(http, "smtp://127.0.0.1:25", sender="not an address"), email_event())
+
+
+async def test_a_silent_server_is_retried_within_the_lease(http, monkeypatch):
+    import socket
+
+    with socket.socket() as listener:  # the kernel accepts; nobody ever greets
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        monkeypatch.setattr(email_alert, "SESSION_TIMEOUT_S", 0.3)
+        url = f"smtp://127.0.0.1:{listener.getsockname()[1]}"
+        result = await send(context(http, url), email_event())
+    assert (result.ok, result.retryable) == (False, True)
+    assert result.error.startswith("TimeoutError")

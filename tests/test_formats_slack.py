@@ -274,3 +274,21 @@ async def test_the_webhook_url_never_shows_in_an_error(http: httpx.AsyncClient):
     result = await send(ctx(http), slack_event(url=url))
     assert (result.ok, result.retryable) == (False, True)
     assert HOOK_PATH not in (result.error or "") and "s3cr3t" not in (result.error or "")
+
+
+async def test_the_fake_answers_invalid_blocks_for_a_bad_payload(slack, http, monkeypatch):
+    from chatlead.formats import slack as module
+
+    monkeypatch.setattr(module, "build_payload", lambda event, link: {"text": "Tom & Jerry <3"})
+    result = await send(ctx(http), slack_event(url=slack.hook_url))
+    assert (result.ok, result.retryable, result.error) == (False, False, "HTTP 400: invalid_blocks")
+    assert slack.problems and slack.messages == []
+    monkeypatch.setattr(module, "build_payload", lambda event, link: {})
+    result = await send(ctx(http), slack_event(url=slack.hook_url))
+    assert result.error == "HTTP 400: no_text"
+
+
+async def test_any_200_counts_as_delivered(slack: FakeSlack, http: httpx.AsyncClient):
+    slack.fail_next(200, "something new")  # Slack documents only "ok"; the body is kept
+    result = await send(ctx(http), slack_event(url=slack.hook_url))
+    assert (result.ok, result.response_snippet) == (True, "something new")

@@ -44,8 +44,8 @@ from .guard import Resolver, is_public_address, system_resolve
 
 __all__ = ["Options", "alert_title", "build_message", "field_label", "parse_smtp_url", "send"]
 
-TIMEOUT_S = 10.0
-"""Seconds for connecting and for each SMTP command."""
+TIMEOUT_S = 10.0  # seconds for connecting, and for each SMTP command
+SESSION_TIMEOUT_S = 15.0  # for a whole attempt: well within the outbox's lease (20 s)
 MISSING_SETTINGS = "email destination needs CHATLEAD_SMTP_URL and CHATLEAD_SMTP_FROM"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
 
@@ -331,7 +331,8 @@ async def send(ctx: Context, event: LeadEvent, resolve: Resolver = system_resolv
     try:
         addresses = await resolve(server.host, server.port)
         ip = pick_address(server.host, addresses, event.destination.allow_private)
-        reply = await _session(server, ip, message, _spec(sender))
+        attempt = _session(server, ip, message, _spec(sender))
+        reply = await asyncio.wait_for(attempt, SESSION_TIMEOUT_S)
     except aiosmtplib.SMTPRecipientsRefused as exc:  # every recipient: retried if one was 4xx
         first = min(exc.recipients, key=lambda failure: failure.code, default=None)
         result = reply_result(first.code, first.message) if first else reply_result(550, "")

@@ -40,9 +40,12 @@ class Seen:
 
 @dataclass
 class Answer:
+    """``body`` is sent as JSON; ``text`` (when set) as ``text/plain`` instead."""
+
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    text: str | None = None
 
 
 class FakeServer:
@@ -72,12 +75,16 @@ class FakeServer:
                 with fake.lock:
                     fake.seen.append(request)
                     answer = fake.handle(request)
-                payload = b"" if answer.body is None else json.dumps(answer.body).encode()
+                if answer.text is not None:
+                    payload, kind = answer.text.encode(), "text/plain; charset=utf-8"
+                else:
+                    payload = b"" if answer.body is None else json.dumps(answer.body).encode()
+                    kind = "application/json"
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
                 if payload:
-                    self.send_header("content-type", "application/json")
+                    self.send_header("content-type", kind)
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)

@@ -60,6 +60,9 @@ SECRET_SETTINGS = frozenset(
         "admin_token",
         "smtp_url",
         "slack_webhook_url",
+        "hubspot_token",
+        "pipedrive_token",
+        "salesforce_client_secret",
     }
 )
 """Settings whose values are never printed."""
@@ -89,6 +92,12 @@ class Settings(BaseSettings):
     pulse_account_id: str | None = None
     pulse_team_id: int | None = None
     pulse_lead_source_id: int | None = None
+    hubspot_token: str | None = None
+    pipedrive_token: str | None = None
+    salesforce_login_url: str | None = None
+    salesforce_client_id: str | None = None
+    salesforce_client_secret: str | None = None
+    salesforce_lead_source: str | None = None
     notify_email: Annotated[tuple[str, ...], NoDecode] = ()
     slack_webhook_url: str | None = None
     public_url: str | None = None
@@ -305,6 +314,11 @@ def _env_destinations(settings: Settings) -> list[Destination]:
     """``CHATLEAD_WEBHOOK_*`` (with the format's own settings) as a destination, when
     any is set; errors name the variable."""
     made = []
+    if settings.webhook_format in ALERTS:
+        raise ConfigError(
+            "CHATLEAD_WEBHOOK_FORMAT: alerts have their own settings: "
+            "CHATLEAD_NOTIFY_EMAIL and CHATLEAD_SLACK_WEBHOOK_URL"
+        )
     hook = (settings.webhook_url, settings.webhook_secret, settings.webhook_template)
     if any(hook) or settings.webhook_format != "external-lead":
         raw: dict[str, Any] = {

@@ -429,3 +429,16 @@ def test_a_private_slack_url_names_its_setting() -> None:
     settings = load_settings(slack_webhook_url="http://127.0.0.1:9/hook")
     with pytest.raises(ConfigError, match="CHATLEAD_SLACK_WEBHOOK_URL"):
         check_targets(settings, load_sites(settings))
+
+
+def test_env_site_native_crms() -> None:
+    site = load_sites(load_settings(webhook_format="hubspot", hubspot_token="pat-1"))["default"]
+    assert (site.destinations[0].format, site.destinations[0].options.hubspot_token) == (
+        "hubspot",
+        "pat-1",
+    )
+    with pytest.raises(ConfigError, match="CHATLEAD_PIPEDRIVE_TOKEN: required for format"):
+        load_sites(load_settings(webhook_format="pipedrive"))
+    with pytest.raises(ConfigError, match="CHATLEAD_NOTIFY_EMAIL"):
+        load_sites(load_settings(webhook_format="email"))
+    assert "pat-1" not in "\n".join(describe(load_settings(hubspot_token="pat-1")))

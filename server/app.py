@@ -22,13 +22,14 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import logs, metrics
-from .config import Settings, load_settings, load_sites
+from .config import Settings, load_settings
 from .delivery import Deliverer, Outgoing
 from .errors import ConfigError
 from .loops import Loop, forever
 from .redis_client import connect_redis
 from .resp import Pipe
 from .runtime import Runtime
+from .site_config import load_sites
 from .sites import Site
 from .store import Store
 from .sweeper import Sweeper

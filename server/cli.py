@@ -20,16 +20,10 @@ import uvloop
 
 from . import logs
 from .cli_admin import add_admin_commands, admin, admin_url, base_url, login_code
-from .config import (
-    Settings,
-    check_outgoing,
-    describe,
-    load_settings,
-    load_sites,
-    unknown_env,
-)
+from .config import Settings, describe, load_settings, unknown_env
 from .embedded import redis_for
 from .errors import ChatleadError, ConfigError, StoreError
+from .site_config import check_outgoing, load_sites
 from .sites import Site
 from .targets import check_targets
 

@@ -14,9 +14,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .config import Settings, load_settings, load_sites
+from .config import Settings, load_settings
 from .embedded import redis_for, running_embedded
 from .errors import ChatleadError
+from .site_config import load_sites
 from .sites import Site, no_site_message
 
 __all__ = [

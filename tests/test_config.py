@@ -4,8 +4,9 @@ import re
 from pathlib import Path
 
 import pytest
-from chatlead.config import check_outgoing, describe, load_settings, load_sites, unknown_env
+from chatlead.config import describe, load_settings, unknown_env
 from chatlead.errors import ConfigError
+from chatlead.site_config import check_outgoing, load_sites
 from chatlead.targets import check_targets
 from chatlead.units import format_duration, parse_duration
 

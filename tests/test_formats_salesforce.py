@@ -10,7 +10,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from chatlead import formats
-from chatlead.config import load_settings, load_sites
+from chatlead.config import load_settings
 from chatlead.errors import ConfigError
 from chatlead.formats import Context
 from chatlead.formats import send as dispatch
@@ -27,6 +27,7 @@ from chatlead.formats.salesforce import (
     token_result,
 )
 from chatlead.formats.transcript_text import TRUNCATED_MARKER
+from chatlead.site_config import load_sites
 from chatlead.sites import FieldProblem, Site
 from chatlead.targets import check_targets
 from fakes import Answer

@@ -68,8 +68,9 @@ async def dashboard(request: Request) -> Response:
     period = parse_period(since, query.get("until"), now_ms)
     report = await reader.report(site_id, period, query.get("cursor"), PAGE_ROWS)
     health = await _health(reader, now_ms)
+    items: list[DestinationHealth] = health.pop("health")
     by_site: dict[str, list[DestinationHealth]] = {sid: [] for sid in runtime.sites}
-    for item in health.pop("health"):
+    for item in items:
         by_site[item.site].append(item)
     everywhere = list(runtime.sites.values())
     overall = report.summary if site_id is None else await reader.summary(everywhere, period)
@@ -90,6 +91,7 @@ async def dashboard(request: Request) -> Response:
         periods=_periods(since),
         sites=list(runtime.sites),
         health=by_site,
+        failing=[item for item in items if item.state == "failing"],
         **health,
         drop_off_svg=charts.drop_off_chart(report.summary.drop_off),
         daily_svg=charts.daily_chart(report.summary.daily),

@@ -215,6 +215,7 @@ async def test_health_through_failures_dead_letters_and_replay(
             dashboard = (await http.get("/admin")).text
             for state in ("healthy", "degraded", "failing", "idle"):
                 assert f'<span class="dot {state}" aria-hidden="true">' in dashboard
+            assert "1 destination is failing:\n<strong>down</strong>." in dashboard
 
             # a failure older than the hour does not count, and the next failure trims it
             runtime = app.server.config.app.state.runtime  # type: ignore[union-attr]

@@ -17,6 +17,7 @@ __all__ = [
     "ABANDONED_EVENT",
     "COMPLETED_EVENT",
     "EVENT_ID",
+    "HEALTH_WINDOW_MS",
     "HOOKS",
     "META",
     "NOTIFY_CHANNEL",
@@ -228,6 +229,34 @@ def site_index(shard: int, site: str, kind: str) -> str:
 def site_stats(shard: int, site: str, day: int) -> str:
     """Hash of counters for one site and UTC day (days since epoch)."""
     return f"{tag(shard)}stats:{site}:{day}"
+
+
+# --- destination health (per shard: settle.lua writes them with the outcome) ----------
+
+HEALTH_WINDOW_MS = 3_600_000
+"""How far back a destination's failed attempts count (``HOUR_MS`` in ``_health.lua``)."""
+
+
+def destination_health(shard: int, site: str, destination: str) -> str:
+    """Hash of one destination of a site, this shard's share: ``ok`` (last delivered
+    attempt, ms), ``fail`` (last failed attempt, ms), ``error`` (its error as the
+    delivery log shows it, first 120 bytes). TTL: the retention, pushed forward by
+    each attempt (``_health.lua`` builds the same name)."""
+    return f"{tag(shard)}health:{site}/{destination}"
+
+
+def destination_failures(shard: int, site: str, destination: str) -> str:
+    """Sorted set: ``<event id>#<attempt number>`` -> when, one per failed attempt of
+    the last :data:`HEALTH_WINDOW_MS` (older ones are trimmed by each failure; TTL that
+    window)."""
+    return destination_health(shard, site, destination) + ":failures"
+
+
+def destination_dead(shard: int, site: str, destination: str) -> str:
+    """Sorted set: event id -> when it went dead, for the destination's events that are
+    dead now (a replay or a delivery takes one out; trimmed to the retention, and its
+    TTL)."""
+    return destination_health(shard, site, destination) + ":dead"
 
 
 # --- report indexes (read by the admin API and erase) -------------------------

@@ -167,12 +167,14 @@ class Outbox:
                         ref_id or "",
                         self.store.retention_ms,
                         keys.ref_field(suffix),
+                        keys.tag(shard),
                     ],
                 )
             )
 
     async def replay(self, event_id: str) -> str:
-        """Queue a delivered or dead event again: ok | pending | missing."""
+        """Queue a delivered or dead event again: ok | pending | missing (a dead one
+        stops counting as its destination's dead letter)."""
         session_id = keys.event_session(event_id)
         shard = self.store.shard(session_id)
         return str(
@@ -182,7 +184,7 @@ class Outbox:
                     keys.event(shard, event_id),
                     keys.session_events(shard, session_id, keys.event_suffix(event_id)),
                 ],
-                args=[event_id, self.store.retention_ms],
+                args=[event_id, self.store.retention_ms, keys.tag(shard)],
             )
         )
 

@@ -113,8 +113,6 @@ class Store:
                 "visitor",
                 "sweep",
                 "claim",
-                "settle",
-                "replay",
                 "read",
                 "slot",
                 "unslot",
@@ -124,6 +122,8 @@ class Store:
         }
         for name in ("report_rows", "report_page"):  # the admin reads
             self._scripts[name] = client.register_script(script_source(name, "_report_row"))
+        for name in ("settle", "replay"):  # they keep each destination's health
+            self._scripts[name] = client.register_script(script_source(name, "_health"))
         # the calls many sockets (or deliveries) make at once share a pipeline
         self.fast = fast
         self._visitor = Coalescer(client, self._scripts["visitor"], fast)

@@ -295,6 +295,15 @@ async def test_admin_api_on_a_redis_cluster(cluster: Cluster, rds: RedisCluster)
         exported = csv_rows((await http.get("/api/reports/abandoned?format=csv")).text)
         assert [row["session_id"] for row in exported] == [r["session_id"] for r in report["items"]]
         assert (await http.get("/api/deliveries")).json()["items"][0]["status"] == "delivered"
+        # the health settle.lua keeps in the event's shard, read across the nodes
+        (health,) = (await http.get("/api/destinations")).json()["items"]
+        assert (health["site"], health["destination"], health["state"]) == (
+            "default",
+            "webhook",
+            "healthy",
+        )
+        assert health["last_success_ms"] > 0
+        assert (await http.get("/admin/deliveries")).status_code == 200
         assert (await http.post(f"/api/deliveries/evt_{ann}_abandoned_1/replay")).status_code == 202
         assert (await http.post("/api/sites/default/test-event")).status_code == 202
         erased = await http.delete(f"/api/sessions/{ann}")

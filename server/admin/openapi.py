@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from ..hooks import HookCreated, HookList
 from .deliveries import DeliveryItem, DeliveryPage
 from .erase import EraseResult
+from .health import HealthList
 from .inbox import InboxPage, MarkResult
 from .openapi_paths import PATHS
 from .rows import AbandonedReport, SessionPage
@@ -31,6 +32,7 @@ MODELS: tuple[type, ...] = (  # every answer of the API, serialised by pydantic
     AbandonedReport,
     DeliveryItem,
     DeliveryPage,
+    HealthList,
     HookCreated,
     HookList,
     InboxPage,
@@ -93,7 +95,8 @@ def document() -> dict[str, Any]:
             "version": _package_version(),
             "description": (
                 "Reports on abandoned leads (with the dashboard's totals, drop-off and "
-                "per-day counts), the inbox, sessions, the delivery log with replay and "
+                "per-day counts), the inbox, sessions, the delivery log with replay, each "
+                "destination's delivery health and "
                 "GDPR erasure. Send `Authorization: Bearer $CHATLEAD_ADMIN_TOKEN`; without "
                 "a configured token the API answers only to loopback clients."
             ),

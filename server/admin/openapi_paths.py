@@ -235,6 +235,26 @@ PATHS: dict[str, Any] = {
             },
         },
     },
+    "/api/destinations": {
+        "get": {
+            "operationId": "listDestinations",
+            "summary": "Each destination's delivery health at a glance",
+            "description": (
+                "Every destination of every site (or of `site`), REST hooks included: the "
+                "last delivered and failed attempt (ms since the epoch), the last error as "
+                "the delivery log shows it, failed attempts in the last hour, events dead "
+                "now, and `state`: `healthy` (no failures in the last hour, no dead "
+                "letters), `failing` (failures in the last hour and none delivered since), "
+                "`degraded` (failures or dead letters otherwise) or `idle` (no attempt)."
+            ),
+            "parameters": [_SITE],
+            "responses": {
+                "200": _ok("HealthList", "the destinations, in config order"),
+                "404": _error("unknown site"),
+                **_GUARDED,
+            },
+        }
+    },
     "/api/sites/{site}/test-event": {
         "parameters": [_path("site", "a site id")],
         "post": {

@@ -23,6 +23,7 @@ from ..runtime import Runtime
 from ..scripts import run_each
 from ..sites import Site
 from .deliveries import DeliveryItem, delivery_item
+from .health import DestinationHealth, destination_health, site_destinations
 from .inbox import (
     InboxPage,
     InboxQuery,
@@ -244,6 +245,36 @@ class Reader:
 
         keep = (lambda item: item.status == status) if status else None
         return await filtered_page(merge, load, keep, limit)
+
+    async def destination_health(
+        self, sites: Sequence[Site], now_ms: int
+    ) -> list[DestinationHealth]:
+        """Every destination of ``sites`` (REST hooks included) at a glance: each shard's
+        share of its health read in one pipeline, added up by :mod:`.health`."""
+        wanted = [
+            (site.id, destination)
+            for site in sites
+            for destination in site_destinations(site, self.runtime.hooks.current)
+        ]
+        since_hour = f"({now_ms - keys.HEALTH_WINDOW_MS}"
+        since_kept = f"({now_ms - self.store.retention_ms}"
+        shards = range(self.store.shards)
+        with _READING:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for site_id, destination in wanted:
+                    for shard in shards:
+                        name = destination.name
+                        pipe.hgetall(keys.destination_health(shard, site_id, name))
+                        failures = keys.destination_failures(shard, site_id, name)
+                        pipe.zcount(failures, since_hour, "+inf")
+                        pipe.zcount(keys.destination_dead(shard, site_id, name), since_kept, "+inf")
+                raw = await pipe.execute()
+        shares = [(raw[i], int(raw[i + 1]), int(raw[i + 2])) for i in range(0, len(raw), 3)]
+        per = self.store.shards
+        return [
+            destination_health(site_id, destination, shares[n * per : (n + 1) * per])
+            for n, (site_id, destination) in enumerate(wanted)
+        ]
 
     async def sessions(
         self,

@@ -31,7 +31,8 @@ from ..errors import StoreError
 from .access import Endpoint, csrf_token, finish, guard, runtime_of
 from .auth import COOKIE, CSRF_FIELD
 from .deliveries import DeliveryAttempt
-from .params import QueryError
+from .health import ago
+from .params import QueryError, iso_ms
 
 __all__ = [
     "CSP",
@@ -46,6 +47,7 @@ __all__ = [
     "page",
     "percent",
     "redirect",
+    "relative_time",
     "refuse",
     "render",
     "section",
@@ -104,6 +106,14 @@ def local_time(iso: str | None) -> Markup:
     return Markup(_PARTS.time(iso, shown))
 
 
+def relative_time(ms: int | None, now_ms: int) -> Markup:
+    """``<time datetime="…" data-ago>3 min ago</time>`` (the script adds the local time as
+    its title), or ``never``."""
+    if ms is None:
+        return escape(ago(None, now_ms))
+    return Markup(_PARTS.ago(iso_ms(ms), ago(ms, now_ms)))
+
+
 def outcome(attempt: DeliveryAttempt) -> str:
     """One attempt in a few words: ``HTTP 503 · 1,204 ms`` or ``timeout · 15,000 ms``."""
     parts = [f"HTTP {attempt.status_code}"] if attempt.status_code is not None else []
@@ -129,7 +139,12 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    filters: dict[str, Any] = {"when": local_time, "percent": percent, "outcome": outcome}
+    filters: dict[str, Any] = {
+        "when": local_time,
+        "ago": relative_time,
+        "percent": percent,
+        "outcome": outcome,
+    }
     env.filters.update(filters)
     return env
 

@@ -29,6 +29,7 @@ from .commands import replay, send_test_event
 from .csv import csv_lines
 from .deliveries import DeliveryPage
 from .erase import erase_session
+from .health import HealthList
 from .inbox import parse_inbox_query
 from .openapi import MODELS, openapi_json
 from .params import (
@@ -229,6 +230,14 @@ async def list_deliveries(request: Request) -> Response:
 
 
 @endpoint
+async def list_destinations(request: Request) -> Response:
+    """``GET /api/destinations?site=``: each destination's delivery health at a glance."""
+    reader = Reader(runtime_of(request))
+    sites = reader.sites(request.query_params.get("site") or None)
+    return _json(HealthList(await reader.destination_health(sites, await reader.now_ms())))
+
+
+@endpoint
 async def get_delivery(request: Request) -> Response:
     item = await Reader(runtime_of(request)).delivery(request.path_params["event_id"])
     if item is None:
@@ -327,6 +336,7 @@ routes: list[BaseRoute] = [
     Route("/api/sessions/{session_id}", delete_session, methods=["DELETE"]),
     Route("/api/deliveries", list_deliveries, methods=["GET"]),
     Route("/api/deliveries/{event_id}", get_delivery, methods=["GET"]),
+    Route("/api/destinations", list_destinations, methods=["GET"]),
     Route("/api/deliveries/{event_id}/replay", replay_delivery, methods=["POST"]),
     Route("/api/sites/{site}/test-event", test_event, methods=["POST"]),
     Route("/api/inbox", list_inbox, methods=["GET"]),

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ..runtime import Runtime
 from . import charts
 from .access import read_form, runtime_of
 from .commands import replay, send_test_event
 from .erase import erase_session
+from .health import DestinationHealth, targets
 from .inbox import parse_inbox_query
 from .params import SESSION_ID, delivery_status, parse_period, session_status
 from .queries import Reader
@@ -42,17 +42,16 @@ PERIODS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _target(runtime: Runtime, site_id: str) -> str:
-    """Where a site's leads go, without credentials, paths or query strings."""
-    shown = []
-    for destination in runtime.sites[site_id].destinations:
-        if destination.is_inbox:
-            shown.append("built-in inbox")
-        elif destination.url is None:
-            shown.append(destination.format)
-        else:
-            shown.append(f"{destination.format} → {urlsplit(destination.url).hostname or '?'}")
-    return ", ".join(shown)
+async def _health(reader: Reader, now_ms: int) -> dict[str, Any]:
+    """What the health of every destination shows on a page: ``health`` (items),
+    ``where`` (what each sends to) and ``now_ms`` (for "3 min ago")."""
+    runtime = reader.runtime
+    sites = list(runtime.sites.values())
+    return {
+        "health": await reader.destination_health(sites, now_ms),
+        "where": targets(sites, runtime.hooks.current),
+        "now_ms": now_ms,
+    }
 
 
 # --- pages ------------------------------------------------------------------
@@ -65,8 +64,14 @@ async def dashboard(request: Request) -> Response:
     query = request.query_params
     site_id = query.get("site") or None
     since = query.get("since") or "30d"
-    period = parse_period(since, query.get("until"), await reader.now_ms())
+    now_ms = await reader.now_ms()
+    period = parse_period(since, query.get("until"), now_ms)
     report = await reader.report(site_id, period, query.get("cursor"), PAGE_ROWS)
+    health = await _health(reader, now_ms)
+    items: list[DestinationHealth] = health.pop("health")
+    by_site: dict[str, list[DestinationHealth]] = {sid: [] for sid in runtime.sites}
+    for item in items:
+        by_site[item.site].append(item)
     everywhere = list(runtime.sites.values())
     overall = report.summary if site_id is None else await reader.summary(everywhere, period)
     filters = {k: v for k, v in (("site", site_id), ("since", since)) if v}
@@ -85,7 +90,9 @@ async def dashboard(request: Request) -> Response:
         since=since,
         periods=_periods(since),
         sites=list(runtime.sites),
-        targets={sid: _target(runtime, sid) for sid in runtime.sites},
+        health=by_site,
+        failing=[item for item in items if item.state == "failing"],
+        **health,
         drop_off_svg=charts.drop_off_chart(report.summary.drop_off),
         daily_svg=charts.daily_chart(report.summary.daily),
         csv_url="/api/reports/abandoned?" + csv_query,
@@ -112,10 +119,19 @@ async def session_page(request: Request) -> Response:
 async def deliveries_page(request: Request) -> Response:
     query = request.query_params
     status = delivery_status(query.get("status"))
-    items, cursor = await Reader(runtime_of(request)).deliveries(status, query.get("cursor"), 50)
+    reader = Reader(runtime_of(request))
+    items, cursor = await reader.deliveries(status, query.get("cursor"), 50)
     filters = {"status": status} if status else {}
     older = "/admin/deliveries?" + urlencode({**filters, "cursor": cursor}) if cursor else None
-    return render(request, "deliveries.html", items=items, shown=status, older_url=older)
+    return render(
+        request,
+        "deliveries.html",
+        items=items,
+        shown=status,
+        older_url=older,
+        show_site=len(reader.runtime.sites) > 1,
+        **await _health(reader, await reader.now_ms()),
+    )
 
 
 def _paged(path: str, params: dict[str, str | None]) -> Callable[..., str]:

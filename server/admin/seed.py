@@ -5,8 +5,8 @@ Writes the same keys, fields and counters as ``lua/create.lua``, ``visitor.lua``
 ``days`` days: abandoned sessions stopped at some flow step with the fields
 answered before it (those with an email or phone have a ``lead.abandoned`` event,
 mostly delivered, some dead, some still pending but not due for a day, so a running
-server leaves them alone) and completed ones. The report benchmarks and the report
-tests seed with it.
+server leaves them alone; the webhook's health to match) and completed ones. The
+report benchmarks and the report tests seed with it.
 """
 
 from __future__ import annotations
@@ -87,6 +87,8 @@ class _Writer:
         self.ttl = retention_ms
         self.now = now
         self.pending = 0
+        self.health: dict[tuple[int, str], dict[str, Any]] = {}
+        """The webhook's health per (shard, site): its latest success and failure."""
 
     def flush(self, force: bool = False) -> None:
         if force or self.pending >= 4000:
@@ -161,6 +163,29 @@ class _Writer:
             self.pipe.pexpire(attempts_key, self.ttl)
         self.pipe.zadd(keys.deliveries(shard), {eid: at})
         self.pending += 8
+        if attempts:
+            self._health(shard, site, eid, status, attempts[-1]["at"])
+
+    def _health(self, shard: int, site: str, eid: str, status: str, at: int) -> None:
+        """The webhook's health as ``settle.lua`` leaves it (its hash is written last)."""
+        health = self.health.setdefault((shard, site), {})
+        field = "ok" if status == "delivered" else "fail"
+        if at > health.get(field, 0):
+            health[field] = at
+            if status == "dead":
+                health["error"] = "HTTP 500"
+        if status == "dead":
+            dead = keys.destination_dead(shard, site, "webhook")
+            self.pipe.zadd(dead, {eid: at})
+            self.pipe.pexpire(dead, self.ttl)
+            self.pending += 2
+
+    def finish(self) -> None:
+        for (shard, site), health in self.health.items():
+            key = keys.destination_health(shard, site, "webhook")
+            self.pipe.hset(key, mapping=health)
+            self.pipe.pexpire(key, self.ttl)
+        self.flush(force=True)
 
 
 def _abandoned(w: _Writer, rng: random.Random, site: str, days: int) -> bool:
@@ -247,5 +272,5 @@ def seed(
     for n in range(completed):
         _completed(w, rng, sites[n % len(sites)], days)
         w.flush()
-    w.flush(force=True)
+    w.finish()
     return Seeded(abandoned, completed, events, time.perf_counter() - started)

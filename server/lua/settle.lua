@@ -4,9 +4,19 @@
 -- ARGV: 1 event id, 2 lease token from claim, 3 "delivered" | "retry" | "dead" | "defer"
 --       (defer: nothing was sent, e.g. the CRM budget is used up; no attempt recorded),
 --       4 attempt JSON {status_code, latency_ms, error, response}, 5 retry delay ms,
---       6 CRM ref id or "", 7 retention ms, 8 the session field of this destination's ref id
+--       6 CRM ref id or "", 7 retention ms, 8 the session field of this destination's ref id,
+--       9 the shard tag
+-- The destination's health (keys.py, destination health) changes in the same step, under
+-- the shard tag (the event's site and destination name: its hash and id suffix):
+--   health:<site>/<dest>           hash: ok (last success ms), fail (last failure ms),
+--                                  error (its first 120 bytes); TTL retention
+--   health:<site>/<dest>:failures  zset: "<event id>#<attempt n>" -> when, for each failed
+--                                  attempt of the last hour (trimmed here); TTL one hour
+--   health:<site>/<dest>:dead      zset: event id -> when it went dead, for events dead now
+--                                  (removed when delivered; replay.lua removes it when
+--                                  queued again); trimmed to the retention, TTL retention
 -- Returns "ok", or "lost" when the lease ran out and another worker owns the event
--- (the attempt is still recorded).
+-- (the attempt is still recorded, and counts for the destination's health).
 local eid, outcome, ttl = ARGV[1], ARGV[3], tonumber(ARGV[7])
 if redis.call('EXISTS', KEYS[2]) == 0 then
   return 'gone'
@@ -30,7 +40,18 @@ end
 attempt.at = now - math.floor(tonumber(attempt.latency_ms) or 0)
 redis.call('RPUSH', KEYS[3], cjson.encode(attempt))
 redis.call('PEXPIRE', KEYS[3], ttl)
-redis.call('HINCRBY', KEYS[2], 'attempts', 1)
+local number = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
+local health = health_key(ARGV[9], redis.call('HGET', KEYS[2], 'site') or '', eid)
+if outcome == 'delivered' then
+  redis.call('HSET', health, 'ok', now)
+else
+  redis.call('HSET', health, 'fail', now, 'error', short_error(attempt))
+  local failures = health .. ':failures'
+  redis.call('ZADD', failures, now, eid .. '#' .. number)
+  redis.call('ZREMRANGEBYSCORE', failures, '-inf', now - HOUR_MS)
+  redis.call('PEXPIRE', failures, HOUR_MS)
+end
+redis.call('PEXPIRE', health, ttl)
 if redis.call('HGET', KEYS[2], 'lease') ~= ARGV[2] then
   return 'lost'
 end
@@ -47,6 +68,14 @@ if outcome == 'retry' then
   return 'ok'
 end
 redis.call('ZREM', KEYS[1], eid)
+local dead = health .. ':dead'
+if outcome == 'dead' then
+  redis.call('ZADD', dead, now, eid)
+  redis.call('ZREMRANGEBYSCORE', dead, '-inf', now - ttl)
+  redis.call('PEXPIRE', dead, ttl)
+else
+  redis.call('ZREM', dead, eid)
+end
 redis.call('HSET', KEYS[2], 'status', outcome, 'settled', now)
 redis.call('HDEL', KEYS[2], 'next')
 redis.call('LREM', KEYS[5], 0, eid)

@@ -1,4 +1,5 @@
-// chatlead admin: show every <time datetime> in the browser's local time.
+// chatlead admin: show every <time datetime> in the browser's local time (a relative
+// one, data-ago, keeps its "3 min ago" and gets the local time as its title).
 (function () {
   "use strict";
   var day = new Intl.DateTimeFormat(undefined, {
@@ -8,6 +9,10 @@
   document.querySelectorAll("time[datetime]").forEach(function (node) {
     var at = new Date(node.getAttribute("datetime"));
     if (isNaN(at.getTime())) { return; }
+    if (node.hasAttribute("data-ago")) {
+      node.title = day.format(at);
+      return;
+    }
     node.title = node.textContent.trim();
     node.textContent = day.format(at);
   });

@@ -14,12 +14,20 @@ local function health_key(tag, site, eid)
   return tag .. 'health:' .. site .. '/' .. name
 end
 
--- What went wrong in a failed attempt, as the delivery log shows it, cut short.
+-- What went wrong in a failed attempt, by kind only: the error up to its first ':'
+-- (after it a CRM may quote what the visitor typed, which erasing a session could not
+-- reach here), with the HTTP status, cut short.
 local function short_error(attempt)
+  local code = tonumber(attempt.status_code)
+  local status = code and ('HTTP ' .. math.floor(code)) or nil
   local text = attempt.error
   if type(text) ~= 'string' or text == '' then
-    local code = tonumber(attempt.status_code)
-    text = code and ('HTTP ' .. math.floor(code)) or 'failed'
+    text = status or 'failed'
+  else
+    text = string.match(text, '^([^:]*)') or text
+    if status and not string.find(text, status, 1, true) then
+      text = text .. ' (' .. status .. ')'
+    end
   end
   if #text <= ERROR_BYTES then
     return text

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvloop
 
@@ -243,7 +244,9 @@ def _check(args: argparse.Namespace) -> int:
         print(f"site {site.id}: {len(site.flow)} steps")
         for destination in site.destinations:
             target = formats.get(destination.format).target_of(destination)
-            shown = "inbox" if destination.is_inbox else (target or destination.format)
+            to = getattr(destination.options, "to", None)
+            where = _origin_of(target) if target else ", ".join(to or ())
+            shown = "inbox" if destination.is_inbox else where
             events = ",".join(destination.events)
             print(f"  destination {destination.name}: {destination.format} -> {shown} ({events})")
     ok, line = _check_redis(settings)
@@ -251,6 +254,14 @@ def _check(args: argparse.Namespace) -> int:
     if ok:
         print("ok")
     return 0 if ok else 1
+
+
+def _origin_of(url: str) -> str:
+    """A URL shown without its path, query or credentials (they may hold a token)."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    rest = "/…" if parts.path.strip("/") or parts.query else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{rest}"
 
 
 def _check_redis(settings: Settings) -> tuple[bool, str]:

@@ -220,12 +220,12 @@ async def _deliveries(runtime: Any, args: Any) -> int:
         sys.stdout.write(TypeAdapter(list[DeliveryItem]).dump_json(items).decode() + "\n")
         return 0
     cells = [
-        [d.created_at[:19], d.status, d.event, d.site, str(len(d.attempts)),
+        [d.created_at[:19], d.status, d.event, d.site, d.destination, str(len(d.attempts)),
          (d.attempts[-1].error or str(d.attempts[-1].status_code or "ok")) if d.attempts else "",
          d.id]
         for d in items
     ]  # fmt: skip
-    headers = ["created_at", "status", "event", "site", "tries", "last", "id"]
+    headers = ["created_at", "status", "event", "site", "destination", "tries", "last", "id"]
     sys.stdout.write(_table(headers, cells) + "\n")
     return 0
 

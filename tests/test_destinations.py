@@ -84,6 +84,9 @@ async def test_one_destination_down_never_delays_another(
 
         async with httpx.AsyncClient(base_url=app.base) as http:
             got = await http.get("/api/deliveries?limit=20", headers=admin_headers(redis_url))
+            page = await http.get("/admin/deliveries", headers=admin_headers(redis_url))
+        assert page.status_code == 200
+        assert '<td data-label="Destination">only-completed</td>' in page.text
         items = {item["id"]: item for item in got.json()["items"]}
         assert items[f"{base_completed}:crm-a"]["destination"] == "crm-a"
         assert items[f"{base_completed}:crm-b"]["destination"] == "crm-b"

@@ -15,6 +15,7 @@ import functools
 import logging
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,11 @@ log = logging.getLogger("chatlead.delivery")
 POLL_S = 0.25
 CONCURRENCY = 32
 REQUEST_TIMEOUT_S = 15.0
+PER_DESTINATION = CONCURRENCY // 2
+"""Most attempts in flight to one destination (site, name): one that hangs holds at most
+these slots, the others keep theirs."""
+BUSY_DEFER_S = 0.5
+"""How long an event waits, unattempted, while its destination has every slot it may."""
 
 
 def next_delay(
@@ -133,11 +139,14 @@ class Deliverer:
         for clients in self._clients:
             self._idle.put_nowait(clients)
         self._inflight: set[asyncio.Task[None]] = set()
+        self._busy: Counter[tuple[str, str]] = Counter()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set (and ``wakeup`` with it); survives Redis outages."""
         try:
             while not stop.is_set():
+                # cleared before claiming: a wake-up during the claim is not lost
+                self.wakeup.clear()
                 claims = await self._claim(stop)
                 for claim in claims:
                     http = await self._idle.get()
@@ -145,7 +154,6 @@ class Deliverer:
                     self._inflight.add(task)
                     task.add_done_callback(functools.partial(self._done, http))
                 if not claims and not stop.is_set():
-                    self.wakeup.clear()
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(POLL_S):
                             await self.wakeup.wait()
@@ -178,7 +186,16 @@ class Deliverer:
             event, session = await self.outbox.load_with_session(claim.event_id)
             if event is None:
                 return
-            await self._attempt(claim, event, session, http)
+            destination = (event.site, keys.event_destination(event.id))
+            if self._busy[destination] >= PER_DESTINATION:
+                # a slow or hanging destination may not take every slot from the others
+                await self.outbox.settle(claim, "defer", {}, delay_s=BUSY_DEFER_S)
+                return
+            self._busy[destination] += 1
+            try:
+                await self._attempt(claim, event, session, http)
+            finally:
+                self._busy[destination] -= 1
         except Exception:  # a bug here must not stop the loop; the lease brings it back
             log.exception("delivery_crashed id=%s", claim.event_id)
 

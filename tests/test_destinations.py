@@ -4,6 +4,9 @@ per destination, with its own retries and order; one down never delays another."
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -150,3 +153,74 @@ when = {{ field = "phone", present = true }}
         assert destinations == ["all", "all", "boilers"]  # no entry where `when` failed
     finally:
         receiver.stop()
+
+
+class _Hanging:
+    """A server that accepts connections and never answers (a CRM that hangs)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(256)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.sock.accept()
+                self.held.append(conn)
+
+    def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        self.sock.close()
+        self.thread.join(timeout=5)
+        for conn in self.held:
+            conn.close()
+
+
+async def test_a_hanging_destination_holds_only_its_own_slots(
+    app_factory: Any, tmp_path: Path
+) -> None:
+    up, hanging = Receiver().start(), _Hanging()
+    path = tmp_path / "sites.toml"
+    path.write_text(
+        f"""
+[sites.acme]
+[[sites.acme.destinations]]
+name = "up"
+url = "{up.url}"
+secret = "{SECRET}"
+allow_private = true
+
+[[sites.acme.destinations]]
+name = "hangs"
+url = "http://127.0.0.1:{hanging.port}/hook"
+allow_private = true
+"""
+    )
+    try:
+        app = await app_factory(config=path)
+        completed: dict[str, float] = {}
+
+        async def one() -> None:
+            async with Visitor.connect(app.ws_url, site="acme") as v:
+                await v.field("name", "Ada Lovelace")
+                await v.field("email", "ada@example.com")
+                await v.field("phone", "")
+                await v.field("message", "Boiler leaking")
+                assert (await v.expect("lead"))["status"] == "completed"
+                completed[f"evt_{v.welcome['session_id']}_completed:up"] = time.time()
+
+        for _ in range(4):  # 40 leads, each also sent to the hanging destination
+            await asyncio.gather(*(one() for _ in range(10)))
+        await wait_for(lambda: set(completed) <= set(up.ids()), 10)
+        arrived = {r["headers"]["webhook-id"]: r["at"] for r in up.requests}
+        waits = sorted(arrived[eid] - done for eid, done in completed.items())
+        assert len(hanging.held) <= 16  # its share of the delivery slots (half), no more
+        assert waits[-1] <= 1.0, [round(w, 2) for w in waits[-8:]]  # all 40 of the healthy one
+    finally:
+        hanging.close()
+        up.stop()

@@ -127,9 +127,15 @@ def test_result_classes():
     ok = result_of(answer(201, {"success": True}), LEAD_UUID)
     assert (ok.ok, ok.ref_id) == (True, LEAD_UUID)
     refused = result_of(answer(401, {"success": False, "error": "unauthorized access"}))
-    assert (refused.retryable, refused.error) == (False, "Pipedrive token rejected")
+    assert (refused.retryable, refused.error) == (
+        False,
+        "Pipedrive token rejected; check pipedrive_token",
+    )
     forbidden = result_of(answer(403, {"success": False, "error": "Scope mismatch"}))
-    assert forbidden.error == "Pipedrive token rejected (HTTP 403: Scope mismatch)"
+    assert (
+        forbidden.error
+        == "Pipedrive token rejected; check pipedrive_token (HTTP 403: Scope mismatch)"
+    )
     by_retry_after = result_of(answer(429, {}, {"Retry-After": "7", "x-ratelimit-reset": "1"}))
     assert (by_retry_after.retryable, by_retry_after.retry_after) == (True, 7.0)
     assert result_of(answer(429, {}, {"x-ratelimit-reset": "2"})).retry_after == 2.0
@@ -301,7 +307,7 @@ async def test_wrong_token_is_dead_lettered_without_leaking_it(pipedrive, http):
     site = pipedrive_site(pipedrive.base, token=wrong)
     result = await send(Context(http), event_for(site, lead()))
     assert (result.ok, result.retryable, result.status_code) == (False, False, 401)
-    assert result.error == "Pipedrive token rejected"
+    assert result.error == "Pipedrive token rejected; check pipedrive_token"
     assert wrong not in (result.error or "") + result.response_snippet
     assert len(pipedrive.seen) == 1 and pipedrive.persons == {}
 

@@ -193,7 +193,8 @@ def test_result_classes():
     bad = token_result(_answer(400, {"error": "invalid_client", "error_description": "nope"}))
     assert (bad.retryable, bad.error) == (
         False,
-        "Salesforce rejected the client credentials (invalid_client: nope)",
+        "Salesforce rejected the client credentials; check salesforce_client_id "
+        "and salesforce_client_secret (invalid_client: nope)",
     )
     assert token_result(_answer(503)).retryable
 
@@ -278,7 +279,7 @@ async def test_a_refused_new_token_is_dead_and_leaks_nothing(org, http, redis):
     org.dead_tokens = True
     result = await send(Context(http, redis), event_for(sf_site(org.url), lead()))
     assert (result.ok, result.retryable, result.status_code) == (False, False, 401)
-    assert result.error == "Salesforce token rejected"
+    assert result.error == "Salesforce token rejected; check the connected app's API access"
     assert len(org.issued) == 2  # the first, and one more after its 401
     shown = (result.error or "") + result.response_snippet
     assert SECRET not in shown and not any(token in shown for token in org.issued)
@@ -290,7 +291,7 @@ async def test_wrong_client_secret_is_dead_without_the_secret(org, http, redis):
     )
     assert (result.ok, result.retryable, result.status_code) == (False, False, 400)
     assert (result.error or "").startswith(
-        "Salesforce rejected the client credentials (invalid_client"
+        "Salesforce rejected the client credentials; check salesforce_client_id"
     )
     assert "wrong-secret-x" not in (result.error or "") + result.response_snippet
     assert org.data_calls() == [] and await redis.dbsize() == 0

@@ -80,7 +80,7 @@ NOTE_TO_CONTACT = 202
 """HubSpot-defined association type id of a note to a contact."""
 NOTE_LIMIT = 65_536
 """Longest ``hs_note_body`` HubSpot stores, in characters."""
-TOKEN_REJECTED = "HubSpot token rejected"
+TOKEN_REJECTED = "HubSpot token rejected; check hubspot_token"
 ERROR_LIMIT = 300
 _EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
 ATTRIBUTION = {"page_url": "Page", "referrer": "Referrer", "utm_source": "UTM source"}

@@ -226,7 +226,9 @@ def result_of(response: httpx.Response, ref_id: str | None = None) -> SendResult
     reason = body.get("error") if isinstance(body, dict) else None
     reason = reason if isinstance(reason, str) else ""
     if code in (401, 403):
-        error = "Pipedrive token rejected" + (f" (HTTP {code}: {reason})" if code == 403 else "")
+        error = "Pipedrive token rejected; check pipedrive_token" + (
+            f" (HTTP {code}: {reason})" if code == 403 else ""
+        )
         return SendResult(False, False, code, error[:ERROR_LIMIT], None, ref_id, snippet)
     if code == 429:
         wait = parse_retry_after(response.headers.get("retry-after"))

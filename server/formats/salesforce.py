@@ -202,7 +202,10 @@ def token_result(response: httpx.Response) -> SendResult:
     error = str(body.get("error") or "") if isinstance(body, dict) else ""
     detail = str(body.get("error_description") or "") if isinstance(body, dict) else ""
     if error in ("invalid_client", "invalid_grant", "unauthorized_client", "invalid_client_id"):
-        message = "Salesforce rejected the client credentials"
+        message = (
+            "Salesforce rejected the client credentials; check salesforce_client_id "
+            "and salesforce_client_secret"
+        )
     else:
         message = f"Salesforce token request refused: HTTP {response.status_code}"
     if error:
@@ -328,7 +331,11 @@ class _Client:
             response = await self._send(method, path, body)
             if response.status_code != 401:
                 return response
-        return replace(result_of(response), error="Salesforce token rejected", retryable=False)
+        return replace(
+            result_of(response),
+            error="Salesforce token rejected; check the connected app's API access",
+            retryable=False,
+        )
 
 
 def _lead_path(lead_id: str | None = None) -> str:

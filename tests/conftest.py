@@ -70,6 +70,16 @@ async def rds(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
+@pytest.fixture(name="redis")
+async def redis_bytes(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """The suite's Redis, answering bytes (as the delivery loop's client does)."""
+    client = aioredis.from_url(redis_url)
+    await client.flushdb()
+    yield client
+    await client.flushdb()
+    await client.aclose()
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client as the delivery loop configures it (no redirects followed)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -125,16 +125,6 @@ def test_budget_key_and_wait():
 def copper() -> Iterator[FakeCopper]:
     with FakeCopper(API_KEY, USER) as fake:
         yield fake
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """The suite's Redis (local, or the embedded server when there is none)."""
-    client = aioredis.from_url(redis_url)
-    await client.flushdb()
-    yield client
-    await client.flushdb()
-    await client.aclose()
 
 
 async def test_completed_lead_is_created(copper, http):

@@ -4,13 +4,12 @@ then once through the running app."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from chatlead import formats
 from chatlead.formats import Context, budget
 from chatlead.formats import send as dispatch
@@ -225,16 +224,6 @@ def test_destination_needs_a_token_and_no_other_keys():
 def hubspot() -> Iterator[FakeHubSpot]:
     with FakeHubSpot(TOKEN) as fake:
         yield fake
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """The suite's Redis (local, or the embedded server when there is none)."""
-    client = aioredis.from_url(redis_url)
-    await client.flushdb()
-    yield client
-    await client.flushdb()
-    await client.aclose()
 
 
 def calls(fake: FakeHubSpot) -> list[str]:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from chatlead.formats import Context, budget
 from chatlead.formats import send as dispatch
 from chatlead.formats.pipedrive import (
@@ -159,15 +158,6 @@ def pipedrive() -> Iterator[FakePipedrive]:
         # Whatever the test did: the token only ever travelled in the header.
         assert fake.query_tokens == []
         assert all(TOKEN not in r.path and TOKEN not in str(r.query) for r in fake.seen)
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_url)
-    await client.flushdb()
-    yield client
-    await client.flushdb()
-    await client.aclose()
 
 
 def calls(fake: FakePipedrive) -> list[str]:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from chatlead import formats
 from chatlead.config import load_settings
 from chatlead.errors import ConfigError
@@ -206,15 +205,6 @@ def test_result_classes():
 def org() -> Iterator[FakeSalesforce]:
     with FakeSalesforce(CLIENT_ID, SECRET) as fake:
         yield fake
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_url)
-    await client.flushdb()
-    yield client
-    await client.flushdb()
-    await client.aclose()
 
 
 def calls(org: FakeSalesforce) -> list[str]:

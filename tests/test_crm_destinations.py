@@ -11,11 +11,15 @@ from email.policy import default
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from chatlead.formats import Context, send
 
 from tests.conftest import Visitor, free_port, wait_for
+from tests.fakes import Answer, FakeServer, Seen
 from tests.fakes.hubspot import FakeHubSpot
+from tests.fakes.leads import event_for, lead, site_with
 from tests.fakes.pipedrive import FakePipedrive
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fakes.slack import FakeSlack
@@ -165,3 +169,37 @@ async def test_one_conversation_reaches_every_crm_and_alert_once_per_record(
         full = slack.messages[1]["text"]  # the whole text, escaped, beside the cut blocks
         assert '&lt;script&gt;alert("x")&lt;/script&gt; leaking 🚿' in full
         assert "second line &amp; more" in full and full.count("pipe under the sink") == 128
+
+
+class _Garbage(FakeServer):
+    """A CRM behind a proxy that answers every call 200 with an HTML page."""
+
+    def handle(self, request: Seen) -> Answer:
+        return Answer(200, text="<html><body>upstream proxy error</body></html>")
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {"format": "hubspot", "hubspot_token": HUBSPOT},
+        {"format": "pipedrive", "pipedrive_token": PIPEDRIVE},
+        {
+            "format": "salesforce",
+            "salesforce_client_id": SF_ID,
+            "salesforce_client_secret": SF_SECRET,
+        },
+        {"format": "pulse", "pulse_api_key": "pk_e2e_0123", "pulse_api_secret": "ps_e2e_0123"},
+    ],
+    ids=lambda keys: keys["format"],
+)
+async def test_a_crm_answering_garbage_is_retried_not_lost(
+    keys: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    with _Garbage() as garbage:
+        if keys["format"] == "salesforce":
+            site = site_with(salesforce_login_url=garbage.url, **keys)
+        else:
+            site = site_with(url=garbage.url, **keys)
+        result = await send(Context(http), event_for(site, lead()))
+    assert (result.ok, result.retryable) == (False, True)
+    assert result.error and keys["format"].capitalize()[:4].lower() in result.error.lower()

@@ -250,8 +250,9 @@ def written(response: httpx.Response, known_id: str | None = None) -> SendResult
     contact_id = parse_id(_json(response)) or known_id
     code, snippet = response.status_code, response.text[:ERROR_LIMIT]
     if contact_id is None:
+        # a success page without the JSON HubSpot documents (a proxy in between?): retry
         error = "HubSpot answered without a contact id"
-        return SendResult(False, False, code, error, response_snippet=snippet)
+        return SendResult(False, True, code, error, response_snippet=snippet)
     return SendResult(True, False, code, ref_id=contact_id, response_snippet=snippet)
 
 

@@ -244,9 +244,10 @@ def result_of(response: httpx.Response, ref_id: str | None = None) -> SendResult
 
 
 def _no_id(response: httpx.Response, what: str, ref_id: str | None) -> SendResult:
+    """A success answer without the documented JSON (a proxy in between?): retried."""
     return SendResult(
         ok=False,
-        retryable=False,
+        retryable=True,
         status_code=response.status_code,
         error=f"Pipedrive answer has no {what} id",
         ref_id=ref_id,

@@ -237,10 +237,11 @@ class _Client:
             return replace(failed, error=f"Pulse login refused: HTTP {response.status_code}")
         token = parse_token(_json(response), time.monotonic())
         if token is None:
-            # The body is not quoted: it may hold credentials.
+            # Not the documented JSON (a proxy in between?): retried. The body is not
+            # quoted: it may hold credentials.
             return SendResult(
                 ok=False,
-                retryable=False,
+                retryable=True,
                 status_code=response.status_code,
                 error="Pulse login answer has no token",
             )

@@ -287,7 +287,8 @@ class _Client:
         session = parse_session(_json(response))
         if session is None:
             error = "Salesforce token answer has no access_token and instance_url"
-            return SendResult(False, False, response.status_code, error)  # body not quoted
+            # not the documented JSON (a proxy in between?): retried; the body is not quoted
+            return SendResult(False, True, response.status_code, error)
         self.seen.append(session.access_token)
         if (refused := self._refused(session)) is not None:
             return refused

@@ -322,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": admin,
         "deliveries": admin,
         "test-event": admin,
+        "agents": admin,
         "admin-url": admin_url,
     }
     try:

@@ -1,4 +1,4 @@
-"""The operator's commands: report, deliveries, test-event, admin-url.
+"""The operator's commands: report, deliveries, test-event, agents, admin-url.
 
 They run in-process against Redis (the configured one, a running ``chatlead serve``'s
 embedded server, or one started for the command), reading what the admin API reads.
@@ -50,6 +50,17 @@ def add_admin_commands(commands: Any) -> None:
     listing.add_argument("--format", choices=("table", "json"), default="table")
     replay = actions.add_parser("replay", help="deliver a delivered or dead event again")
     replay.add_argument("id", help="event id (evt_...)")
+    agents = commands.add_parser("agents", help="people who may answer live chats")
+    verbs = agents.add_subparsers(dest="action", required=True)
+    adding = verbs.add_parser("add", help="add an agent; prints its token (shown once)")
+    adding.add_argument("id", help="lowercase letters, digits, . - _")
+    adding.add_argument("name", help="shown to visitors")
+    adding.add_argument(
+        "--site", dest="sites", action="append", default=[], help="a site it may see (repeat)"
+    )
+    verbs.add_parser("list", help="every agent")
+    removing = verbs.add_parser("remove", help="remove an agent; its token stops at once")
+    removing.add_argument("id")
     test_event = commands.add_parser(
         "test-event", help="send a sample lead to a site's destinations; show each first attempt"
     )
@@ -128,6 +139,8 @@ async def _admin_command(
         if args.command == "test-event":
             wait = args.wait if delivering else 0.0
             return await _test_event(runtime, args.site, wait, args.destination)
+        if args.command == "agents":
+            return await _agents(runtime, args)
         if args.action == "replay":
             return await _replay(runtime, args.id)
         return await _deliveries(runtime, args)
@@ -227,6 +240,29 @@ async def _deliveries(runtime: Any, args: Any) -> int:
     ]  # fmt: skip
     headers = ["created_at", "status", "event", "site", "destination", "tries", "last", "id"]
     sys.stdout.write(_table(headers, cells) + "\n")
+    return 0
+
+
+async def _agents(runtime: Any, args: Any) -> int:
+    from .agents import Agents, agent_problem
+
+    agents = Agents(runtime.store.redis)
+    if args.action == "add":
+        problem = agent_problem(args.id, args.name, args.sites, runtime.sites)
+        if problem is not None:
+            raise ChatleadError(f"{problem[0]}: {problem[1]}")
+        made = await agents.add(args.id, args.name, args.sites)
+        if made is None:
+            raise ChatleadError(f"an agent {args.id!r} exists; remove it first")
+        print(f"agent {made.id} ({made.name}) added; its token, shown this once:\n{made.token}")
+        return 0
+    if args.action == "remove":
+        if not await agents.remove(args.id):
+            raise ChatleadError(f"no agent {args.id!r}")
+        print(f"agent {args.id} removed; its token no longer works")
+        return 0
+    rows = [[a.id, a.name, ",".join(a.sites) or "all"] for a in await agents.all()]
+    sys.stdout.write(_table(["id", "name", "sites"], rows) + "\n")
     return 0
 
 

@@ -15,6 +15,8 @@ import zlib
 
 __all__ = [
     "ABANDONED_EVENT",
+    "AGENTS",
+    "AGENT_TOKENS",
     "COMPLETED_EVENT",
     "EVENT_ID",
     "HEALTH_WINDOW_MS",
@@ -109,11 +111,15 @@ def ref_field(suffix: str) -> str:
 # --- keys ---------------------------------------------------------------------------
 META = PREFIX + "meta"
 """Hash: ``shards`` (fixed at first start)."""
+AGENTS = PREFIX + "agents"
+"""Hash: agent id -> the agent as JSON, with its token's hash (:mod:`chatlead.agents`)."""
+AGENT_TOKENS = PREFIX + "agent-tokens"
+"""Hash: SHA-256 of an agent token -> agent id."""
 HOOKS = PREFIX + "hooks"
 """Hash: REST hook id -> the hook as JSON (:mod:`chatlead.hooks`)."""
 NOTIFY_CHANNEL = PREFIX + "notify"
 """Pub/sub: JSON ``{"abandoned": [session ids]}`` so servers can tell live sockets, or
-``{"hooks": true}`` when the REST hooks changed."""
+``{"hooks": true}`` when the REST hooks changed, or ``{"agent_removed": id}``."""
 INBOX = PREFIX + "inbox"
 """List of delivered inbox leads (JSON), newest first, pruned by retention."""
 INBOX_TESTS = PREFIX + "inbox:tests"

@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..agents import AgentList, AgentMade
 from ..hooks import HookCreated, HookList
 from .deliveries import DeliveryItem, DeliveryPage
 from .erase import EraseResult
@@ -30,6 +31,8 @@ __all__ = ["MODELS", "document", "openapi_json"]
 _REF = "#/components/schemas/{model}"
 MODELS: tuple[type, ...] = (  # every answer of the API, serialised by pydantic
     AbandonedReport,
+    AgentList,
+    AgentMade,
     DeliveryItem,
     DeliveryPage,
     HealthList,

@@ -319,6 +319,59 @@ PATHS: dict[str, Any] = {
             },
         },
     },
+    "/api/agents": {
+        "post": {
+            "operationId": "addAgent",
+            "summary": "Add an agent: a person who may watch and answer live chats of its sites",
+            "description": "The token is shown only here; it is kept hashed.",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["id", "name"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,39}$"},
+                                "name": {"type": "string", "minLength": 1, "maxLength": 80},
+                                "sites": {
+                                    "type": "array",
+                                    "items": {"type": "string"},
+                                    "description": "default: every site",
+                                },
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": _ok("AgentMade", "added; the token is shown this once"),
+                "400": _error("the body is invalid (the key named in `param`)"),
+                "404": _error("unknown site"),
+                "409": _error("an agent with this id exists"),
+                "413": _error("the body is too large"),
+                **_GUARDED,
+            },
+        },
+        "get": {
+            "operationId": "listAgents",
+            "summary": "Every agent, oldest first (tokens are not shown)",
+            "responses": {"200": _ok("AgentList", "the agents"), **_GUARDED},
+        },
+    },
+    "/api/agents/{agent_id}": {
+        "parameters": [_path("agent_id", "the agent's id")],
+        "delete": {
+            "operationId": "removeAgent",
+            "summary": "Remove an agent: its token stops working, its sockets close",
+            "responses": {
+                "204": {"description": "removed"},
+                "404": _error("no such agent"),
+                **_GUARDED,
+            },
+        },
+    },
     "/api/hooks": {
         "post": {
             "operationId": "subscribeHook",

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from ..agents import AgentList, Agents, agent_problem
 from ..errors import DeliveryError, StoreError
 from ..formats.guard import check_target
 from ..hooks import MAX_HOOKS, HookCreated, HookList, new_hook
@@ -261,12 +262,7 @@ async def replay_delivery(request: Request) -> Response:
 
 async def _hook_request(request: Request) -> tuple[str, str, str | None]:
     """``target_url``, ``event`` and ``site`` of a subscription, checked."""
-    try:
-        body = await request.json()
-    except ValueError:
-        raise QueryError("body", "must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise QueryError("body", "must be a JSON object")
+    body = await _json_object(request)
     unknown = sorted(set(body) - {"target_url", "event", "site"})
     if unknown:
         raise QueryError(unknown[0], "unknown key; use target_url, event and site")
@@ -319,6 +315,51 @@ async def unsubscribe_hook(request: Request) -> Response:
     return Response(status_code=204, headers=NO_STORE)
 
 
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise QueryError("body", "must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise QueryError("body", "must be a JSON object")
+    return body
+
+
+@endpoint
+async def add_agent(request: Request) -> Response:
+    """``POST /api/agents {"id", "name", "sites"?}`` -> ``201 {"id", "name", "token"}``."""
+    runtime = runtime_of(request)
+    body = await _json_object(request)
+    unknown = sorted(set(body) - {"id", "name", "sites"})
+    if unknown:
+        raise QueryError(unknown[0], "unknown key; use id, name and sites")
+    sites = body.get("sites", [])
+    problem = agent_problem(body.get("id"), body.get("name"), sites, runtime.sites)
+    if problem is not None:
+        raise QueryError(*problem)
+    made = await Agents(runtime.store.redis).add(body["id"], body["name"], sites)
+    if made is None:
+        return _error(409, "agent_exists", f"an agent {body['id']!r} exists; delete it first")
+    log.info("agent_added id=%s sites=%d", made.id, len(sites))
+    return _json(made, status=201)
+
+
+@endpoint
+async def list_agents(request: Request) -> Response:
+    """``GET /api/agents``: every agent, oldest first (never a token)."""
+    return _json(AgentList(await Agents(runtime_of(request).store.redis).all()))
+
+
+@endpoint
+async def remove_agent(request: Request) -> Response:
+    """``DELETE /api/agents/{id}`` -> 204; its token stops working and its sockets close."""
+    agent_id = request.path_params["agent_id"]
+    if not await Agents(runtime_of(request).store.redis).remove(agent_id):
+        return _error(404, "not_found", "no such agent")
+    log.info("agent_removed id=%s", agent_id)
+    return Response(status_code=204, headers=NO_STORE)
+
+
 @endpoint
 async def test_event(request: Request) -> Response:
     """``POST /api/sites/{site}/test-event``."""
@@ -341,6 +382,9 @@ routes: list[BaseRoute] = [
     Route("/api/sites/{site}/test-event", test_event, methods=["POST"]),
     Route("/api/inbox", list_inbox, methods=["GET"]),
     Route("/api/inbox/{event_id}/handled", mark_inbox, methods=["POST", "DELETE"]),
+    Route("/api/agents", add_agent, methods=["POST"]),
+    Route("/api/agents", list_agents, methods=["GET"]),
+    Route("/api/agents/{agent_id}", remove_agent, methods=["DELETE"]),
     Route("/api/hooks", subscribe_hook, methods=["POST"]),
     Route("/api/hooks", list_hooks, methods=["GET"]),
     Route("/api/hooks/{hook_id}", unsubscribe_hook, methods=["DELETE"]),

@@ -47,6 +47,8 @@ def test_document_is_valid_openapi() -> None:
         "/api/sites/{site}/test-event",
         "/api/hooks",
         "/api/hooks/{hook_id}",
+        "/api/agents",
+        "/api/agents/{agent_id}",
     }
     item = spec["components"]["schemas"]["DeliveryItem"]
     assert set(item["required"]) == DELIVERY_KEYS
@@ -126,7 +128,7 @@ def test_api_keeps_its_contract(live: ThreadedServer) -> None:
     """Generated requests for every operation: valid ones get only documented answers,
     invalid ones (negative mode) a documented 4xx; never a 5xx."""
     operations = _operations(live)
-    assert len(operations) == 16
+    assert len(operations) == 19
     seen: set[int] = set()
     for operation in operations:
         _fuzz(operation, GenerationMode.POSITIVE, CHECKS, seen)

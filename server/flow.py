@@ -9,19 +9,25 @@ leaves skipped fields out.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from .conditions import holds
 from .errors import FieldInvalid
 from .sites import FieldKind, FlowStep, Site
 
 __all__ = [
     "DONE",
     "Outcome",
+    "applies",
+    "asked_steps",
+    "derived_fields",
     "extract_contacts",
+    "job_type_of",
     "next_step",
     "on_field",
     "on_message",
@@ -64,18 +70,57 @@ def prompt_of(step: FlowStep) -> dict[str, Any]:
     """The ``prompt`` object the widget renders for ``step``."""
     prompt: dict[str, Any] = {"field": step.field, "kind": step.kind.value}
     if step.options:
-        prompt["options"] = list(step.options)
+        prompt["options"] = [{"label": o.label, "value": o.value} for o in step.options]
     if not step.required:
         prompt["optional"] = True
     return prompt
 
 
-def next_step(site: Site, fields: dict[str, str]) -> FlowStep | None:
-    """The first step neither answered nor skipped, or None when all are."""
+def applies(step: FlowStep, fields: Mapping[str, str]) -> bool:
+    """Whether ``step`` is asked, given the answers so far (its ``when``, CONTRACT §12)."""
+    return step.when is None or holds(step.when, fields)
+
+
+def asked_steps(site: Site, fields: Mapping[str, str]) -> list[FlowStep]:
+    """The steps that apply to these answers, in flow order (a ``when`` only looks at
+    earlier steps, so one pass decides them all)."""
+    return [step for step in site.flow if applies(step, fields)]
+
+
+def next_step(site: Site, fields: Mapping[str, str]) -> FlowStep | None:
+    """The first step that applies and is neither answered nor skipped; None when done."""
     for step in site.flow:
-        if step.field not in fields:
+        if step.field not in fields and applies(step, fields):
             return step
     return None
+
+
+def derived_fields(site: Site, fields: Mapping[str, str]) -> dict[str, str]:
+    """``score`` and ``qualified`` for these answers (CONTRACT §12): the chosen options'
+    scores of the steps that apply, plus 10 for an email and 10 for a phone. Empty for
+    a site that neither scores options nor qualifies."""
+    scored = any(option.score for step in site.flow for option in step.options)
+    if not scored and site.qualify is None:
+        return {}
+    total = sum(
+        choice.score
+        for step in asked_steps(site, fields)
+        if step.options and (choice := step.choice(fields.get(step.field, ""))) is not None
+    )
+    total += 10 * bool(fields.get("email")) + 10 * bool(fields.get("phone"))
+    derived = {"score": str(total)}
+    if site.qualify is not None:
+        derived["qualified"] = "true" if total >= site.qualify.qualified_at else "false"
+    return derived
+
+
+def job_type_of(site: Site, fields: Mapping[str, str]) -> str | None:
+    """The job type of the first chosen option that names one, else the site's."""
+    for step in asked_steps(site, fields):
+        choice = step.choice(fields.get(step.field, "")) if step.options else None
+        if choice is not None and choice.job_type_id:
+            return choice.job_type_id
+    return site.job_type_id
 
 
 def _ask(step: FlowStep | None) -> tuple[dict[str, Any], ...]:
@@ -135,10 +180,10 @@ def validate(site: Site, name: str, value: str) -> str:
         return _phone(value, site.phone_region)
     if kind is FieldKind.CHOICE:
         assert step is not None
-        for option in step.options:
-            if option.casefold() == value.casefold():
-                return option
-        raise FieldInvalid("Please pick one of the options")
+        choice = step.choice(value)
+        if choice is None:
+            raise FieldInvalid("Please pick one of the options")
+        return choice.value
     if len(value) > _LIMITS[kind]:
         raise FieldInvalid(f"Please keep it under {_LIMITS[kind]} characters")
     return value
@@ -163,7 +208,15 @@ def extract_contacts(text: str, region: str) -> dict[str, str]:
     return found
 
 
+def _with_derived(site: Site, fields: dict[str, str], updates: dict[str, str]) -> dict[str, str]:
+    """``updates`` plus the derived fields that change with them."""
+    merged = {**fields, **updates}
+    derived = derived_fields(site, merged)
+    return {**updates, **{k: v for k, v in derived.items() if fields.get(k) != v}}
+
+
 def _advance(site: Site, fields: dict[str, str], updates: dict[str, str]) -> Outcome:
+    updates = _with_derived(site, fields, updates)
     merged = {**fields, **updates}
     step = next_step(site, merged)
     return Outcome(
@@ -180,6 +233,9 @@ def on_field(site: Site, fields: dict[str, str], name: str, value: str) -> Outco
     Raises:
         FieldInvalid: see :func:`validate`.
     """
+    step = next((s for s in site.flow if s.field == name), None)
+    if step is not None and not applies(step, fields):
+        raise FieldInvalid("That question does not apply to your earlier answers")
     return _advance(site, fields, {name: validate(site, name, value)})
 
 
@@ -189,7 +245,7 @@ def on_message(site: Site, fields: dict[str, str], text: str) -> Outcome:
     The bot only speaks when the text answered the question it was asking.
     """
     found = extract_contacts(text, site.phone_region)
-    updates = {k: v for k, v in found.items() if not fields.get(k)}
+    updates = _with_derived(site, fields, {k: v for k, v in found.items() if not fields.get(k)})
     current = next_step(site, fields)
     after = next_step(site, {**fields, **updates})
     if after is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .flow import asked_steps, job_type_of
 from .protocol import iso_ms
 from .session import PAGE_FIELDS, SessionRecord
 from .sites import Site
@@ -34,17 +35,20 @@ def transcript_message(entry: dict[str, Any], user_id: str) -> dict[str, Any]:
     }
     options = (entry.get("prompt") or {}).get("options")
     if options:
+        titles = [o["label"] if isinstance(o, dict) else str(o) for o in options]
         message["response"] = {
             "displayText": entry["text"],
-            "suggestions": [{"title": option} for option in options],
+            "suggestions": [{"title": title} for title in titles],
         }
     return message
 
 
 def lead_fields(record: SessionRecord, site: Site) -> list[dict[str, str]]:
-    """Captured fields in flow order, then extras, then page data; skipped ones left out."""
-    order = [step.field for step in site.flow]
-    names = order + sorted(set(record.fields) - set(order))
+    """Captured fields in flow order, then extras, then page data; skipped ones and the
+    answers of steps a later change of mind made not apply left out."""
+    order = [step.field for step in asked_steps(site, record.fields)]
+    every_step = {step.field for step in site.flow}
+    names = order + sorted(set(record.fields) - every_step)
     out = [{"name": n, "value": record.fields[n]} for n in names if record.fields.get(n)]
     out += [{"name": k, "value": record.page[k]} for k in PAGE_FIELDS if k in record.page]
     return out
@@ -66,7 +70,7 @@ def build_lead(
     optional = {
         "company": site.company,
         "refId": record.ref_ids.get(suffix),
-        "jobTypeId": site.job_type_id,
+        "jobTypeId": job_type_of(site, record.fields),
         "availabilityClassId": site.availability_class_id,
         "placeId": site.place_id,
     }

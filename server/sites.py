@@ -23,14 +23,17 @@ from pydantic import (
     model_validator,
 )
 
-from .conditions import parse_when
+from .conditions import fields_named, parse_step, parse_when
 from .units import parse_duration
 
 __all__ = [
     "DEFAULT_FLOW",
     "FieldKind",
     "FieldProblem",
+    "MAX_OPTIONS",
+    "Choice",
     "FlowStep",
+    "Qualify",
     "ForwardPolicy",
     "Site",
     "Destination",
@@ -80,8 +83,34 @@ class ForwardPolicy(StrEnum):
 _KIND_BY_FIELD = {"name": "name", "email": "email", "phone": "phone", "company": "company"}
 
 
+MAX_OPTIONS = 50
+"""Most options a choice step may offer (buttons a visitor can read)."""
+
+
+class Choice(BaseModel):
+    """One option of a choice step: what the visitor sees, what is stored, what it is
+    worth (CONTRACT §12). A bare string in TOML is its own label and value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    label: str = Field(min_length=1, max_length=100)
+    value: str = Field(min_length=1, max_length=100)
+    score: int = Field(0, ge=-1000, le=1000)
+    job_type_id: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"label": data, "value": data}
+        if isinstance(data, dict) and "value" not in data and "label" in data:
+            return {**data, "value": data["label"]}
+        return data
+
+
 class FlowStep(BaseModel):
-    """One question of a site's scripted conversation."""
+    """One question of a site's scripted conversation; ``when``: asked only when that
+    condition holds on the answers so far (:mod:`chatlead.conditions` normal form)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -89,7 +118,21 @@ class FlowStep(BaseModel):
     ask: str = Field(min_length=1, max_length=500)
     kind: FieldKind = FieldKind.TEXT
     required: bool = False
-    options: tuple[str, ...] = ()
+    options: tuple[Choice, ...] = Field(default=(), max_length=MAX_OPTIONS)
+    when: dict[str, Any] | None = None
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _when(cls, value: Any) -> dict[str, Any] | None:
+        return None if value is None else parse_step(value)
+
+    def choice(self, answer: str) -> Choice | None:
+        """The option an answer names, by value or label (case-insensitive)."""
+        wanted = answer.casefold()
+        for option in self.options:
+            if wanted in (option.value.casefold(), option.label.casefold()):
+                return option
+        return None
 
     @model_validator(mode="before")
     @classmethod
@@ -102,6 +145,9 @@ class FlowStep(BaseModel):
     def _choice_has_options(self) -> FlowStep:
         if (self.kind is FieldKind.CHOICE) != bool(self.options):
             raise ValueError("options are required for kind 'choice' and only for it")
+        values = [option.value.casefold() for option in self.options]
+        if len(set(values)) != len(values):
+            raise ValueError("each option's value may appear once in a step")
         return self
 
 
@@ -216,6 +262,14 @@ def _url_problem(url: str) -> str | None:
     return None if parts.hostname else "has no host"
 
 
+class Qualify(BaseModel):
+    """``[sites.X.qualify]``: the score at which a lead is qualified."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    qualified_at: int = Field(ge=0, le=100_000)
+
+
 class Site(BaseModel):
     """Everything chatlead knows about one website it serves."""
 
@@ -237,6 +291,7 @@ class Site(BaseModel):
     place_id: str | None = None
     max_connections: Annotated[int | None, Field(ge=1)] = None
     """Open sockets for this site across all processes; unset: ``MAX_CONN_PER_SITE``."""
+    qualify: Qualify | None = None
 
     @field_validator("id")
     @classmethod
@@ -266,6 +321,13 @@ class Site(BaseModel):
             raise ValueError("a flow needs at least one step")
         if len(set(names)) != len(names):
             raise ValueError("each field may appear once in a flow")
+        for i, step in enumerate(value):
+            unknown = sorted(fields_named(step.when or {"all": []}) - set(names[:i]))
+            if unknown:
+                raise FieldProblem(
+                    f"{i}.when",
+                    f"step {step.field!r} depends on {unknown[0]!r}, which no earlier step asks",
+                )
         return value
 
     @field_validator("destinations")

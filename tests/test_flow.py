@@ -78,7 +78,10 @@ def test_choice_matches_options_case_insensitively() -> None:
     assert flow.validate(site, "service", "repair") == "Repair"
     with pytest.raises(FieldInvalid):
         flow.validate(site, "service", "paint")
-    assert flow.prompt_of(site.flow[0])["options"] == ["Repair", "Install"]
+    assert flow.prompt_of(site.flow[0])["options"] == [
+        {"label": "Repair", "value": "Repair"},
+        {"label": "Install", "value": "Install"},
+    ]
 
 
 def test_free_text_fills_empty_contact_fields_only() -> None:

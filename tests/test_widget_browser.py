@@ -71,7 +71,7 @@ ask = "And a phone number? (optional)"
 [[sites.acme.flow]]
 field = "service"
 kind = "choice"
-options = ["Leak", "Drain", "Water heater"]
+options = ["Leak", {{ label = "Drain", value = "drain", score = 10 }}, "Water heater"]
 ask = "What do you need help with?"
 
 [[sites.acme.flow]]
@@ -380,7 +380,7 @@ def test_conversation_by_clicks_and_typing_delivers_the_lead(
     fields = lead_fields(lead)
     assert fields["name"] == "Ann Lee"
     assert fields["email"] == "ann@example.com"
-    assert fields["service"] == "Drain"
+    assert fields["service"] == "drain"  # the option's value; the transcript has its label
     assert fields["message"] == hostile_text
     assert "phone" not in fields
     assert fields["page_url"].endswith(f"/demo?site={SITE}")

@@ -323,9 +323,11 @@ input[aria-invalid=true]{border:2px solid #b3261e}
     choices.replaceChildren();
     const opts = prompt && Array.isArray(prompt.options) ? prompt.options : [];
     for (const o of opts) {
-      const b = el("button", "", String(o));
+      // an option is {label, value}: the visitor says the label, the server stores the value
+      const label = String(o && o.label !== undefined ? o.label : o);
+      const b = el("button", "", label);
       b.type = "button";
-      b.onclick = () => send(String(o));
+      b.onclick = () => send(label);
       choices.append(b);
     }
     choices.hidden = !opts.length;

@@ -15,10 +15,18 @@ sent where a condition names it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["DERIVED_FIELDS", "fields_named", "holds", "parse_step", "parse_when"]
+__all__ = [
+    "DERIVED_FIELDS",
+    "Test",
+    "compiled",
+    "fields_named",
+    "holds",
+    "parse_step",
+    "parse_when",
+]
 
 DERIVED_FIELDS = frozenset(
     {"score", "qualified", "appointment", "variant", "consent", "consent_at", "marketing_consent"}
@@ -100,28 +108,46 @@ def parse_when(raw: Any) -> dict[str, Any]:
     return parts[0] if len(parts) == 1 else {"all": parts}
 
 
+Test = Callable[[Mapping[str, str]], bool]
+
+
 def holds(condition: Mapping[str, Any], fields: Mapping[str, str]) -> bool:
     """Whether ``condition`` (normal form) holds on the lead's ``fields``."""
-    if "all" in condition:
-        return all(holds(part, fields) for part in condition["all"])
-    if "any" in condition:
-        return any(holds(part, fields) for part in condition["any"])
-    value = fields.get(condition["field"])
+    return compiled(condition)(fields)
+
+
+def compiled(condition: Mapping[str, Any]) -> Test:
+    """``condition`` (normal form) as a function of the fields: decided once, then
+    each evaluation is a few dictionary reads (a flow step asks it on every event)."""
+    if "all" in condition or "any" in condition:
+        parts = [compiled(part) for part in condition.get("all") or condition.get("any") or ()]
+        if len(parts) == 1:
+            return parts[0]
+        if "all" in condition:
+            return lambda fields: all(part(fields) for part in parts)
+        return lambda fields: any(part(fields) for part in parts)
+    name, op, wanted = condition["field"], condition["op"], condition.get("value")
+    if op == "present":
+        return lambda fields: bool(fields.get(name))
+    if op == "equals":
+        return lambda fields: fields.get(name) == wanted and bool(wanted)
+    if op == "at_least":
+        bound = float(wanted or 0)
+        return lambda fields: _at_least(fields.get(name), bound)
+    among = frozenset(wanted or ())
+    if op == "in":
+        return lambda fields: (value := fields.get(name)) in among and bool(value)
+    return lambda fields: (value := fields.get(name)) not in among and bool(value)
+
+
+def _at_least(value: str | None, bound: float) -> bool:
     if not value:
         return False
-    op = condition["op"]
-    if op == "present":
-        return True
-    if op == "equals":
-        return bool(value == condition["value"])
-    if op == "at_least":
-        try:
-            number = float(value)
-        except ValueError:
-            return False
-        return math.isfinite(number) and number >= condition["value"]
-    inside = value in condition["value"]
-    return inside if op == "in" else not inside
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    return math.isfinite(number) and number >= bound
 
 
 def fields_named(condition: Mapping[str, Any]) -> set[str]:

@@ -16,7 +16,6 @@ from typing import Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from .conditions import holds
 from .errors import FieldInvalid
 from .sites import FieldKind, FlowStep, Site
 
@@ -78,7 +77,8 @@ def prompt_of(step: FlowStep) -> dict[str, Any]:
 
 def applies(step: FlowStep, fields: Mapping[str, str]) -> bool:
     """Whether ``step`` is asked, given the answers so far (its ``when``, CONTRACT §12)."""
-    return step.when is None or holds(step.when, fields)
+    test = step.asked_when
+    return test is None or test(fields)
 
 
 def asked_steps(site: Site, fields: Mapping[str, str]) -> list[FlowStep]:
@@ -99,14 +99,13 @@ def derived_fields(site: Site, fields: Mapping[str, str]) -> dict[str, str]:
     """``score`` and ``qualified`` for these answers (CONTRACT §12): the chosen options'
     scores of the steps that apply, plus 10 for an email and 10 for a phone. Empty for
     a site that neither scores options nor qualifies."""
-    scored = any(option.score for step in site.flow for option in step.options)
-    if not scored and site.qualify is None:
+    if not site.scores:
         return {}
-    total = sum(
-        choice.score
-        for step in asked_steps(site, fields)
-        if step.options and (choice := step.choice(fields.get(step.field, ""))) is not None
-    )
+    total = 0
+    for name, test, scores in site.score_table:
+        score = scores.get(fields.get(name, ""), 0)  # answers are stored as the value
+        if score and (test is None or test(fields)):
+            total += score
     total += 10 * bool(fields.get("email")) + 10 * bool(fields.get("phone"))
     derived = {"score": str(total)}
     if site.qualify is not None:
@@ -135,9 +134,9 @@ def opening(site: Site, fields: dict[str, str]) -> tuple[dict[str, Any], ...]:
 
 
 def _kind_of(site: Site, name: str) -> tuple[FieldKind, FlowStep | None]:
-    for step in site.flow:
-        if step.field == name:
-            return step.kind, step
+    step = site.steps_by_field.get(name)
+    if step is not None:
+        return step.kind, step
     if name in _EXTRA_KINDS:
         return _EXTRA_KINDS[name], None
     raise FieldInvalid(f"Unknown field '{name}'")
@@ -233,7 +232,7 @@ def on_field(site: Site, fields: dict[str, str], name: str, value: str) -> Outco
     Raises:
         FieldInvalid: see :func:`validate`.
     """
-    step = next((s for s in site.flow if s.field == name), None)
+    step = site.steps_by_field.get(name)
     if step is not None and not applies(step, fields):
         raise FieldInvalid("That question does not apply to your earlier answers")
     return _advance(site, fields, {name: validate(site, name, value)})

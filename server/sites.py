@@ -11,6 +11,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -23,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from .conditions import fields_named, parse_step, parse_when
+from .conditions import Test, compiled, fields_named, parse_step, parse_when
 from .units import parse_duration
 
 __all__ = [
@@ -126,13 +127,19 @@ class FlowStep(BaseModel):
     def _when(cls, value: Any) -> dict[str, Any] | None:
         return None if value is None else parse_step(value)
 
+    @cached_property
+    def asked_when(self) -> Test | None:
+        """``when`` as a function of the answers so far (``None``: always asked)."""
+        return None if self.when is None else compiled(self.when)
+
     def choice(self, answer: str) -> Choice | None:
         """The option an answer names, by value or label (case-insensitive)."""
-        wanted = answer.casefold()
-        for option in self.options:
-            if wanted in (option.value.casefold(), option.label.casefold()):
-                return option
-        return None
+        return self._choices.get(answer.casefold())
+
+    @cached_property
+    def _choices(self) -> dict[str, Choice]:
+        by_label = {option.label.casefold(): option for option in reversed(self.options)}
+        return by_label | {option.value.casefold(): option for option in self.options}
 
     @model_validator(mode="before")
     @classmethod
@@ -337,6 +344,25 @@ class Site(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError("each destination name may appear once in a site")
         return value
+
+    @cached_property
+    def steps_by_field(self) -> dict[str, FlowStep]:
+        return {step.field: step for step in self.flow}
+
+    @cached_property
+    def score_table(self) -> tuple[tuple[str, Test | None, dict[str, int]], ...]:
+        """``(field, its when, {option value: score})`` of each step with a scored option."""
+        return tuple(
+            (step.field, step.asked_when, {o.value: o.score for o in step.options if o.score})
+            for step in self.flow
+            if any(o.score for o in step.options)
+        )
+
+    @cached_property
+    def scores(self) -> bool:
+        """Whether any answer changes the lead's score (options with scores, or qualify)."""
+        scored = any(option.score for step in self.flow for option in step.options)
+        return scored or self.qualify is not None
 
     def destination(self, name: str) -> Destination | None:
         return next((d for d in self.destinations if d.name == name), None)

@@ -307,6 +307,17 @@ async def test_conflict_on_create_patches_the_existing_contact(hubspot, http):
     assert len(hubspot.notes_of(existing)) == 1
 
 
+async def test_a_returning_email_owned_by_another_contact_keeps_our_contact(hubspot, http):
+    ours = hubspot.add_contact({"email": "first@example.com", "firstname": "Ada"})
+    hubspot.add_contact({"email": "ada@example.com"})  # someone else's in HubSpot
+    event = event_for(hubspot_site(hubspot.url), lead(ref_id=ours))
+    result = await send(Context(http), event)
+    assert result.ok and result.ref_id == ours
+    assert calls(hubspot) == [f"PATCH contacts/{ours}"] * 2 + ["POST notes"]
+    assert hubspot.contacts[ours]["email"] == "first@example.com"  # not taken from the other
+    assert len(hubspot.notes_of(ours)) == 1  # the transcript still reaches our contact
+
+
 async def test_visitor_markup_arrives_escaped_in_the_note(hubspot, http):
     the_lead = lead()
     the_lead["transcript"].append(message(9, "<script>alert(1)</script> & <b>hi</b>"))

@@ -147,8 +147,13 @@ def build_create(event: LeadEvent) -> Request:
     return Request("POST", f"{_base(event)}/crm/v3/objects/contacts", _headers(event), body)
 
 
-def build_update(event: LeadEvent, contact_id: str) -> Request:
-    body = {"properties": contact_properties(event, create=False)}
+def build_update(event: LeadEvent, contact_id: str, *, with_email: bool = True) -> Request:
+    """``with_email=False``: the email is left as HubSpot has it (another contact owns the
+    one the visitor gave)."""
+    properties = contact_properties(event, create=False)
+    if not with_email:
+        properties.pop("email", None)
+    body = {"properties": properties}
     url = f"{_base(event)}/crm/v3/objects/contacts/{contact_id}"
     return Request("PATCH", url, _headers(event), body)
 
@@ -298,6 +303,9 @@ async def _contact(calls: _Calls, event: LeadEvent) -> SendResult:
     ref = event.lead.get("refId")
     if ref:
         got = await calls.run(build_update(event, str(ref)))
+        if not isinstance(got, SendResult) and got.status_code == 409:
+            # the visitor came back with an email another contact has: keep ours
+            got = await calls.run(build_update(event, str(ref), with_email=False))
         if isinstance(got, SendResult) or got.status_code != 404:
             return got if isinstance(got, SendResult) else written(got, str(ref))
         # Deleted in HubSpot: find or create the contact afresh, once.

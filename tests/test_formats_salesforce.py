@@ -226,6 +226,15 @@ async def test_a_new_lead_is_created(org, http, redis):
     assert record["LeadSource"] == "Web" and record["Status"] == "Open - Not Contacted"
 
 
+async def test_an_email_salesforce_refuses_still_makes_a_lead(org, http, redis):
+    the_lead = lead({"name": "Zoë Brun", "email": "zoë@example.com"})
+    result = await send(Context(http, redis), event_for(sf_site(org.url), the_lead))
+    assert result.ok and result.ref_id in org.leads
+    assert calls(org)[-2:] == ["POST /sobjects/Lead/", "POST /sobjects/Lead/"]
+    record = org.leads[result.ref_id]
+    assert "Email" not in record and "zoë@example.com" in record["Description"]
+
+
 async def test_the_token_is_fetched_once_and_shared(org, http, redis):
     site = sf_site(org.url)
     first = await send(Context(http, redis), event_for(site, lead()))

@@ -370,7 +370,13 @@ async def _upsert(client: _Client, event: LeadEvent) -> SendResult:
             got = await client.call("PATCH", _lead_path(found), lead_body(event, create=False))
             # A failed update keeps the id found, so the retry updates it directly.
             return got if isinstance(got, SendResult) else result_of(got, found)
-    got = await client.call("POST", _lead_path(), lead_body(event))
+    body = lead_body(event)
+    got = await client.call("POST", _lead_path(), body)
+    if not isinstance(got, SendResult) and error_of(_json(got))[0] == "INVALID_EMAIL_ADDRESS":
+        # an address Salesforce will not take: the lead without it (the transcript has it)
+        got = await client.call(
+            "POST", _lead_path(), {k: v for k, v in body.items() if k != "Email"}
+        )
     return got if isinstance(got, SendResult) else result_of(got)
 
 

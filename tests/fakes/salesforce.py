@@ -21,7 +21,8 @@ this server unless given). What it enforces, and where Salesforce says so:
   required (Lead object reference) -> 400 ``REQUIRED_FIELD_MISSING`` with
   ``fields``; a field the Lead has not -> 400 ``INVALID_FIELD``; longer than the
   field reference allows (``Description`` 32,000, ``Company`` 255, ``LastName`` 80,
-  ``FirstName`` 40, ``Email`` 80, ``Phone`` 40) -> 400 ``STRING_TOO_LONG``; JSON only.
+  ``FirstName`` 40, ``Email`` 80, ``Phone`` 40) -> 400 ``STRING_TOO_LONG``; an email
+  with a non-ASCII local part -> 400 ``INVALID_EMAIL_ADDRESS``; JSON only.
 * ``PATCH .../sobjects/Lead/{id}`` — REST API "Update a Record": 204 and no body;
   an unknown or deleted id -> 404 ``NOT_FOUND``; a converted lead -> 400
   ``CANNOT_UPDATE_CONVERTED_LEAD``.
@@ -177,6 +178,11 @@ class FakeSalesforce(FakeServer):
             if isinstance(value, str) and len(value) > LENGTHS[name]:
                 message = f"{name}: data value too large (max length={LENGTHS[name]})"
                 return _error(400, "STRING_TOO_LONG", message, [name])
+        email = body.get("Email")
+        if isinstance(email, str) and not email.split("@")[0].isascii():
+            # Salesforce's email fields take ASCII local parts only
+            message = f"Email: invalid email address: {email}"
+            return _error(400, "INVALID_EMAIL_ADDRESS", message, ["Email"])
         missing = [n for n in REQUIRED if (create or n in body) and not body.get(n)]
         if missing:
             message = f"Required fields are missing: [{', '.join(missing)}]"

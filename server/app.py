@@ -24,9 +24,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import logs, metrics
 from .config import Settings, load_settings, load_sites
 from .delivery import Deliverer, Outgoing
+from .durability import Durability
 from .errors import ConfigError
 from .loops import Loop, forever
-from .redis_client import connect_redis
+from .redis_client import REPLY_TIMEOUT_S, connect_redis
 from .resp import Pipe
 from .runtime import Runtime
 from .sites import Site
@@ -51,17 +52,23 @@ FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
 async def open_store(settings: Settings) -> Store:
-    """Connect and check Redis (eviction policy, shard count)."""
+    """Connect and check Redis (eviction policy, shard count, ``DURABILITY``)."""
     if settings.redis_url is None:
         raise ConfigError("CHATLEAD_REDIS_URL is not set (the CLI starts the embedded server)")
-    client = connect_redis(settings.redis_url)
+    # a confirmed write waits up to DURABILITY_TIMEOUT for its answer: past the usual
+    # reply timeouts by that much (a WAIT that times out answers, it does not hang)
+    waits = settings.durability_timeout if settings.durability != Durability.MEMORY else 0.0
+    client = connect_redis(settings.redis_url, extra_timeout=waits)
+    fast = Pipe(settings.redis_url, timeout=REPLY_TIMEOUT_S + waits)
     store = Store(
         client,
         settings.shards,
         settings.retention,
         msg_rate=settings.msg_rate,
         msg_burst=settings.msg_burst,
-        fast=None if isinstance(client, RedisCluster) else Pipe(settings.redis_url),
+        fast=None if isinstance(client, RedisCluster) else fast,
+        durability=settings.durability,
+        durability_timeout=settings.durability_timeout,
     )
     await store.check()
     return store
@@ -123,9 +130,12 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
-    if await runtime.store.ping():
-        return PlainTextResponse("ok")
-    return PlainTextResponse("redis unreachable", status_code=503)
+    if not await runtime.store.ping():
+        return PlainTextResponse("redis unreachable", status_code=503)
+    problem = await runtime.store.durability_problem()
+    if problem is not None:  # acks would answer `unavailable` (§14)
+        return PlainTextResponse(problem, status_code=503)
+    return PlainTextResponse("ok")
 
 
 def _routes() -> list[BaseRoute]:

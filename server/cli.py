@@ -28,6 +28,7 @@ from .config import (
     load_sites,
     unknown_env,
 )
+from .durability import refusal
 from .embedded import redis_for
 from .errors import ChatleadError, ConfigError, StoreError
 from .sites import Site
@@ -281,10 +282,17 @@ def _check_redis(settings: Settings) -> tuple[bool, str]:
     )
     try:
         server, memory = client.info("server"), client.info("memory")
+        persistence, cluster = {}, False
+        if settings.durability != "memory":
+            persistence = client.info("persistence")
+            cluster = str(client.info("cluster").get("cluster_enabled")) == "1"
     except (redis.RedisError, OSError) as exc:
         return False, f"redis: cannot reach {shown}: {logs.redact(str(exc))}"
     finally:
         client.close()
+    refused = refusal(settings.durability, server, persistence, cluster=cluster)
+    if refused is not None:
+        return False, f"redis: {shown}: {refused}"
     return _redis_verdict(shown, server, memory)
 
 

@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from . import formats
 from .conditions import DERIVED_FIELDS, fields_named
+from .durability import Durability
 from .errors import ConfigError
 from .hooks import HOOK_PREFIX
 from .sites import (
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 
-_DURATIONS = ("idle_timeout", "retention", "retry_schedule")
+_DURATIONS = ("idle_timeout", "retention", "retry_schedule", "durability_timeout")
 MIN_ADMIN_TOKEN = 24
 """Shortest ``ADMIN_TOKEN`` accepted: guessing it is then hopeless even unthrottled."""
 SECRET_SETTINGS = frozenset(
@@ -74,6 +75,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHATLEAD_", frozen=True, extra="ignore")
 
     redis_url: str | None = None
+    durability: Durability = Durability.MEMORY
+    durability_timeout: Duration = 2.0
     data_dir: Path = Path(".chatlead")
     config: Path | None = None
     site: str = "default"
@@ -129,7 +132,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
 
-    @field_validator("idle_timeout", "retention", "header_timeout", mode="before")
+    @field_validator(
+        "idle_timeout", "retention", "header_timeout", "durability_timeout", mode="before"
+    )
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
@@ -146,6 +151,13 @@ class Settings(BaseSettings):
     def _header_timeout_range(cls, value: float) -> float:
         if not 0 < value <= 60:
             raise ValueError("must be more than 0 and at most 60s")
+        return value
+
+    @field_validator("durability_timeout")
+    @classmethod
+    def _durability_timeout_range(cls, value: float) -> float:
+        if not 0.01 <= value <= 30:
+            raise ValueError("must be at least 10ms and at most 30s")
         return value
 
     @field_validator("allowed_origins", "webhook_secret", "notify_email", mode="before")

@@ -108,6 +108,8 @@ def ref_field(suffix: str) -> str:
 # --- keys ---------------------------------------------------------------------------
 META = PREFIX + "meta"
 """Hash: ``shards`` (fixed at first start)."""
+DURABILITY_PROBE = PREFIX + "durability:probe"
+"""A counter the readiness check bumps, then waits for (``DURABILITY``, §14)."""
 HOOKS = PREFIX + "hooks"
 """Hash: REST hook id -> the hook as JSON (:mod:`chatlead.hooks`)."""
 NOTIFY_CHANNEL = PREFIX + "notify"

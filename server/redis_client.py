@@ -22,9 +22,11 @@ from redis.typing import EncodableT
 
 from .errors import StoreError, StoreMisconfigured
 
-__all__ = ["POOL_SIZE", "REDIS_ERRORS", "Translated", "connect_redis"]
+__all__ = ["POOL_SIZE", "REDIS_ERRORS", "REPLY_TIMEOUT_S", "Translated", "connect_redis"]
 
 POOL_SIZE = 50
+REPLY_TIMEOUT_S = 5.0
+"""How long a reply may take (plus ``DURABILITY_TIMEOUT`` where writes are confirmed)."""
 REDIS_ERRORS = (RedisError, RedisClusterException)
 """What the Redis client raises: the cluster client also raises errors outside
 ``RedisError`` (e.g. a slot no node serves); translate both at the boundary."""
@@ -50,11 +52,12 @@ class Translated:
             raise StoreError(f"Redis error {self.what}: {exc}") from exc
 
 
-def connect_redis(url: str) -> aioredis.Redis | RedisCluster:
+def connect_redis(url: str, extra_timeout: float = 0.0) -> aioredis.Redis | RedisCluster:
     """A client for ``url``: a cluster client when the server is a Redis Cluster node.
 
     Both have a short retry policy so an outage surfaces fast, and callers wait for a
-    free connection (the default pools raise past their limit). Asking the server
+    free connection (the default pools raise past their limit). A reply may take
+    ``REPLY_TIMEOUT_S`` plus ``extra_timeout`` (the longest ``WAIT``). Asking the server
     whether it is a cluster is one blocking call, made at start before anything is
     served; ``unix://`` servers are never asked.
 
@@ -63,6 +66,7 @@ def connect_redis(url: str) -> aioredis.Redis | RedisCluster:
             database other than 0).
         StoreMisconfigured: a cluster this redis-py cannot serve.
     """
+    timeout = REPLY_TIMEOUT_S + extra_timeout
     if _is_cluster(url):
         return _cluster_client(url)
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -70,7 +74,7 @@ def connect_redis(url: str) -> aioredis.Redis | RedisCluster:
         max_connections=POOL_SIZE,
         timeout=5,
         decode_responses=True,
-        socket_timeout=5,
+        socket_timeout=timeout,
         socket_connect_timeout=3,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],

@@ -23,12 +23,22 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from chatlead import keys
+from chatlead.app import open_store
 from chatlead.config import load_settings
 from chatlead.durability import Durability, WaitPlan, plan_for, refusal, shortfall
 from chatlead.errors import ConfigError, NotDurable
 from chatlead.scripts import confirmed
+from chatlead.sweeper import Sweeper
 
-from tests.conftest import ROOT, Visitor, free_port, settings_for, start_app, wait_for
+from tests.conftest import (
+    ROOT,
+    Visitor,
+    free_port,
+    seed_sessions,
+    settings_for,
+    start_app,
+    wait_for,
+)
 
 REDIS_70 = {"redis_version": "7.0.15"}
 REDIS_72 = {"redis_version": "7.2.4"}
@@ -302,3 +312,36 @@ def test_local_on_redis_70_is_refused_naming_the_version(tmp_path: Path) -> None
         assert len(line) == 1, done.stderr
         assert "CHATLEAD_DURABILITY=local needs WAITAOF" in line[0]
         assert f"Redis {info['redis_version']}" in line[0]
+
+
+async def test_the_sweeper_tells_widgets_only_once_its_flags_are_confirmed(
+    primary: Valkey, replica: Valkey
+) -> None:
+    settings = settings_for(primary.url, durability="replica", durability_timeout=TIMEOUT)
+    store = await open_store(settings)
+    listener = aioredis.Redis.from_url(primary.url, decode_responses=True)
+    pubsub = listener.pubsub()
+    try:
+        await pubsub.subscribe(keys.NOTIFY_CHANNEL)
+        assert (await pubsub.get_message(timeout=1))["type"] == "subscribe"  # type: ignore[index]
+        ids = await seed_sessions(store, 3, idle_ms=50)
+        sweeper = Sweeper(store)
+        replica.pause()
+        await wait_for(lambda: _swept(sweeper), timeout=5)
+        assert sorted(sweeper.unconfirmed) == sorted(ids)
+        assert await pubsub.get_message(timeout=0.2) is None  # nobody told yet
+        replica.resume()
+        await sweeper.sweep_once()
+        assert sweeper.unconfirmed == []
+        told = await pubsub.get_message(timeout=2)
+        assert told is not None and sorted(json.loads(told["data"])["abandoned"]) == sorted(ids)
+    finally:
+        replica.resume()
+        await pubsub.aclose()
+        await listener.aclose()
+        await store.aclose()
+
+
+async def _swept(sweeper: Sweeper) -> bool:
+    await sweeper.sweep_once()
+    return bool(sweeper.unconfirmed)

@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
+import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,7 +28,7 @@ from .delivery import Deliverer, Outgoing
 from .durability import Durability
 from .errors import ConfigError
 from .loops import Loop, forever
-from .redis_client import REPLY_TIMEOUT_S, connect_redis
+from .redis_client import REPLY_TIMEOUT_S, connect_redis, connect_sentinel
 from .resp import Pipe
 from .runtime import Runtime
 from .sites import Site
@@ -52,14 +53,29 @@ FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
 async def open_store(settings: Settings) -> Store:
-    """Connect and check Redis (eviction policy, shard count, ``DURABILITY``)."""
-    if settings.redis_url is None:
-        raise ConfigError("CHATLEAD_REDIS_URL is not set (the CLI starts the embedded server)")
+    """Connect (to Sentinel's master when ``REDIS_SENTINEL`` is set) and check Redis
+    (eviction policy, shard count, ``DURABILITY``)."""
     # a confirmed write waits up to DURABILITY_TIMEOUT for its answer: past the usual
     # reply timeouts by that much (a WAIT that times out answers, it does not hang)
     waits = settings.durability_timeout if settings.durability != Durability.MEMORY else 0.0
-    client = connect_redis(settings.redis_url, extra_timeout=waits)
-    fast = Pipe(settings.redis_url, timeout=REPLY_TIMEOUT_S + waits)
+    client: aioredis.Redis | RedisCluster
+    if settings.redis_sentinel:
+        client, sentinel = connect_sentinel(settings.redis_sentinel, settings.redis_master, waits)
+        master = settings.redis_master
+
+        async def resolve() -> tuple[str, int]:
+            host, port = await sentinel.discover_master(master)
+            return str(host), int(port)
+
+        # REDIS_URL, if given, supplies the credentials and database
+        fast = Pipe(
+            settings.redis_url or "redis://sentinel/0", REPLY_TIMEOUT_S + waits, resolve=resolve
+        )
+    else:
+        if settings.redis_url is None:
+            raise ConfigError("CHATLEAD_REDIS_URL is not set (the CLI starts the embedded server)")
+        client = connect_redis(settings.redis_url, extra_timeout=waits)
+        fast = Pipe(settings.redis_url, timeout=REPLY_TIMEOUT_S + waits)
     store = Store(
         client,
         settings.shards,

@@ -186,7 +186,7 @@ def _serve(args: argparse.Namespace) -> int:
     # so the embedded server below is stopped too instead of being orphaned
     signal.signal(signal.SIGTERM, _exit_on_signal)
     with sock, redis_for(settings) as ready, _metrics_dir(args.workers):
-        _require_redis(ready)
+        ready = _require_redis(ready)
         for name, url in _start_urls(settings.host, port):
             log.info("open %s=%s", name, url)
         if settings.admin_token is None:  # the generated token is never shown: a link is
@@ -262,6 +262,11 @@ def _check(args: argparse.Namespace) -> int:
 
 def _check_redis(settings: Settings) -> tuple[bool, str]:
     """Whether chatlead can run on the configured Redis, and one line saying so."""
+    if settings.redis_sentinel:
+        try:
+            settings = _at_master(settings)
+        except StoreError as exc:
+            return False, f"redis: {exc}"
     if settings.redis_url is None:
         where = settings.data_dir.resolve()
         return (
@@ -296,11 +301,24 @@ def _check_redis(settings: Settings) -> tuple[bool, str]:
     return _redis_verdict(shown, server, memory)
 
 
-def _require_redis(settings: Settings) -> None:
-    """One line, not the app's start-up traceback, when Redis cannot serve chatlead."""
+def _at_master(settings: Settings) -> Settings:
+    """``settings`` with ``REDIS_URL`` at Sentinel's master now (for one-off uses at
+    start; the app asks Sentinel itself and follows failovers)."""
+    from .redis_client import find_master
+
+    url = find_master(settings.redis_sentinel or (), settings.redis_master, settings.redis_url)
+    return settings.model_copy(update={"redis_url": url})
+
+
+def _require_redis(settings: Settings) -> Settings:
+    """One line, not the app's start-up traceback, when Redis cannot serve chatlead.
+
+    Returns the settings with a Redis URL (Sentinel's master now, when configured).
+    """
     ok, line = _check_redis(settings)
     if not ok:
         raise StoreError(line)
+    return _at_master(settings) if settings.redis_sentinel else settings
 
 
 def _redis_verdict(shown: str, server: dict[str, Any], memory: dict[str, Any]) -> tuple[bool, str]:

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHATLEAD_", frozen=True, extra="ignore")
 
     redis_url: str | None = None
+    redis_sentinel: Annotated[tuple[str, ...] | None, NoDecode] = None
+    redis_master: str = "mymaster"
     durability: Durability = Durability.MEMORY
     durability_timeout: Duration = 2.0
     data_dir: Path = Path(".chatlead")
@@ -152,6 +154,18 @@ class Settings(BaseSettings):
         if not 0 < value <= 60:
             raise ValueError("must be more than 0 and at most 60s")
         return value
+
+    @field_validator("redis_sentinel", mode="before")
+    @classmethod
+    def _sentinels(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        found = tuple(part.strip() for part in value.split(",") if part.strip())
+        for address in found:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{address!r} is not host:port; write e.g. 10.0.0.5:26379,...")
+        return found or None
 
     @field_validator("durability_timeout")
     @classmethod

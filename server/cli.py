@@ -19,7 +19,7 @@ from typing import Any
 import uvloop
 
 from . import logs
-from .cli_admin import add_admin_commands, admin, admin_url, base_url, login_code
+from .cli_admin import add_admin_commands, admin, admin_url, at_master, base_url, login_code
 from .config import (
     Settings,
     check_outgoing,
@@ -264,7 +264,7 @@ def _check_redis(settings: Settings) -> tuple[bool, str]:
     """Whether chatlead can run on the configured Redis, and one line saying so."""
     if settings.redis_sentinel:
         try:
-            settings = _at_master(settings)
+            settings = at_master(settings)
         except StoreError as exc:
             return False, f"redis: {exc}"
     if settings.redis_url is None:
@@ -301,15 +301,6 @@ def _check_redis(settings: Settings) -> tuple[bool, str]:
     return _redis_verdict(shown, server, memory)
 
 
-def _at_master(settings: Settings) -> Settings:
-    """``settings`` with ``REDIS_URL`` at Sentinel's master now (for one-off uses at
-    start; the app asks Sentinel itself and follows failovers)."""
-    from .redis_client import find_master
-
-    url = find_master(settings.redis_sentinel or (), settings.redis_master, settings.redis_url)
-    return settings.model_copy(update={"redis_url": url})
-
-
 def _require_redis(settings: Settings) -> Settings:
     """One line, not the app's start-up traceback, when Redis cannot serve chatlead.
 
@@ -318,7 +309,8 @@ def _require_redis(settings: Settings) -> Settings:
     ok, line = _check_redis(settings)
     if not ok:
         raise StoreError(line)
-    return _at_master(settings) if settings.redis_sentinel else settings
+    # the app asks Sentinel itself; this URL is for one-off uses at start
+    return at_master(settings) if settings.redis_sentinel else settings
 
 
 def _redis_verdict(shown: str, server: dict[str, Any], memory: dict[str, Any]) -> tuple[bool, str]:

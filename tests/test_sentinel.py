@@ -181,3 +181,39 @@ async def test_sigkill_of_the_primary_loses_no_acked_message_and_no_lead_under_r
             assert await client.exists(event)
     finally:
         await client.aclose()
+
+
+async def test_the_pipelined_connection_lets_a_demoted_server_go(tmp_path: Path) -> None:
+    """A batch answered READONLY (a failover demoted the server) is failed, and the
+    next batch asks the resolver again and goes to the new master."""
+    from chatlead.resp import Pipe, pack
+
+    old = Valkey(tmp_path / "old", *FAST_SYNC)
+    new = Valkey(tmp_path / "new", "--replicaof", "127.0.0.1", str(old.port), *FAST_SYNC)
+    where = [old.port]
+    asked = 0
+
+    async def resolve() -> tuple[str, int]:
+        nonlocal asked
+        asked += 1
+        return "127.0.0.1", where[0]
+
+    pipe = Pipe("redis://sentinel/0", resolve=resolve)
+    try:
+        assert await pipe.execute([pack("SET", "k", "1")]) == ["OK"]
+        new.client.execute_command("REPLICAOF", "NO", "ONE")
+        old.client.execute_command("REPLICAOF", "127.0.0.1", str(new.port))
+        where[0] = new.port
+        (refused,) = await pipe.execute([pack("SET", "k", "2")])
+        assert str(refused).startswith("READONLY")
+        deadline = time.monotonic() + 5
+        while (pipe._conn is not None and not pipe._conn.lost.done()) and (
+            time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.01)
+        assert await pipe.execute([pack("SET", "k", "3")]) == ["OK"]
+        assert (asked, new.client.get("k")) == (2, "3")
+    finally:
+        pipe.close()
+        old.stop()
+        new.stop()

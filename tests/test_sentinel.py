@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -44,7 +45,7 @@ class Sentinels:
                 f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
                 f"sentinel monitor {MASTER} 127.0.0.1 {primary.port} 2\n"
                 f"sentinel down-after-milliseconds {MASTER} 1000\n"
-                f"sentinel failover-timeout {MASTER} 10000\n"
+                f"sentinel failover-timeout {MASTER} 3000\n"
             )
             self.procs.append(
                 subprocess.Popen(
@@ -129,11 +130,12 @@ def test_a_master_name_sentinel_does_not_know_stops_the_start(
 
 
 @pytest.mark.slow
-async def test_sigkill_of_the_primary_loses_no_acked_message_and_no_lead_under_replica(
+async def test_five_sigkills_of_the_primary_lose_no_acked_message_and_no_lead_under_replica(
     cluster_of_five: tuple[Valkey, list[Valkey], Sentinels],
 ) -> None:
-    from tests.test_chaos import MESSAGES, VISITORS, WidgetClient
-
+    """Five rounds: 20 visitors chat, the master is SIGKILLed at a quarter of their
+    frames, Sentinel promotes a replica; the killed server comes back as a replica
+    before the next round."""
     primary, replicas, sentinels = cluster_of_five
     settings = settings_for(
         None,  # type: ignore[arg-type]
@@ -142,45 +144,103 @@ async def test_sigkill_of_the_primary_loses_no_acked_message_and_no_lead_under_r
         durability="replica",
         durability_timeout=TIMEOUT,
     )
+    servers = {server.port: server for server in (primary, *replicas)}
+    addresses = tuple(sentinels.addresses.split(","))
     running = await start_app(settings)
-    clients = [WidgetClient(f"v{n}", [running.ws_url]) for n in range(VISITORS)]
+    try:
+        for round_ in range(5):
+            master = servers[int(find_master(addresses, MASTER).rsplit(":", 1)[1].split("/")[0])]
+            took = await _chat_through_a_kill(running.ws_url, master, addresses, round_)
+            print(f"round {round_ + 1}: every visitor done {took:.1f}s after the SIGKILL")
+            master.stop()
+            now = find_master(addresses, MASTER)
+            assert now != master.url  # promoted
+            back = Valkey(master.dir, "--replicaof", *_host_port(now), *FAST_SYNC, port=master.port)
+            servers[master.port] = back
+            _wait_for_two_replicas(sentinels)
+    finally:
+        await running.stop()
+        for server in servers.values():
+            if server not in (primary, *replicas):
+                server.stop()
+
+
+def _host_port(url: str) -> tuple[str, str]:
+    host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    return host, port
+
+
+def _wait_for_two_replicas(sentinels: Sentinels) -> None:
+    """A majority of the Sentinels sees the master with two replicas that are up (a
+    Sentinel refreshes a replica's state only every 10 s between failovers)."""
+    deadline = time.monotonic() + 20
+    while True:
+        healthy = []
+        seen = []
+        for port in sentinels.ports:
+            client = redis.Redis(port=port, decode_responses=True)
+            try:
+                replicas = client.sentinel_slaves(MASTER)
+                seen.append([(r["port"], r["flags"], r["master-link-status"]) for r in replicas])
+                healthy.append(
+                    sum(
+                        1 for r in replicas if not r["is_sdown"] and r["master-link-status"] == "ok"
+                    )
+                )
+            except (redis.RedisError, OSError):
+                healthy.append(0)
+            finally:
+                client.close()
+        if sorted(healthy)[1] >= 2:
+            return
+        assert time.monotonic() < deadline, f"replicas seen healthy: {healthy} {seen}"
+        time.sleep(0.1)
+
+
+async def _chat_through_a_kill(
+    ws_url: str, master: Valkey, addresses: tuple[str, ...], round_: int
+) -> float:
+    from tests.test_chaos import MESSAGES, VISITORS, WidgetClient
+
+    clients = [WidgetClient(f"r{round_}v{n}", [ws_url]) for n in range(VISITORS)]
     progress: asyncio.Queue[str] = asyncio.Queue()
     runs = [asyncio.create_task(client.run(progress, deadline_s=45)) for client in clients]
     try:
         for _ in range(VISITORS * MESSAGES // 4):
             await progress.get()
-        primary.proc.kill()
+        master.proc.kill()
         started = time.monotonic()
         await asyncio.gather(*runs)
-        print(f"all visitors done {time.monotonic() - started:.1f}s after the SIGKILL")
+        took = time.monotonic() - started
     finally:
         for run in runs:
             run.cancel()
-        await running.stop()
-    url = find_master(tuple(sentinels.addresses.split(",")), MASTER)
-    assert url != primary.url  # promoted
-    client = aioredis.Redis.from_url(url, decode_responses=True)
+    client = aioredis.Redis.from_url(find_master(addresses, MASTER), decode_responses=True)
     try:
         for visitor in clients:
-            assert visitor.session_id is not None
-            shard = keys.shard_of(visitor.session_id, 16)
-            raw = await client.lrange(keys.transcript(shard, visitor.session_id), 0, -1)
-            entries = [json.loads(item) for item in raw]
-            assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
-            texts = [e["text"] for e in entries if e["from"] == "visitor"]
-            for n in range(MESSAGES):
-                assert texts.count(f"{visitor.name} says {n}") == 1
-            by_seq = {e["seq"]: e for e in entries}
-            for frame_id, seq in visitor.acked.items():
-                if frame_id.startswith("m"):
-                    assert by_seq[seq]["text"] == f"{visitor.name} says {frame_id[1:]}"
-            assert await client.hget(keys.session(shard, visitor.session_id), "status") == (
-                "completed"
-            )
-            event = keys.event(shard, keys.completed_event(visitor.session_id))
-            assert await client.exists(event)
+            await _check_visitor(client, visitor, MESSAGES)
     finally:
         await client.aclose()
+    return took
+
+
+async def _check_visitor(client: aioredis.Redis, visitor: Any, messages: int) -> None:
+    """Every acked message once at its acked seq, seqs 1..n, the lead and its event."""
+    assert visitor.session_id is not None
+    shard = keys.shard_of(visitor.session_id, 16)
+    raw = await client.lrange(keys.transcript(shard, visitor.session_id), 0, -1)
+    entries = [json.loads(item) for item in raw]
+    assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
+    texts = [e["text"] for e in entries if e["from"] == "visitor"]
+    for n in range(messages):
+        assert texts.count(f"{visitor.name} says {n}") == 1
+    by_seq = {e["seq"]: e for e in entries}
+    for frame_id, seq in visitor.acked.items():
+        if frame_id.startswith("m"):
+            assert by_seq[seq]["text"] == f"{visitor.name} says {frame_id[1:]}"
+    status = await client.hget(keys.session(shard, visitor.session_id), "status")
+    assert status == "completed"
+    assert await client.exists(keys.event(shard, keys.completed_event(visitor.session_id)))
 
 
 async def test_the_pipelined_connection_lets_a_demoted_server_go(tmp_path: Path) -> None:

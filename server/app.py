@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
+import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,9 +25,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import logs, metrics
 from .config import Settings, load_settings
 from .delivery import Deliverer, Outgoing
+from .durability import Durability
 from .errors import ConfigError
 from .loops import Loop, forever
-from .redis_client import connect_redis
+from .redis_client import REPLY_TIMEOUT_S, connect_redis, connect_sentinel
 from .resp import Pipe
 from .runtime import Runtime
 from .site_config import load_sites
@@ -52,17 +54,38 @@ FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
 async def open_store(settings: Settings) -> Store:
-    """Connect and check Redis (eviction policy, shard count)."""
-    if settings.redis_url is None:
-        raise ConfigError("CHATLEAD_REDIS_URL is not set (the CLI starts the embedded server)")
-    client = connect_redis(settings.redis_url)
+    """Connect (to Sentinel's master when ``REDIS_SENTINEL`` is set) and check Redis
+    (eviction policy, shard count, ``DURABILITY``)."""
+    # a confirmed write waits up to DURABILITY_TIMEOUT for its answer: past the usual
+    # reply timeouts by that much (a WAIT that times out answers, it does not hang)
+    waits = settings.durability_timeout if settings.durability != Durability.MEMORY else 0.0
+    client: aioredis.Redis | RedisCluster
+    if settings.redis_sentinel:
+        client, sentinel = connect_sentinel(settings.redis_sentinel, settings.redis_master, waits)
+        master = settings.redis_master
+
+        async def resolve() -> tuple[str, int]:
+            host, port = await sentinel.discover_master(master)
+            return str(host), int(port)
+
+        # REDIS_URL, if given, supplies the credentials and database
+        fast = Pipe(
+            settings.redis_url or "redis://sentinel/0", REPLY_TIMEOUT_S + waits, resolve=resolve
+        )
+    else:
+        if settings.redis_url is None:
+            raise ConfigError("CHATLEAD_REDIS_URL is not set (the CLI starts the embedded server)")
+        client = connect_redis(settings.redis_url, extra_timeout=waits)
+        fast = Pipe(settings.redis_url, timeout=REPLY_TIMEOUT_S + waits)
     store = Store(
         client,
         settings.shards,
         settings.retention,
         msg_rate=settings.msg_rate,
         msg_burst=settings.msg_burst,
-        fast=None if isinstance(client, RedisCluster) else Pipe(settings.redis_url),
+        fast=None if isinstance(client, RedisCluster) else fast,
+        durability=settings.durability,
+        durability_timeout=settings.durability_timeout,
     )
     await store.check()
     return store
@@ -124,9 +147,12 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
-    if await runtime.store.ping():
-        return PlainTextResponse("ok")
-    return PlainTextResponse("redis unreachable", status_code=503)
+    if not await runtime.store.ping():
+        return PlainTextResponse("redis unreachable", status_code=503)
+    problem = await runtime.store.durability_problem()
+    if problem is not None:  # acks would answer `unavailable` (§14)
+        return PlainTextResponse(problem, status_code=503)
+    return PlainTextResponse("ok")
 
 
 def _routes() -> list[BaseRoute]:

@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 import uvloop
 
 from . import logs
-from .cli_admin import add_admin_commands, admin, admin_url, base_url, login_code
+from .cli_admin import add_admin_commands, admin, admin_url, at_master, base_url, login_code
 from .config import Settings, describe, load_settings, unknown_env
+from .durability import refusal
 from .embedded import redis_for
 from .errors import ChatleadError, ConfigError, StoreError
 from .site_config import check_outgoing, load_sites
@@ -180,7 +181,7 @@ def _serve(args: argparse.Namespace) -> int:
     # so the embedded server below is stopped too instead of being orphaned
     signal.signal(signal.SIGTERM, _exit_on_signal)
     with sock, redis_for(settings) as ready, _metrics_dir(args.workers):
-        _require_redis(ready)
+        ready = _require_redis(ready)
         for name, url in _start_urls(settings.host, port):
             log.info("open %s=%s", name, url)
         if settings.admin_token is None:  # the generated token is never shown: a link is
@@ -266,6 +267,11 @@ def _origin_of(url: str) -> str:
 
 def _check_redis(settings: Settings) -> tuple[bool, str]:
     """Whether chatlead can run on the configured Redis, and one line saying so."""
+    if settings.redis_sentinel:
+        try:
+            settings = at_master(settings)
+        except StoreError as exc:
+            return False, f"redis: {exc}"
     if settings.redis_url is None:
         where = settings.data_dir.resolve()
         return (
@@ -286,18 +292,30 @@ def _check_redis(settings: Settings) -> tuple[bool, str]:
     )
     try:
         server, memory = client.info("server"), client.info("memory")
+        persistence, cluster = {}, False
+        if settings.durability != "memory":
+            persistence = client.info("persistence")
+            cluster = str(client.info("cluster").get("cluster_enabled")) == "1"
     except (redis.RedisError, OSError) as exc:
         return False, f"redis: cannot reach {shown}: {logs.redact(str(exc))}"
     finally:
         client.close()
+    refused = refusal(settings.durability, server, persistence, cluster=cluster)
+    if refused is not None:
+        return False, f"redis: {shown}: {refused}"
     return _redis_verdict(shown, server, memory)
 
 
-def _require_redis(settings: Settings) -> None:
-    """One line, not the app's start-up traceback, when Redis cannot serve chatlead."""
+def _require_redis(settings: Settings) -> Settings:
+    """One line, not the app's start-up traceback, when Redis cannot serve chatlead.
+
+    Returns the settings with a Redis URL (Sentinel's master now, when configured).
+    """
     ok, line = _check_redis(settings)
     if not ok:
         raise StoreError(line)
+    # the app asks Sentinel itself; this URL is for one-off uses at start
+    return at_master(settings) if settings.redis_sentinel else settings
 
 
 def _redis_verdict(shown: str, server: dict[str, Any], memory: dict[str, Any]) -> tuple[bool, str]:

@@ -97,7 +97,7 @@ def admin_url(args: argparse.Namespace) -> int:
     """Print a sign-in link with a new login code (as ``chatlead serve`` does at start)."""
     from .admin.auth import login_url
 
-    settings = load_settings()
+    settings = at_master(load_settings())
     if settings.redis_url is None:
         url = running_embedded(settings)
         if url is None:
@@ -111,8 +111,19 @@ def admin_url(args: argparse.Namespace) -> int:
     return 0
 
 
+def at_master(settings: Settings) -> Settings:
+    """With ``REDIS_SENTINEL``: ``REDIS_URL`` at Sentinel's master now (these commands
+    are short; the server itself follows failovers)."""
+    if not settings.redis_sentinel:
+        return settings
+    from .redis_client import find_master
+
+    url = find_master(settings.redis_sentinel, settings.redis_master, settings.redis_url)
+    return settings.model_copy(update={"redis_url": url, "redis_sentinel": None})
+
+
 def admin(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    settings = at_master(load_settings())
     sites = load_sites(settings)
     site_id = getattr(args, "site", None)  # report --site, test-event <site>
     if site_id is not None and site_id not in sites:

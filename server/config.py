@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .durability import Durability
 from .errors import ConfigError
 from .sites import (
     ForwardPolicy,
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 
-_DURATIONS = ("idle_timeout", "retention", "retry_schedule")
+_DURATIONS = ("idle_timeout", "retention", "retry_schedule", "durability_timeout")
 MIN_ADMIN_TOKEN = 24
 """Shortest ``ADMIN_TOKEN`` accepted: guessing it is then hopeless even unthrottled."""
 SECRET_SETTINGS = frozenset(
@@ -61,6 +62,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHATLEAD_", frozen=True, extra="ignore")
 
     redis_url: str | None = None
+    redis_sentinel: Annotated[tuple[str, ...] | None, NoDecode] = None
+    redis_master: str = "mymaster"
+    durability: Durability = Durability.MEMORY
+    durability_timeout: Duration = 2.0
     data_dir: Path = Path(".chatlead")
     config: Path | None = None
     site: str = "default"
@@ -116,7 +121,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
 
-    @field_validator("idle_timeout", "retention", "header_timeout", mode="before")
+    @field_validator(
+        "idle_timeout", "retention", "header_timeout", "durability_timeout", mode="before"
+    )
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
@@ -133,6 +140,25 @@ class Settings(BaseSettings):
     def _header_timeout_range(cls, value: float) -> float:
         if not 0 < value <= 60:
             raise ValueError("must be more than 0 and at most 60s")
+        return value
+
+    @field_validator("redis_sentinel", mode="before")
+    @classmethod
+    def _sentinels(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        found = tuple(part.strip() for part in value.split(",") if part.strip())
+        for address in found:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{address!r} is not host:port; write e.g. 10.0.0.5:26379,...")
+        return found or None
+
+    @field_validator("durability_timeout")
+    @classmethod
+    def _durability_timeout_range(cls, value: float) -> float:
+        if not 0.01 <= value <= 30:
+            raise ValueError("must be at least 10ms and at most 30s")
         return value
 
     @field_validator("allowed_origins", "webhook_secret", "notify_email", mode="before")

@@ -147,7 +147,11 @@ class EmbeddedRedis:
 
 @contextlib.contextmanager
 def redis_for(settings: Settings) -> Iterator[Settings]:
-    """Settings with a Redis URL: the configured one, or a started embedded server."""
+    """Settings with a Redis URL: the configured one, or a started embedded server
+    (none with ``REDIS_SENTINEL``: the master is found through Sentinel)."""
+    if settings.redis_sentinel:
+        yield settings
+        return
     if settings.redis_url is not None:
         if settings.redis_url == socket_url(settings.data_dir):  # a running serve's own
             log.info("redis_embedded_running dir=%s", settings.data_dir.resolve())

@@ -3,7 +3,8 @@
     ChatleadError
     ├── ConfigError           bad setting or site file; start fails naming it
     ├── StoreError            Redis unreachable or refused a command
-    │   └── StoreMisconfigured  Redis would evict data, or shard count changed
+    │   ├── StoreMisconfigured  Redis would evict data, or shard count changed
+    │   └── NotDurable          a write DURABILITY_TIMEOUT did not see confirmed
     ├── FrameError            a client frame the protocol rejects
     ├── FieldInvalid          an answer that fails validation
     └── DeliveryError         a CRM request could not be built or sent
@@ -21,6 +22,7 @@ __all__ = [
     "DeliveryError",
     "FieldInvalid",
     "FrameError",
+    "NotDurable",
     "StoreError",
     "StoreMisconfigured",
 ]
@@ -40,6 +42,14 @@ class StoreError(ChatleadError):
 
 class StoreMisconfigured(StoreError):
     """Redis is reachable but set up so that data could be lost."""
+
+
+class NotDurable(StoreError):
+    """Redis ran the write but ``WAIT``/``WAITAOF`` did not confirm it in time (§14).
+
+    Not an ack: the write may be lost in a failover or power cut; the caller resends
+    (the scripts dedupe by frame id).
+    """
 
 
 class FrameError(ChatleadError):

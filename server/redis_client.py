@@ -14,7 +14,8 @@ import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -22,9 +23,20 @@ from redis.typing import EncodableT
 
 from .errors import StoreError, StoreMisconfigured
 
-__all__ = ["POOL_SIZE", "REDIS_ERRORS", "Translated", "connect_redis"]
+__all__ = [
+    "POOL_SIZE",
+    "REDIS_ERRORS",
+    "REPLY_TIMEOUT_S",
+    "Translated",
+    "connect_redis",
+    "connect_sentinel",
+    "find_master",
+    "parse_sentinels",
+]
 
 POOL_SIZE = 50
+REPLY_TIMEOUT_S = 5.0
+"""How long a reply may take (plus ``DURABILITY_TIMEOUT`` where writes are confirmed)."""
 REDIS_ERRORS = (RedisError, RedisClusterException)
 """What the Redis client raises: the cluster client also raises errors outside
 ``RedisError`` (e.g. a slot no node serves); translate both at the boundary."""
@@ -50,11 +62,12 @@ class Translated:
             raise StoreError(f"Redis error {self.what}: {exc}") from exc
 
 
-def connect_redis(url: str) -> aioredis.Redis | RedisCluster:
+def connect_redis(url: str, extra_timeout: float = 0.0) -> aioredis.Redis | RedisCluster:
     """A client for ``url``: a cluster client when the server is a Redis Cluster node.
 
     Both have a short retry policy so an outage surfaces fast, and callers wait for a
-    free connection (the default pools raise past their limit). Asking the server
+    free connection (the default pools raise past their limit). A reply may take
+    ``REPLY_TIMEOUT_S`` plus ``extra_timeout`` (the longest ``WAIT``). Asking the server
     whether it is a cluster is one blocking call, made at start before anything is
     served; ``unix://`` servers are never asked.
 
@@ -63,6 +76,7 @@ def connect_redis(url: str) -> aioredis.Redis | RedisCluster:
             database other than 0).
         StoreMisconfigured: a cluster this redis-py cannot serve.
     """
+    timeout = REPLY_TIMEOUT_S + extra_timeout
     if _is_cluster(url):
         return _cluster_client(url)
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -70,13 +84,92 @@ def connect_redis(url: str) -> aioredis.Redis | RedisCluster:
         max_connections=POOL_SIZE,
         timeout=5,
         decode_responses=True,
-        socket_timeout=5,
+        socket_timeout=timeout,
         socket_connect_timeout=3,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         health_check_interval=30,
     )
     return aioredis.Redis.from_pool(pool)
+
+
+class _QueuedSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """The master's connections through Sentinel, callers waiting for a free one (a
+    plain ``SentinelConnectionPool`` raises past its limit, as the default pool does)."""
+
+
+def parse_sentinels(addresses: tuple[str, ...]) -> list[tuple[str, int]]:
+    """``host:port`` texts (validated by the settings) as ``(host, port)``."""
+    return [(a.rpartition(":")[0], int(a.rpartition(":")[2])) for a in addresses]
+
+
+def connect_sentinel(
+    addresses: tuple[str, ...], master: str, extra_timeout: float = 0.0
+) -> tuple[aioredis.Redis, Sentinel]:
+    """A client for Sentinel's current ``master``, and the Sentinel client behind it.
+
+    Each new connection asks Sentinel where the master is; a connection to a server
+    that is no longer the master (``READONLY``) or that went away is dropped, so the
+    next command, and pub/sub's next subscription, follow a failover.
+    """
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        parse_sentinels(addresses),
+        sentinel_kwargs={"socket_timeout": 1, "socket_connect_timeout": 1},
+    )
+    client = sentinel.master_for(
+        master,
+        redis_class=aioredis.Redis,
+        connection_pool_class=_QueuedSentinelPool,
+        max_connections=POOL_SIZE,
+        timeout=5,
+        decode_responses=True,
+        socket_timeout=REPLY_TIMEOUT_S + extra_timeout,
+        socket_connect_timeout=3,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=30,
+    )
+    return client, sentinel
+
+
+_NO_RETRY = redis.retry.Retry(NoBackoff(), 0)
+
+
+def find_master(addresses: tuple[str, ...], master: str, url: str | None = None) -> str:
+    """The URL of Sentinel's current ``master`` (credentials and database from ``url``),
+    asked once, blocking, at start.
+
+    Raises:
+        StoreError: no Sentinel answered (naming ``REDIS_SENTINEL``), or none knows
+            ``master`` (naming ``REDIS_MASTER``).
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    answered = []
+    for host, port in parse_sentinels(addresses):
+        probe = redis.Redis(
+            host=host, port=port, socket_connect_timeout=1, socket_timeout=1, retry=_NO_RETRY
+        )
+        try:
+            found = probe.execute_command(  # type: ignore[no-untyped-call]
+                "SENTINEL", "GET-MASTER-ADDR-BY-NAME", master
+            )
+        except (redis.RedisError, OSError):
+            continue
+        finally:
+            probe.close()
+        answered.append(f"{host}:{port}")
+        if found:
+            address = f"{found[0].decode()}:{int(found[1])}"
+            parts = urlsplit(url or "redis:///0")
+            credentials = parts.netloc.rpartition("@")[0]
+            netloc = f"{credentials}@{address}" if credentials else address
+            return urlunsplit((parts.scheme, netloc, parts.path or "/0", parts.query, ""))
+    if not answered:
+        raise StoreError(f"CHATLEAD_REDIS_SENTINEL: no Sentinel answered at {','.join(addresses)}")
+    raise StoreError(
+        f"CHATLEAD_REDIS_MASTER: the Sentinels at {','.join(answered)} know no master {master!r}"
+    )
 
 
 def _is_cluster(url: str) -> bool:

@@ -7,6 +7,10 @@ redis-py pipeline per tick, this skips the pool checkout, command encoding, retr
 and timeout wrappers of every call: the visitor step is most of a message's CPU, and
 redis-py was a quarter of it (docs/BENCHMARKS.md).
 
+Behind Sentinel the address comes from a resolver asked at every (re)connection, and
+a ``READONLY`` reply (the server was demoted in a failover) drops the connection so
+the next batch goes to the new master.
+
 Only what that path needs: ``redis://``, ``rediss://`` and ``unix://`` URLs with a
 user, password and database, and a ``rediss://`` URL's TLS options exactly as
 redis-py reads them (``ssl_cert_reqs``, ``ssl_ca_certs``, ``ssl_certfile``,
@@ -20,7 +24,7 @@ import asyncio
 import functools
 import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -99,6 +103,7 @@ class _Protocol(asyncio.Protocol):
         self.waiting: deque[tuple[int, list[Any], asyncio.Future[list[Any]]]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.demoted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -109,12 +114,18 @@ class _Protocol(asyncio.Protocol):
         while True:
             item = self.reader.gets()
             if item is False:
+                if self.demoted:
+                    self.transport.close()  # type: ignore[union-attr]
                 return
             if not waiting:  # a reply nobody asked for: the stream is out of step
                 self.transport.close()  # type: ignore[union-attr]
                 return
             count, replies, future = waiting[0]
-            replies.append(_reply(item))
+            reply = _reply(item)
+            if isinstance(reply, ResponseError) and str(reply).startswith("READONLY"):
+                # a replica now (failover): answer this batch, then let go of it
+                self.demoted = True
+            replies.append(reply)
             if len(replies) == count:
                 waiting.popleft()
                 if not future.done():
@@ -151,8 +162,19 @@ class Pipe:
     ``timeout`` closes the connection, failing the batches behind it too.
     """
 
-    def __init__(self, url: str, timeout: float = 5.0, connect_timeout: float = 3.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 5.0,
+        connect_timeout: float = 3.0,
+        resolve: Callable[[], Awaitable[tuple[str, int]]] | None = None,
+    ) -> None:
+        """Args:
+        resolve: where the server is now (Sentinel's master), asked before each
+            connection; ``url`` then gives only the credentials, database and TLS.
+        """
         self.params: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        self.resolve = resolve
         self.tls = tls_context(self.params)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -201,6 +223,10 @@ class Pipe:
         loop = asyncio.get_running_loop()
         p = self.params
         try:
+            if self.resolve is not None:
+                host, port = await asyncio.wait_for(self.resolve(), self.connect_timeout)
+                p = {**p, "host": host, "port": port}
+                p.pop("path", None)
             if "path" in p:
                 opening = loop.create_unix_connection(_Protocol, p["path"])
             else:
@@ -208,7 +234,7 @@ class Pipe:
             transport, conn = await asyncio.wait_for(opening, self.connect_timeout)
             # uvloop may call connection_made only after create_connection returned
             conn.connection_made(transport)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, RedisConnectionError) as exc:
             raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
         setup = []
         if p.get("password"):

@@ -1,6 +1,9 @@
 """Lua scripts, loaded once, and their calls batched: one round trip for many calls.
 
-Every script is ``lua/<name>.lua`` prefixed with ``lua/_prelude.lua``.
+Every script is ``lua/<name>.lua`` prefixed with ``lua/_prelude.lua``. Under a
+``DURABILITY`` other than ``memory`` each batch ends with its wait commands
+(:mod:`server.durability`) on the connection that carried its writes; a batch they
+do not confirm answers every call with :class:`~chatlead.errors.NotDurable`.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from .durability import WaitPlan, shortfall
+from .errors import NotDurable
 from .redis_client import REDIS_ERRORS
-from .resp import Pipe, pack_script_call
+from .resp import Pipe, pack, pack_script_call
 
-__all__ = ["Coalescer", "run_each", "script_source"]
+__all__ = ["Coalescer", "confirmed", "run_each", "script_source"]
 
 
 def script_source(name: str, *shared: str) -> str:
@@ -33,6 +38,7 @@ async def _run_all(
     script: AsyncScript,
     calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
     fast: Pipe | None = None,
+    plan: WaitPlan | None = None,
 ) -> list[Any]:
     """Run ``script`` once per ``(keys, args)`` in one pipeline; each reply or error.
 
@@ -40,31 +46,55 @@ async def _run_all(
     pipeline: a cluster pipeline refuses ``evalsha()``, so ``script(...,
     client=pipe)`` fails there; it sends each node its share in parallel. A call
     answered NOSCRIPT (restart, failover, SCRIPT FLUSH) never ran; it is run again
-    alone through redis-py, which loads the script.
+    once the script is loaded. ``plan``'s wait commands follow the calls on the same
+    connection; replies they do not confirm become :class:`NotDurable`.
     """
+    waits = plan.commands if plan is not None else ()
     replies: list[Any]
     if fast is not None:
         packed = [pack_script_call(script.sha, k, a) for k, a in calls]
-        replies = await fast.execute(packed)
+        replies = await fast.execute([*packed, *(pack(*c) for c in waits)])
     else:
         async with client.pipeline(transaction=False) as pipe:
             for keys_, args in calls:
                 pipe.execute_command("EVALSHA", script.sha, len(keys_), *keys_, *args)
+            for command in waits:
+                pipe.execute_command(*command)
             replies = await pipe.execute(raise_on_error=False)
-    return await _load_and_rerun(script, calls, replies)
+    replies = confirmed(plan, replies, len(calls))
+    return await _load_and_rerun(client, script, calls, replies, plan)
+
+
+def confirmed(plan: WaitPlan | None, replies: list[Any], count: int) -> list[Any]:
+    """The ``count`` call replies of a batch, each a :class:`NotDurable` unless the
+    wait replies after them (``plan``) confirm the batch."""
+    if plan is None or not plan.commands:
+        return replies
+    reason = shortfall(plan, replies[count:])
+    if reason is None:
+        return replies[:count]
+    return [NotDurable(reason)] * count
 
 
 async def _load_and_rerun(
-    script: AsyncScript, calls: Sequence[tuple[Sequence[str], Sequence[Any]]], replies: list[Any]
+    client: aioredis.Redis | RedisCluster,
+    script: AsyncScript,
+    calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
+    replies: list[Any],
+    plan: WaitPlan | None = None,
 ) -> list[Any]:
-    """Run again, through redis-py (which loads the script), the calls answered NOSCRIPT."""
-    for i, reply in enumerate(replies):
-        if isinstance(reply, NoScriptError):
-            keys_, args = calls[i]
-            try:
-                replies[i] = await script(keys=keys_, args=args)
-            except REDIS_ERRORS as exc:
-                replies[i] = exc
+    """Run again, once the script is loaded, the calls answered NOSCRIPT (with
+    ``plan``'s wait commands after them on their own connection)."""
+    again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if not again:
+        return replies
+    try:
+        await script.registered_client.script_load(script.script)
+        rerun = await _run_all(client, script, [calls[i] for i in again], plan=plan)
+    except REDIS_ERRORS as exc:
+        rerun = [exc] * len(again)
+    for i, reply in zip(again, rerun, strict=True):
+        replies[i] = reply
     return replies
 
 
@@ -72,9 +102,10 @@ async def run_each(
     client: aioredis.Redis | RedisCluster,
     script: AsyncScript,
     calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
+    plan: WaitPlan | None = None,
 ) -> list[Any]:
     """Like :func:`_run_all`, but raise the first error a call got."""
-    replies = await _run_all(client, script, calls)
+    replies = await _run_all(client, script, calls, plan=plan)
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
@@ -94,13 +125,28 @@ class Coalescer:
     """
 
     def __init__(
-        self, client: aioredis.Redis | RedisCluster, script: AsyncScript, fast: Pipe | None = None
+        self,
+        client: aioredis.Redis | RedisCluster,
+        script: AsyncScript,
+        fast: Pipe | None = None,
+        plan: WaitPlan | None = None,
     ) -> None:
+        """Args:
+        plan: what confirms a tick's batch (one set of wait commands for all of it).
+        """
         self.client = client
         self.script = script
         self.fast = fast
+        self.plan: WaitPlan | None = None
+        self._waits: list[bytes] = []
+        self.confirm_with(plan)
         self._pending: _Batch = []
         self._sending: set[asyncio.Task[None]] = set()
+
+    def confirm_with(self, plan: WaitPlan | None) -> None:
+        """Send ``plan``'s wait commands after each batch from now on."""
+        self.plan = plan if plan is not None and plan.confirms else None
+        self._waits = [pack(*c) for c in self.plan.commands] if self.plan else []
 
     def call(self, keys_: Sequence[str], args: list[Any]) -> asyncio.Future[Any]:
         """Queue one call for this tick's batch; await the future for its reply.
@@ -121,7 +167,8 @@ class Coalescer:
             # on an open connection: write now and answer from the reply callback,
             # no task and no coroutine per tick
             sha = self.script.sha
-            sent = self.fast.submit([pack_script_call(sha, k, a) for k, a, _ in batch])
+            packed = [pack_script_call(sha, k, a) for k, a, _ in batch]
+            sent = self.fast.submit(packed + self._waits if self._waits else packed)
             if sent is not None:
                 sent.add_done_callback(functools.partial(self._answered, batch))
                 return
@@ -134,7 +181,10 @@ class Coalescer:
 
     def _answered(self, batch: _Batch, sent: asyncio.Future[list[Any]]) -> None:
         error = sent.exception()
-        replies = [error] * len(batch) if error is not None else sent.result()
+        if error is not None:
+            replies: list[Any] = [error] * len(batch)
+        else:
+            replies = confirmed(self.plan, sent.result(), len(batch))
         if any(isinstance(reply, NoScriptError) for reply in replies):
             self._spawn(self._rerun(batch, replies))
             return
@@ -142,12 +192,14 @@ class Coalescer:
 
     async def _rerun(self, batch: _Batch, replies: list[Any]) -> None:
         calls = [(k, a) for k, a, _ in batch]
-        self._answer(batch, await _load_and_rerun(self.script, calls, replies))
+        self._answer(
+            batch, await _load_and_rerun(self.client, self.script, calls, replies, self.plan)
+        )
 
     async def _send(self, batch: _Batch) -> None:
         try:
             calls = [(k, a) for k, a, _ in batch]
-            replies = await _run_all(self.client, self.script, calls, self.fast)
+            replies = await _run_all(self.client, self.script, calls, self.fast, self.plan)
         except REDIS_ERRORS as exc:
             replies = [exc] * len(batch)
         self._answer(batch, replies)

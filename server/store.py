@@ -24,6 +24,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from . import keys
+from .durability import Durability, WaitPlan, plan_for, refusal, shortfall
 from .errors import StoreMisconfigured
 from .redis_client import REDIS_ERRORS, Translated
 from .resp import Pipe
@@ -94,10 +95,14 @@ class Store:
         msg_rate: float = 10.0,
         msg_burst: int = 30,
         fast: Pipe | None = None,
+        durability: Durability = Durability.MEMORY,
+        durability_timeout: float = 2.0,
     ) -> None:
         """Args:
         fast: a pipelined connection to the same (non-cluster) Redis for visitor
             events, the hot path (:mod:`server.resp`); else they go through redis-py.
+        durability: what an ack waits for (§14); its wait commands are chosen by
+            :meth:`check`, which knows the server.
         """
         # Both clients offer the same commands (the cluster one routes each by key
         # slot), and the rest of chatlead is written against that shared surface.
@@ -129,6 +134,8 @@ class Store:
         self._visitor = Coalescer(client, self._scripts["visitor"], fast)
         self._read = Coalescer(client, self._scripts["read"])
         self.settle_calls = Coalescer(client, self._scripts["settle"])
+        self.plan = WaitPlan(durability, durability_timeout)
+        """What confirms a write that is acknowledged to someone (none under ``memory``)."""
 
     def script(self, name: str) -> AsyncScript:
         return self._scripts[name]
@@ -141,9 +148,12 @@ class Store:
 
         Raises:
             StoreError: Redis is unreachable.
-            StoreMisconfigured: eviction is on, or ``SHARDS`` differs from the stored one.
+            StoreMisconfigured: eviction is on, ``SHARDS`` differs from the stored one,
+                or the server cannot honour ``DURABILITY``.
         """
         with Translated("reaching the server"):
+            if self.plan.mode is not Durability.MEMORY:
+                await self._plan_durability()
             policies = await self._eviction_policies()
             await self.redis.hsetnx(keys.META, "shards", self.shards)
             stored = int(await self.redis.hget(keys.META, "shards") or self.shards)
@@ -157,6 +167,36 @@ class Store:
             raise StoreMisconfigured(
                 f"CHATLEAD_SHARDS={self.shards} but this Redis was set up with {stored} shards"
             )
+
+    async def _plan_durability(self) -> None:
+        """Choose the wait commands for this server, or refuse a mode it cannot honour."""
+        server = await self.redis.info("server")
+        persistence = await self.redis.info("persistence")
+        refused = refusal(self.plan.mode, server, persistence, cluster=self.cluster is not None)
+        if refused is not None:
+            raise StoreMisconfigured(refused)
+        self.plan = plan_for(self.plan.mode, self.plan.timeout_s, server, persistence)
+        # Visitor events are acked to the visitor: each tick's batch waits. Settle
+        # does not: a lost outcome only sends the event again under its id.
+        self._visitor.confirm_with(self.plan)
+
+    async def durability_problem(self) -> str | None:
+        """Why writes are not being confirmed now (None: they are, or ``memory``).
+
+        Bumps a probe counter and waits for it as an ack would: up to
+        ``DURABILITY_TIMEOUT``.
+        """
+        if not self.plan.confirms:
+            return None
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.incr(keys.DURABILITY_PROBE)
+                for command in self.plan.commands:
+                    pipe.execute_command(*command)
+                replies = await pipe.execute(raise_on_error=False)
+        except REDIS_ERRORS as exc:
+            return f"durability {self.plan.mode}: {exc}"
+        return shortfall(self.plan, replies[1:])
 
     async def _eviction_policies(self) -> dict[str, str]:
         """``maxmemory-policy`` of the server, or of every primary of a cluster."""

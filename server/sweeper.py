@@ -3,7 +3,9 @@
 Each pass runs ``sweep.lua`` on every shard in one round trip. The script decides
 with Redis' clock and removes each session from the deadline set in the same
 atomic step that flags it, so any number of sweepers, in any number of
-processes, flag each session exactly once. Between passes the loop sleeps until
+processes, flag each session exactly once. Under a ``DURABILITY`` other than
+``memory`` the flags are confirmed (``WAIT``/``WAITAOF``) before widgets are told;
+until then they are kept and confirmed again on the next pass. Between passes the loop sleeps until
 the next deadline, never longer than ``MAX_SLEEP_S``, never in a busy loop.
 """
 
@@ -50,6 +52,8 @@ class Sweeper:
         self.store = store
         self.on_flagged = on_flagged
         self.routes = routes
+        self.unconfirmed: list[str] = []
+        """Flagged sessions not yet confirmed durable, so not yet published."""
 
     async def sweep_once(self) -> SweepResult:
         abandoned_to = self.routes().abandoned() if self.routes is not None else None
@@ -59,10 +63,21 @@ class Sweeper:
             log.info("sessions_abandoned count=%d late_ms=%d", len(result.flagged), result.late_ms)
             metrics.SESSIONS.labels("abandoned").inc(len(result.flagged))
             metrics.SWEEP_LAG.set(result.late_ms / 1000)
-            await self.store.publish_abandoned(result.flagged)
-            if self.on_flagged is not None:
-                self.on_flagged.set()
+            self.unconfirmed.extend(result.flagged)
+        if self.unconfirmed:
+            await self._publish()
         return result
+
+    async def _publish(self) -> None:
+        """Tell widgets and the delivery loop, once the flags are confirmed (§14)."""
+        problem = await self.store.durability_problem()
+        if problem is not None:
+            log.warning("sweep_unconfirmed count=%d reason=%s", len(self.unconfirmed), problem)
+            return
+        flagged, self.unconfirmed = self.unconfirmed, []
+        await self.store.publish_abandoned(flagged)
+        if self.on_flagged is not None:
+            self.on_flagged.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweep until ``stop`` is set; survives Redis outages."""

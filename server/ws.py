@@ -277,9 +277,9 @@ class Connection:
                     self.carry_out(again)
                     return
                 decided = again
-        except StoreError:
+        except StoreError as exc:
             view = self.core.view
-            log.warning("store_unavailable session=%s", view.id if view else "-")
+            log.warning("store_unavailable session=%s error=%s", view.id if view else "-", exc)
             self.carry_out(self.core.unavailable(decided.client_id))
 
     async def _store(self, command: VisitorCommand) -> Reply:

@@ -231,9 +231,13 @@ class RunningApp:
             await asyncio.wait_for(self.task, 10)
 
 
-async def start_app(settings: Settings, **uvicorn_options: Any) -> RunningApp:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+async def start_app(
+    settings: Settings, sock: socket.socket | None = None, **uvicorn_options: Any
+) -> RunningApp:
+    """The app on ``sock`` (bound, not yet listening), else on a free port."""
+    if sock is None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         create_app(settings),

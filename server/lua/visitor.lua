@@ -30,11 +30,18 @@ local status, seq, site = m[1], tonumber(m[2]), m[3]
 if not status then
   return {'gone'}
 end
+-- An ack again for a frame id accepted before. The same value is written back so
+-- that a WAIT after this call (DURABILITY, §14) covers the first write too, which
+-- may have come through another connection: replication is one ordered stream.
+local function dup(seen)
+  redis.call('HSET', KEYS[4], ev.id, seen)
+  return {'dup', tonumber(seen)}
+end
 -- A refusal, unless the frame id was accepted before: then it is acked again.
 local function refused(kind, extra)
   local seen = redis.call('HGET', KEYS[4], ev.id)
   if seen then
-    return {'dup', tonumber(seen)}
+    return dup(seen)
   end
   return {kind, extra}
 end
@@ -58,7 +65,7 @@ local has_visitor = ev.visitor ~= cjson.null
 -- first write of the script: nothing is changed before it).
 local ack = has_visitor and seq + 1 or seq + #ev.bots
 if redis.call('HSETNX', KEYS[4], ev.id, ack) == 0 then
-  return {'dup', tonumber(redis.call('HGET', KEYS[4], ev.id))}
+  return dup(redis.call('HGET', KEYS[4], ev.id))
 end
 -- Past the byte cap, the oldest visitor texts give way to a marker (bot entries, the
 -- newest entry and the fields are kept); `from` is where the last trim stopped.

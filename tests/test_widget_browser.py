@@ -2,7 +2,7 @@
 
 Headless Chromium (Debian's ``/usr/bin/chromium``) drives ``/demo`` and a few
 host pages served from another origin; ``python -m server serve`` runs as a
-subprocess (on Redis db 11 of the local Redis, else on the run's embedded
+subprocess (on Redis db ``CHATLEAD_WIDGET_TEST_DB``, default 11, of the local Redis, else on the run's embedded
 server) and delivers leads to a local webhook receiver. Every
 widget state is checked with axe-core and saved as a screenshot under
 ``tests/artifacts/``.
@@ -43,7 +43,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 LOCAL_REDIS = "redis://127.0.0.1:6379/"
-WIDGET_DB = 11  # this module's own database on a shared local Redis
+# this module's own database on a shared local Redis
+WIDGET_DB = int(os.environ.get("CHATLEAD_WIDGET_TEST_DB", "11"))
 SITE = "acme"
 SITE_TOML = """
 [sites.acme]

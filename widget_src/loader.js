@@ -33,16 +33,27 @@ function addSheet(root, text) {
 }
 
 // The accent colour, and a foreground for it picked by contrast (WCAG relative luminance).
-function accent(wrap, probe, color) {
+// A hex colour is read here; any other CSS colour is resolved by the browser later, when
+// idle, as resolving it forces a style pass over the host page.
+function accent(wrap, color, idle) {
   if (!color || !(window.CSS && CSS.supports("color", color))) return;
   wrap.style.setProperty("--a", color);
-  const rgb = getComputedStyle(probe).backgroundColor.match(/[\d.]+/g);
-  if (!rgb) return;
-  const lum = rgb
-    .slice(0, 3)
-    .map((v) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4))
-    .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
-  wrap.style.setProperty("--af", 1.05 / (lum + 0.05) >= (lum + 0.05) / 0.05 ? "#fff" : "#111");
+  const fg = (rgb) => {
+    const lum = rgb
+      .slice(0, 3)
+      .map((v) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4))
+      .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+    wrap.style.setProperty("--af", 1.05 / (lum + 0.05) >= (lum + 0.05) / 0.05 ? "#fff" : "#111");
+  };
+  let hex = /^#([0-9a-f]{3,4}|[0-9a-f]{6}|[0-9a-f]{8})$/i.exec(color);
+  if (hex) {
+    hex = hex[1].length < 5 ? hex[1].replace(/./g, "$&$&") : hex[1];
+    return fg([0, 2, 4].map((i) => parseInt(hex.slice(i, i + 2), 16)));
+  }
+  idle(() => {
+    const rgb = getComputedStyle(wrap.firstChild).backgroundColor.match(/[\d.]+/g);
+    if (rgb) fg(rgb);
+  });
 }
 
 function boot(script) {
@@ -150,32 +161,34 @@ function boot(script) {
     resume = decodeURIComponent(hash[1]);
     history.replaceState(history.state, "", location.pathname + location.search);
   }
-  // Restoring an open panel or unsent messages waits for the page's own load to finish.
-  let saved = null;
-  try {
-    saved = JSON.parse(localStorage.getItem("chatlead:" + site));
-  } catch {
-    /* blocked storage: nothing to restore */
-  }
-  const later = () => {
-    const run = () => (win.requestIdleCallback || setTimeout)(() => load(), { timeout: 2000 });
-    if (doc.readyState === "complete") run();
-    else win.addEventListener("load", run);
+  // The work is cut into short tasks so none of them blocks the host page: draw the
+  // launcher in the next task, and look for a chat to restore once the page has loaded
+  // and the browser is idle (a first localStorage read can take tens of ms on a phone).
+  const idle = (fn) => (win.requestIdleCallback || setTimeout)(fn, { timeout: 2000 });
+  const whenLoaded = (fn) =>
+    doc.readyState === "complete" ? idle(fn) : win.addEventListener("load", () => idle(fn));
+  const restore = () => {
+    let saved = null;
+    try {
+      saved = JSON.parse(localStorage.getItem("chatlead:" + site));
+    } catch {
+      /* blocked storage: nothing to restore */
+    }
+    if (!saved || typeof saved !== "object") saved = {};
+    // data-open opens on the first visit, until the visitor closes the panel once
+    if (saved.open || (ds.open != null && ds.open !== "false" && saved.open !== false)) {
+      if (!want) want = { focus: false };
+      load();
+    } else if ((saved.out && saved.out.length) || (saved.sid && saved.status === "open")) load();
   };
-  if (!saved || typeof saved !== "object") saved = {};
-  // data-open opens on the first visit, until the visitor closes the panel once
-  const openOnLoad = saved.open || (ds.open != null && ds.open !== "false" && saved.open !== false);
-
-  const start = () => {
-    doc.body.append(host);
+  const draw = () => {
+    if (!doc.body) return doc.addEventListener("DOMContentLoaded", draw);
+    addSheet(root, css);
     root.append(wrap);
-    accent(wrap, launcher, ds.accent);
+    accent(wrap, ds.accent, idle);
+    doc.body.append(host);
     if (resume) open(false, "resume");
-    else if (openOnLoad) {
-      want = { focus: false };
-      later();
-    } else if ((saved.out && saved.out.length) || (saved.sid && saved.status === "open")) later();
+    else whenLoaded(restore);
   };
-  if (doc.body) start();
-  else doc.addEventListener("DOMContentLoaded", start);
+  setTimeout(draw);
 }

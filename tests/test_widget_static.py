@@ -185,6 +185,12 @@ def test_demo_is_self_contained() -> None:
     assert not re.search(r"(src|href)=\"(https?:)?//", page), "no CDN or remote assets"
 
 
+def test_demo_says_its_chat_is_a_script() -> None:
+    page = (widget.STATIC_DIR / "demo.html").read_text(encoding="utf-8")
+    assert "scripted assistant" in page and "Automated assistant" in page
+    assert "real people" not in page.lower() and "reply within" not in page
+
+
 @pytest.mark.parametrize("path", [JS_PATH, UI_PATH], ids=["loader", "ui"])
 def test_widget_never_parses_markup_from_text(path: Path) -> None:
     source = path.read_text(encoding="utf-8")

@@ -47,7 +47,15 @@ export function createView(ctx, T, lang) {
     err: $(".e"),
   };
   $("h2").textContent = title;
-  $("header .av").textContent = initial(title);
+  // the team's initial; with no data-title, the launcher's chat glyph instead of a letter
+  const badge = (name) => {
+    const av = el("span", "av");
+    av.setAttribute("aria-hidden", "true");
+    if (name) av.textContent = initial(name);
+    else av.append(ctx.launcher.querySelector("svg").cloneNode(true));
+    return av;
+  };
+  $("header .av").replaceWith(badge(ctx.ds.title));
   $("#sub").textContent = ctx.ds.greeting || "";
   $("#sub").hidden = !ctx.ds.greeting;
   v.closeBtn.setAttribute("aria-label", T.close);
@@ -83,11 +91,7 @@ export function createView(ctx, T, lang) {
     const t = el("span", "t", time(m.ts));
     t.setAttribute("aria-hidden", "true");
     c.append(b, t);
-    if (from !== "visitor") {
-      const av = el("span", "av", initial(from === "agent" ? m.name : title));
-      av.setAttribute("aria-hidden", "true");
-      r.append(av);
-    }
+    if (from !== "visitor") r.append(badge(from === "agent" ? m.name || "?" : ctx.ds.title));
     r.append(c);
     r.bubble = b;
     return r;
@@ -95,8 +99,7 @@ export function createView(ctx, T, lang) {
 
   // "…is typing": three dots in a bot row, always the last row of the log.
   const typing = el("div", "r bot typing");
-  const tav = el("span", "av", initial(title));
-  tav.setAttribute("aria-hidden", "true");
+  const tav = badge(ctx.ds.title);
   const dots = el("div", "dots");
   dots.append(el("i"), el("i"), el("i"), el("span", "sr", T.typing));
   typing.append(tav, dots);

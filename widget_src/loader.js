@@ -131,6 +131,7 @@ function boot(script) {
     // offline or blocked: forget the tag, try again when the network is back or on the
     // next hover/click
     tag.onerror = () => {
+      launcher.removeAttribute("aria-busy");
       tag.remove();
       tag = null;
     };

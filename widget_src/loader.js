@@ -56,6 +56,25 @@ function accent(wrap, color, idle) {
   });
 }
 
+// Attribution (CONTRACT §13): the ad parameters of the latest page that had any, and the
+// visitor's first touch, kept for the UI's hello.attribution.
+function attribute(ls) {
+  const q = new URLSearchParams(location.search);
+  const found = {};
+  for (const k of "utm_source utm_medium utm_campaign utm_term utm_content gclid fbclid msclkid".split(" "))
+    if (q.get(k)) found[k] = q.get(k).slice(0, 500);
+  if (Object.keys(found).length) ls.setItem("chatlead:touch", JSON.stringify(found));
+  if (!ls.getItem("chatlead:first"))
+    ls.setItem(
+      "chatlead:first",
+      JSON.stringify({
+        first_landing_page: location.href.slice(0, 2000),
+        first_referrer: document.referrer.slice(0, 2000),
+        first_seen: new Date().toISOString(),
+      }),
+    );
+}
+
 function boot(script) {
   const ds = script.dataset;
   const src = new URL(script.src, location.href);
@@ -172,8 +191,9 @@ function boot(script) {
     let saved = null;
     try {
       saved = JSON.parse(localStorage.getItem("chatlead:" + site));
+      attribute(localStorage);
     } catch {
-      /* blocked storage: nothing to restore */
+      /* blocked storage: nothing to restore, no first touch to keep */
     }
     if (!saved || typeof saved !== "object") saved = {};
     // data-open opens on the first visit, until the visitor closes the panel once

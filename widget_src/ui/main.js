@@ -279,6 +279,8 @@ window.__chatleadUI = (ctx) => {
         referrer: document.referrer.slice(0, 2000),
       },
     };
+    const attribution = { ...load("chatlead:first"), ...load("chatlead:touch") };
+    if (Object.keys(attribution).length) h.attribution = attribution;
     if (ctx.trigger) h.trigger = ctx.trigger;
     if (ctx.resume) h.resume = ctx.resume;
     if (st.sid && st.token) {

@@ -30,7 +30,9 @@ html, body { display: block !important; }
 .cover { position: fixed !important; inset: auto 0 0 auto !important; width: 50vw !important;
          height: 50vh !important; z-index: 2147483647 !important;
          background: rgba(255, 0, 0, .2) !important; display: block !important; }
-chatlead-widget { z-index: -1 !important; position: static !important; }
+chatlead-widget { z-index: -1 !important; position: static !important;
+    visibility: hidden !important; transform: scale(0) !important; filter: blur(9px) !important;
+    left: -9999px !important; }
 """
 
 VIOLATIONS = (

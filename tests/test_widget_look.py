@@ -169,3 +169,53 @@ def test_on_a_dark_page_the_launcher_and_its_focus_ring_show(
     page.keyboard.press("Enter")
     page.get_by_text("What's your name?").wait_for()
     shot(page, viewport, "6-dark-open")
+
+
+LAUNCHER_NAMES = {
+    "en": "Open chat", "es": "Abrir chat", "fr": "Ouvrir le chat", "de": "Chat öffnen",
+    "pt": "Abrir chat", "it": "Apri la chat", "nl": "Chat openen", "pl": "Otwórz czat",
+    "tr": "Sohbeti aç", "ja": "チャットを開く", "ar": "افتح الدردشة", "he": "פתח צ'אט",
+}  # fmt: skip
+
+
+def test_twelve_languages_name_the_launcher(
+    chat_server: ServerProcess, lead_receiver: LeadReceiver, new_page: Callable[..., Any]
+) -> None:
+    page = new_page()
+    for lang, name in LAUNCHER_NAMES.items():
+        host_page(
+            page, chat_server, lead_receiver, f"lang-{lang}", "<main>x</main>", site=SITE, lang=lang
+        )
+        page.get_by_role("button", name=name, exact=True).wait_for()
+
+
+def test_right_to_left_is_mirrored(
+    chat_server: ServerProcess,
+    lead_receiver: LeadReceiver,
+    new_page: Callable[..., Any],
+    viewport: str,
+) -> None:
+    page = new_page(*VIEWPORTS[viewport])
+    host_page(
+        page, chat_server, lead_receiver, f"rtl-{viewport}", LIGHT_PAGE,
+        site=SITE, lang="ar", title="سباكة برايتووتر", accent="#0a5a8c",
+    )  # fmt: skip
+    page.get_by_role("button", name="افتح الدردشة").click()
+    page.get_by_text("What's your name?").wait_for()
+    assert widget_eval(page, "const w = root.querySelector('.w'); return [w.lang, w.dir];") == [
+        "ar",
+        "rtl",
+    ]
+    answer(page, "اسمك", "ليلى")
+    page.get_by_label("بريدك الإلكتروني", exact=True).wait_for()
+    wait_settled(page)
+    sides = widget_eval(
+        page,
+        "const box = (s) => root.querySelector(s).getBoundingClientRect();"
+        "return [box('.r.visitor .m').left, box('.r.bot .m').left];",
+    )
+    assert sides[0] < sides[1], "the visitor's messages sit on the left in RTL"
+    box = page.get_by_role("dialog").bounding_box()
+    width, height = VIEWPORTS[viewport]
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, box
+    shot(page, viewport, "7-rtl")

@@ -79,18 +79,29 @@ function boot(script) {
   const ds = script.dataset;
   const src = new URL(script.src, location.href);
   const base = src.origin + src.pathname.replace(/\/widget\/[^/]*$/, "");
-  const lang = (ds.lang || doc.documentElement.lang || "en").slice(0, 2).toLowerCase();
-  const LABELS = {
-    en: ["Open chat", "Open chat, new message", "Close chat"],
-    es: ["Abrir chat", "Abrir chat, mensaje nuevo", "Cerrar chat"],
+  const lang = (ds.lang || doc.documentElement.lang || navigator.language || "en")
+    .slice(0, 2)
+    .toLowerCase();
+  // the launcher's name until the UI, with all the texts, takes over
+  const OPEN = {
+    en: "Open chat",
+    es: "Abrir chat",
+    fr: "Ouvrir le chat",
+    de: "Chat öffnen",
+    pt: "Abrir chat",
+    it: "Apri la chat",
+    nl: "Chat openen",
+    pl: "Otwórz czat",
+    tr: "Sohbeti aç",
+    ja: "チャットを開く",
+    ar: "افتح الدردشة",
+    he: "פתח צ'אט",
   };
-  const label = LABELS[lang] || LABELS.en;
   const site = ds.site || "default";
 
   const host = doc.createElement("chatlead-widget");
   if (ds.position === "left") host.className = "left";
   const root = host.attachShadow({ mode: "open" });
-  addSheet(root, css);
   const wrap = doc.createElement("aside");
   wrap.className = "w";
   // the launcher's two faces: a chat bubble, and a close cross while the panel is open
@@ -124,14 +135,14 @@ function boot(script) {
     },
     addSheet: (text) => addSheet(root, text),
     // the UI reports its state so the launcher's face and name follow it
-    state(open, unread) {
+    state(open, unread, name) {
       wrap.classList.toggle("o", open);
       launcher.setAttribute("aria-expanded", String(open));
-      launcher.setAttribute("aria-label", open ? label[2] : unread ? label[1] : label[0]);
+      launcher.setAttribute("aria-label", name);
       badge.hidden = !unread;
     },
   };
-  ctx.state(false, false);
+  ctx.state(false, false, OPEN[lang] || OPEN.en);
 
   const load = () => {
     if (ui || tag) return;

@@ -6,12 +6,13 @@
 import { connection } from "./connection.js";
 import css from "./panel.css";
 import { fresh, load, restore, store, uuid, visitorId } from "./store.js";
-import { STRINGS } from "./strings.js";
+import { RTL, STRINGS } from "./strings.js";
 import { createView } from "./view.js";
 
 window.__chatleadUI = (ctx) => {
   const T = STRINGS[ctx.lang] || STRINGS.en;
   ctx.wrap.lang = STRINGS[ctx.lang] ? ctx.lang : "en";
+  ctx.wrap.dir = RTL.includes(ctx.wrap.lang) ? "rtl" : "ltr";
   ctx.wrap.setAttribute("aria-label", ctx.ds.title || T.title);
   ctx.addSheet(css);
   const v = createView(ctx, T, ctx.wrap.lang);
@@ -29,7 +30,8 @@ window.__chatleadUI = (ctx) => {
   const byId = new Map(); // client frame id -> pending visitor row
   let prompt = null;
   let unread = false;
-  const showState = () => ctx.state(!panel.hidden, unread);
+  const showState = () =>
+    ctx.state(!panel.hidden, unread, !panel.hidden ? T.close : unread ? T.unread : T.open);
 
   // Follow the conversation unless the visitor scrolled up to read.
   let pinned = true;

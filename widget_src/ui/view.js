@@ -85,8 +85,10 @@ export function createView(ctx, T, lang) {
     const r = el("div", "r " + from);
     const b = el("div", "m " + (from === "visitor" ? "visitor" : "bot"));
     b.append(el("span", "sr", from === "visitor" ? T.you : T.them + " "));
-    if (m.text) b.append(m.text);
-    else b.append(el("em", "", T.skipped));
+    // the text's own direction (an English question in an Arabic widget reads right)
+    const text = m.text ? el("span", "", m.text) : el("em", "", T.skipped);
+    text.dir = "auto";
+    b.append(text);
     const c = el("div", "c");
     const t = el("span", "t", time(m.ts));
     t.setAttribute("aria-hidden", "true");

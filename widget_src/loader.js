@@ -168,6 +168,7 @@ function boot(script) {
     doc.head.append(tag);
   };
   const open = (focus, why) => {
+    draw();
     if (why && !trigger) trigger = why;
     if (ui) return ui.open(focus);
     want = { focus };
@@ -192,9 +193,9 @@ function boot(script) {
     resume = decodeURIComponent(hash[1]);
     history.replaceState(history.state, "", location.pathname + location.search);
   }
-  // The work is cut into short tasks so none of them blocks the host page: draw the
-  // launcher in the next task, and look for a chat to restore once the page has loaded
-  // and the browser is idle (a first localStorage read can take tens of ms on a phone).
+  // The work is cut into short tasks so none of them blocks the host page; the chat to
+  // restore is looked for once the page has loaded and the browser is idle (a first
+  // localStorage read can take tens of ms on a phone).
   const idle = (fn) => (win.requestIdleCallback || setTimeout)(fn, { timeout: 2000 });
   const whenLoaded = (fn) =>
     doc.readyState === "complete" ? idle(fn) : win.addEventListener("load", () => idle(fn));
@@ -213,14 +214,22 @@ function boot(script) {
       load();
     } else if ((saved.out && saved.out.length) || (saved.sid && saved.status === "open")) load();
   };
-  const draw = () => {
+  // The launcher is drawn once the page has loaded and the browser is idle, so it is no
+  // part of the page's own first rendering; opening the chat draws it at once.
+  let drawn = false;
+  function draw() {
+    if (drawn) return;
     if (!doc.body) return doc.addEventListener("DOMContentLoaded", draw);
+    drawn = true;
     addSheet(root, css);
     root.append(wrap);
     accent(wrap, ds.accent, idle);
     doc.body.append(host);
-    if (resume) open(false, "resume");
-    else whenLoaded(restore);
-  };
-  setTimeout(draw);
+  }
+  if (resume) setTimeout(() => open(false, "resume"));
+  else
+    whenLoaded(() => {
+      draw();
+      idle(restore);
+    });
 }

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from .conditions import parse_when
+from .triggers import Trigger, unique_ids
 from .units import parse_duration
 
 __all__ = [
@@ -237,6 +238,8 @@ class Site(BaseModel):
     place_id: str | None = None
     max_connections: Annotated[int | None, Field(ge=1)] = None
     """Open sockets for this site across all processes; unset: ``MAX_CONN_PER_SITE``."""
+    triggers: tuple[Trigger, ...] = ()
+    """Proactive openers shown by the widget (:mod:`chatlead.triggers`, CONTRACT §13)."""
 
     @field_validator("id")
     @classmethod
@@ -275,6 +278,11 @@ class Site(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError("each destination name may appear once in a site")
         return value
+
+    @field_validator("triggers")
+    @classmethod
+    def _trigger_ids(cls, value: tuple[Trigger, ...]) -> tuple[Trigger, ...]:
+        return unique_ids(value)
 
     def destination(self, name: str) -> Destination | None:
         return next((d for d in self.destinations if d.name == name), None)

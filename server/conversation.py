@@ -283,7 +283,7 @@ class Conversation:
             "uid": hello.user_id or user_id,
             "step": first.field if first else flow.DONE,
             **({"source": hello.source} if hello.source else {}),
-            **page_meta(hello.page.url, hello.page.referrer),
+            **page_meta(hello.page.url, hello.page.referrer, hello.attribution, hello.trigger),
         }
         entries = [{"from": "bot", **reply} for reply in flow.opening(site, {})]
         return NewSession(session_id, resume_token, meta["uid"], meta, entries)

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from .attribution import parse_attribution, parse_trigger
 from .errors import FrameError
 
 __all__ = [
@@ -86,6 +87,8 @@ class Hello:
     user_id: str | None = None
     page: Page = Page()
     source: str | None = None
+    attribution: tuple[tuple[str, str], ...] = ()
+    trigger: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,9 @@ def _hello(obj: dict[str, Any]) -> Hello:
         user_id=_string(obj, "user_id", MAX_ID, required=False),
         page=_page(obj.get("page")),
         source=_string(obj, "source", 32, required=False),
+        # lenient (§13): unknown keys and malformed values are dropped, not refused
+        attribution=parse_attribution(obj.get("attribution")),
+        trigger=parse_trigger(obj.get("trigger")),
     )
 
 

@@ -14,6 +14,8 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .attribution import ATTRIBUTION_KEYS, CLICK_IDS, UTM_KEYS
+
 __all__ = ["SessionRecord", "SessionStatus", "Verdict", "page_meta", "parse_session"]
 
 
@@ -35,9 +37,9 @@ class Verdict(StrEnum):
     LIMITED = "limited"  # the session's token bucket is empty
 
 
-_UTM = ("utm_source", "utm_medium", "utm_campaign")
-# Session hash fields copied into the lead as fields when present (§4).
-PAGE_FIELDS = ("page_url", "referrer", *_UTM)
+_UTM = UTM_KEYS
+# Session hash fields copied into the lead as fields when present (§4, §13).
+PAGE_FIELDS = ("page_url", "referrer", *ATTRIBUTION_KEYS, "trigger")
 
 
 @dataclass(frozen=True)
@@ -94,15 +96,26 @@ def parse_session(
     )
 
 
-def page_meta(url: str | None, referrer: str | None) -> dict[str, str]:
-    """``page_url``, ``referrer`` and UTM parameters of the page URL, when present."""
+def page_meta(
+    url: str | None,
+    referrer: str | None,
+    attribution: tuple[tuple[str, str], ...] = (),
+    trigger: str | None = None,
+) -> dict[str, str]:
+    """``page_url``, ``referrer``, ad parameters of the page URL, when present; then what
+    the widget kept from earlier pages (``attribution``) where the URL says nothing, and
+    the ``trigger`` that opened the chat."""
     meta: dict[str, str] = {}
     if url:
         meta["page_url"] = url
         query = parse_qs(urlsplit(url).query)
-        for key in _UTM:
+        for key in (*_UTM, *CLICK_IDS):
             if query.get(key):
                 meta[key] = query[key][0][:200]
     if referrer:
         meta["referrer"] = referrer
+    for key, value in attribution:
+        meta.setdefault(key, value)
+    if trigger:
+        meta["trigger"] = trigger
     return meta

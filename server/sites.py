@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from .conditions import Test, compiled, fields_named, parse_step, parse_when
+from .triggers import Trigger, unique_ids
 from .units import parse_duration
 
 __all__ = [
@@ -299,6 +300,8 @@ class Site(BaseModel):
     max_connections: Annotated[int | None, Field(ge=1)] = None
     """Open sockets for this site across all processes; unset: ``MAX_CONN_PER_SITE``."""
     qualify: Qualify | None = None
+    triggers: tuple[Trigger, ...] = ()
+    """Proactive openers shown by the widget (:mod:`chatlead.triggers`, CONTRACT §13)."""
 
     @field_validator("id")
     @classmethod
@@ -363,6 +366,11 @@ class Site(BaseModel):
         """Whether any answer changes the lead's score (options with scores, or qualify)."""
         scored = any(option.score for step in self.flow for option in step.options)
         return scored or self.qualify is not None
+
+    @field_validator("triggers")
+    @classmethod
+    def _trigger_ids(cls, value: tuple[Trigger, ...]) -> tuple[Trigger, ...]:
+        return unique_ids(value)
 
     def destination(self, name: str) -> Destination | None:
         return next((d for d in self.destinations if d.name == name), None)

@@ -5,6 +5,12 @@ revalidated with a strong ETag. ``/widget/chatlead.<hash>.js`` names one exact
 build (``hash`` = first 10 hex digits of the file's SHA-256) and is cached for a
 year. ``/demo`` is a sample landing page with the widget embedded.
 
+``chatlead.js`` is only the loader (CONTRACT §13): it draws the launcher and fetches the
+chat UI, ``/widget/chatlead-ui.<hash>.js``, on first use. The UI's name is written into
+the loader by the build (``widget_src/build.mjs``), so the UI is immutable and cached for
+a year. A request for an older UI name (a loader cached before a deploy) is redirected
+to the current one, uncached: loader and UI meet through one small, stable interface.
+
 The files under ``widget_static/`` are read once, at import, and served from
 memory (with a pre-compressed gzip copy).
 
@@ -35,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-__all__ = ["SCRIPT", "demo_csp", "demo_page", "routes", "versioned_path"]
+__all__ = ["SCRIPT", "UI", "UI_NAME", "demo_csp", "demo_page", "routes", "versioned_path"]
 
 
 def _static_dir() -> Path:
@@ -51,6 +57,7 @@ SHORT_CACHE = "public, max-age=300"
 LONG_CACHE = "public, max-age=31536000, immutable"
 _SITE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
+_UI_NAME = re.compile(r"^chatlead-ui\.[A-Za-z0-9_-]{6,}\.js$")
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,17 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     return etag in tags
 
 
+def _ui_name() -> str:
+    """The one built UI file beside the loader (the build removes older ones)."""
+    names = sorted(p.name for p in STATIC_DIR.glob("chatlead-ui.*.js") if _UI_NAME.match(p.name))
+    if len(names) != 1:
+        raise RuntimeError(f"expected one chatlead-ui.<hash>.js in {STATIC_DIR}, found {names}")
+    return names[0]
+
+
 SCRIPT = StaticScript.read(STATIC_DIR / "chatlead.js")
+UI_NAME = _ui_name()
+UI = StaticScript.read(STATIC_DIR / UI_NAME)
 _DEMO_TEMPLATE = (STATIC_DIR / "demo.html").read_text(encoding="utf-8")
 
 
@@ -162,6 +179,14 @@ async def versioned_script(request: Request) -> Response:
     return SCRIPT.response(request, LONG_CACHE)
 
 
+async def ui_script(request: Request) -> Response:
+    if f"chatlead-ui.{request.path_params['build']}.js" == UI_NAME:
+        return UI.response(request, LONG_CACHE)
+    if not _UI_NAME.match(f"chatlead-ui.{request.path_params['build']}.js"):
+        return Response("unknown widget build\n", status_code=404, media_type="text/plain")
+    return RedirectResponse(UI_NAME, status_code=302, headers={"Cache-Control": "no-cache"})
+
+
 async def demo(request: Request) -> Response:
     site_id = request.query_params.get("site") or getattr(
         request.app.state, "default_site_id", None
@@ -181,5 +206,6 @@ routes: list[BaseRoute] = [
     Route("/", home, methods=["GET"]),
     Route("/widget/chatlead.js", widget_script, methods=["GET"]),
     Route("/widget/chatlead.{version}.js", versioned_script, methods=["GET"]),
+    Route("/widget/chatlead-ui.{build}.js", ui_script, methods=["GET"]),
     Route("/demo", demo, methods=["GET"]),
 ]

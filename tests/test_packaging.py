@@ -35,7 +35,9 @@ def test_the_wheel_serves_the_demo_widget_and_admin_from_anywhere(tmp_path: Path
     shutil.copytree(
         ROOT,
         source,
-        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", ".chatlead"),
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "*.egg-info", ".chatlead", "node_modules"
+        ),
     )
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
@@ -79,6 +81,9 @@ def test_the_wheel_serves_the_demo_widget_and_admin_from_anywhere(tmp_path: Path
         assert httpx.get(base + "/demo").status_code == 200
         script = httpx.get(base + "/widget/chatlead.js")
         assert script.status_code == 200 and "chatlead" in script.text
+        ui = re.search(r"chatlead-ui\.[A-Za-z0-9_-]+\.js", script.text)
+        assert ui is not None
+        assert httpx.get(f"{base}/widget/{ui.group(0)}").status_code == 200
         admin = httpx.get(base + "/admin", follow_redirects=False)
         assert admin.status_code in (200, 302, 303, 401)
         login = httpx.get(base + "/admin/login")

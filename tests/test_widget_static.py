@@ -20,7 +20,9 @@ from tests.conftest import wait_for
 CHROMIUM = Path("/usr/bin/chromium")
 
 JS_PATH = widget.STATIC_DIR / "chatlead.js"
-BUDGET_GZIP_BYTES = 15 * 1024
+UI_PATH = widget.STATIC_DIR / widget.UI_NAME
+LOADER_BUDGET_GZIP = 3072  # CONTRACT §13
+UI_BUDGET_GZIP = 12 * 1024
 
 
 def client_for(app: Starlette) -> httpx.AsyncClient:
@@ -35,9 +37,45 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-def test_widget_fits_the_size_budget() -> None:
-    size = len(gzip.compress(JS_PATH.read_bytes(), compresslevel=9))
-    assert size <= BUDGET_GZIP_BYTES, f"chatlead.js is {size} bytes gzipped"
+def gzipped_size(path: Path) -> int:
+    # level 6 is what servers and CDNs use on the fly; ours is precompressed at 9
+    return len(gzip.compress(path.read_bytes(), compresslevel=6))
+
+
+def test_loader_fits_3_kb_gzipped() -> None:
+    size = gzipped_size(JS_PATH)
+    assert size <= LOADER_BUDGET_GZIP, f"chatlead.js is {size} bytes gzipped"
+
+
+def test_ui_fits_12_kb_gzipped() -> None:
+    size = gzipped_size(UI_PATH)
+    assert size <= UI_BUDGET_GZIP, f"{UI_PATH.name} is {size} bytes gzipped"
+
+
+def test_the_loader_names_the_one_ui_build_literally() -> None:
+    assert re.fullmatch(r"chatlead-ui\.[A-Za-z0-9_-]{6,}\.js", widget.UI_NAME)
+    assert sorted(p.name for p in widget.STATIC_DIR.glob("chatlead-ui.*.js")) == [widget.UI_NAME]
+    assert f'/widget/{widget.UI_NAME}"' in JS_PATH.read_text(encoding="utf-8")
+
+
+async def test_ui_is_cached_for_a_year(client: httpx.AsyncClient) -> None:
+    response = await client.get(f"/widget/{widget.UI_NAME}")
+    assert response.status_code == 200
+    assert response.content == UI_PATH.read_bytes()
+    assert response.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+    cached = await client.get(
+        f"/widget/{widget.UI_NAME}", headers={"if-none-match": response.headers["etag"]}
+    )
+    assert cached.status_code == 304
+
+
+async def test_an_older_ui_build_is_sent_to_the_current_one(client: httpx.AsyncClient) -> None:
+    response = await client.get("/widget/chatlead-ui.OLDbuild42.js", follow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["location"] == widget.UI_NAME
+    assert response.headers["cache-control"] == "no-cache"
+    assert (await client.get("/widget/chatlead-ui.x.js")).status_code == 404
 
 
 async def test_embed_url_is_short_cached_with_a_strong_etag(client: httpx.AsyncClient) -> None:
@@ -147,9 +185,16 @@ def test_demo_is_self_contained() -> None:
     assert not re.search(r"(src|href)=\"(https?:)?//", page), "no CDN or remote assets"
 
 
-def test_widget_never_parses_markup_from_text() -> None:
-    source = JS_PATH.read_text(encoding="utf-8")
-    # the one innerHTML is the static shell (icons only), filled before any data exists
+def test_demo_says_its_chat_is_a_script() -> None:
+    page = (widget.STATIC_DIR / "demo.html").read_text(encoding="utf-8")
+    assert "scripted assistant" in page and "Automated assistant" in page
+    assert "real people" not in page.lower() and "reply within" not in page
+
+
+@pytest.mark.parametrize("path", [JS_PATH, UI_PATH], ids=["loader", "ui"])
+def test_widget_never_parses_markup_from_text(path: Path) -> None:
+    source = path.read_text(encoding="utf-8")
+    # the one innerHTML in each is a static shell (icons only), set before any data exists
     assert source.count("innerHTML") == 1
     for sink in ("outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert sink not in source
@@ -164,6 +209,7 @@ def test_widget_never_parses_markup_from_text() -> None:
         ("GET", "/"),
         ("GET", "/widget/chatlead.js"),
         ("GET", f"/widget/chatlead.{widget.SCRIPT.version}.js"),
+        ("GET", f"/widget/{widget.UI_NAME}"),
         ("GET", "/widget/chatlead.0000000000.js"),
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),

@@ -1,0 +1,317 @@
+// The chat UI, loaded by the launcher (../loader.js) on first use. It defines
+// window.__chatleadUI(ctx) -> {open(focus), close()}; ctx carries the loader's shadow
+// root, launcher, options (ds = the tag's data-* attributes), site, base URL, language,
+// the trigger that opened it and a resume-link token.
+// Protocol: docs/PROTOCOL.md (hello/welcome, message/field + ack, resume by last_seq).
+import { connection } from "./connection.js";
+import css from "./panel.css";
+import { fresh, load, restore, store, uuid, visitorId } from "./store.js";
+import { RTL, STRINGS } from "./strings.js";
+import { createView } from "./view.js";
+
+window.__chatleadUI = (ctx) => {
+  const T = STRINGS[ctx.lang] || STRINGS.en;
+  ctx.wrap.lang = STRINGS[ctx.lang] ? ctx.lang : "en";
+  ctx.wrap.dir = RTL.includes(ctx.wrap.lang) ? "rtl" : "ltr";
+  ctx.wrap.setAttribute("aria-label", ctx.ds.title || T.title);
+  ctx.addSheet(css);
+  const v = createView(ctx, T, ctx.wrap.lang);
+  const { panel, log: logEl, input, form, doneBox } = v;
+  const KEY = "chatlead:" + ctx.site;
+  const uid = visitorId();
+  let st = restore(KEY);
+  const save = () => {
+    st.msgs = st.msgs.slice(-200);
+    store(KEY, st);
+  };
+
+  // --- rendering --------------------------------------------------------------
+  const bySeq = new Map(); // seq -> row
+  const byId = new Map(); // client frame id -> pending visitor row
+  let prompt = null;
+  let unread = false;
+  const showState = () =>
+    ctx.state(!panel.hidden, unread, !panel.hidden ? T.close : unread ? T.unread : T.open);
+
+  // Follow the conversation unless the visitor scrolled up to read.
+  let pinned = true;
+  let auto = false;
+  const scrollDown = () => {
+    auto = true;
+    logEl.scrollTop = logEl.scrollHeight;
+  };
+  logEl.onscroll = () => {
+    if (auto) auto = false;
+    else pinned = logEl.scrollHeight - logEl.scrollTop - logEl.clientHeight < 40;
+  };
+  new ResizeObserver(() => pinned && scrollDown()).observe(logEl);
+  const place = (r, seq) => {
+    r.dataset.seq = seq;
+    bySeq.set(seq, r);
+    // keep seq order; pending (unsequenced) rows and the typing dots stay last
+    const after = [...logEl.children].find((c) => !c.dataset.seq || +c.dataset.seq > seq);
+    logEl.insertBefore(r, after || null);
+  };
+  const remember = (m) => {
+    if (!st.msgs.some((x) => x.seq === m.seq)) {
+      const kept = { seq: m.seq, from: m.from, text: m.text, ts: m.ts };
+      if (m.name) kept.name = String(m.name).slice(0, 80);
+      st.msgs.push(kept);
+      st.msgs.sort((a, b) => a.seq - b.seq);
+    }
+    if (m.seq > (st.seq || 0)) st.seq = m.seq;
+  };
+  // Render a server message once (dedupe by seq); match it to a pending row.
+  const addMessage = (m, live) => {
+    if (typeof m.seq !== "number" || bySeq.has(m.seq)) return;
+    if (m.from === "visitor") {
+      const mine = [...byId.values()].find((r) => !r.dataset.seq && r.dataset.text === m.text);
+      if (mine) {
+        mine.dataset.seq = m.seq;
+        bySeq.set(m.seq, mine);
+        remember(m);
+        return;
+      }
+    } else if (live) v.typing(false);
+    place(v.row(m), m.seq);
+    remember(m);
+    if (live && m.from !== "visitor" && panel.hidden) {
+      unread = true;
+      showState();
+    }
+    if (pinned) scrollDown();
+  };
+  const addPending = (id, text) => {
+    const r = v.row({ from: "visitor", text });
+    r.bubble.classList.add("wait");
+    r.dataset.text = text;
+    r.bubble.title = T.sending;
+    byId.set(id, r);
+    logEl.append(r);
+    v.keepTypingLast();
+    scrollDown();
+  };
+  const acked = (id, seq) => {
+    const r = byId.get(id);
+    byId.delete(id);
+    if (!r) return;
+    if (bySeq.has(seq) && bySeq.get(seq) !== r) return r.remove();
+    r.bubble.classList.remove("wait");
+    r.bubble.removeAttribute("title");
+    if (!r.dataset.seq) {
+      r.remove();
+      place(r, seq);
+    }
+    remember({ seq, from: "visitor", text: r.dataset.text, ts: new Date().toISOString() });
+  };
+
+  const setPrompt = (p) => {
+    prompt = p && typeof p.field === "string" ? p : null;
+    st.prompt = prompt;
+    v.setPrompt(prompt, send);
+  };
+  const setFinished = (done) => {
+    st.status = done ? "completed" : st.status;
+    const focusWasIn = form.contains(ctx.root.activeElement);
+    form.hidden = done;
+    doneBox.hidden = !done;
+    if (done) {
+      v.typing(false);
+      v.choices.hidden = true;
+      if (focusWasIn) v.restart.focus();
+    }
+  };
+
+  // --- panel -------------------------------------------------------------------
+  const openPanel = (focus) => {
+    panel.hidden = false;
+    unread = false;
+    showState();
+    st.open = true;
+    save();
+    net.connect();
+    scrollDown();
+    if (focus) (net.stopped ? v.closeBtn : form.hidden ? v.restart : input).focus();
+  };
+  const closePanel = () => {
+    panel.hidden = true;
+    showState();
+    st.open = false;
+    save();
+    ctx.launcher.focus();
+  };
+  v.closeBtn.onclick = closePanel;
+  panel.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") {
+      e.stopPropagation();
+      closePanel();
+    }
+  });
+
+  // --- sending -----------------------------------------------------------------
+  function send(raw, skipping) {
+    const text = raw.trim();
+    if (!text && !(skipping && prompt)) return;
+    const id = uuid();
+    const frame = prompt
+      ? { type: "field", id, name: prompt.field, value: text }
+      : { type: "message", id, text };
+    if (prompt) st.asked[id] = prompt;
+    addPending(id, text);
+    input.value = "";
+    v.showError("");
+    setPrompt(null);
+    st.out.push(frame);
+    save();
+    input.focus();
+    net.send(frame);
+  }
+  form.onsubmit = (e) => {
+    e.preventDefault();
+    send(input.value);
+  };
+  v.skip.onclick = () => send("", true);
+  v.restart.onclick = () => {
+    st = fresh(true);
+    save();
+    bySeq.clear();
+    byId.clear();
+    logEl.replaceChildren();
+    setFinished(false);
+    setPrompt(null);
+    input.focus();
+    net.restart();
+  };
+
+  const resetSession = () => {
+    st = fresh(st.open);
+    bySeq.clear();
+    byId.clear();
+    logEl.replaceChildren();
+    save();
+  };
+  const stop = () => {
+    const focusWasIn = form.contains(ctx.root.activeElement);
+    v.setNet("unavailable");
+    form.hidden = v.choices.hidden = true;
+    if (focusWasIn) v.closeBtn.focus();
+  };
+
+  // Another tab of this site moved the conversation on: show what it saw.
+  addEventListener("storage", (e) => {
+    const o = e.key === KEY && load(KEY);
+    if (!o || !st.sid || o.sid !== st.sid || !Array.isArray(o.msgs)) return;
+    const newer = (o.seq || 0) > (st.seq || 0);
+    for (const m of o.msgs) addMessage(m, false);
+    if (newer) setPrompt(o.prompt);
+    if (o.status === "completed") setFinished(true);
+  });
+
+  const FINAL = ["invalid_field", "session_closed", "bad_frame"]; // never accepted as sent
+  const HANDLERS = {
+    welcome(w) {
+      if (st.sid && (w.session_id !== st.sid || !w.resumed)) resetSession();
+      st.sid = w.session_id;
+      st.token = w.resume_token;
+      st.status = w.status;
+      for (const m of w.transcript || []) addMessage(m, false);
+      if (w.seq > (st.seq || 0)) st.seq = w.seq;
+      // a queued answer to this very prompt is about to be resent
+      const answered = w.prompt && st.out.some((f) => f.name === w.prompt.field);
+      setPrompt(answered ? null : w.prompt);
+      setFinished(w.status === "completed");
+      save();
+      scrollDown();
+    },
+    message(m) {
+      addMessage(m, true);
+      if (m.from === "bot") setPrompt(m.prompt);
+      save();
+    },
+    typing() {
+      v.typing(true, 6000);
+    },
+    ack(a) {
+      const answered = st.asked[a.id];
+      st.out = st.out.filter((f) => f.id !== a.id);
+      delete st.asked[a.id];
+      acked(a.id, a.seq);
+      // an answer to the bot's question: its next question is on the way
+      if (answered && !bySeq.has(a.seq + 1) && st.status !== "completed") v.typing(true);
+      save();
+    },
+    lead(l) {
+      if (l.status === "completed") setFinished(true);
+      else st.status = l.status;
+      save();
+    },
+    error(e) {
+      const frame = st.out.find((f) => f.id === e.id);
+      if (e.code === "bad_resume") return resetSession();
+      if (e.code === "unknown_site") return net.stop();
+      if (!frame) return;
+      if (e.code === "rate_limited") return net.slow();
+      // Other codes (e.g. the server could not save it): keep it for the next socket.
+      if (!FINAL.includes(e.code)) return;
+      v.typing(false);
+      st.out = st.out.filter((f) => f !== frame);
+      const r = byId.get(e.id);
+      byId.delete(e.id);
+      if (r) r.remove();
+      if (e.code === "invalid_field") {
+        setPrompt(st.asked[e.id] || st.prompt);
+        if (!input.value) input.value = frame.value || "";
+        v.showError(e.message);
+        input.focus();
+      } else if (e.code === "session_closed") setFinished(true);
+      delete st.asked[e.id];
+      save();
+    },
+    pong() {},
+  };
+
+  const hello = () => {
+    const h = {
+      type: "hello",
+      site: ctx.site,
+      user_id: uid,
+      page: {
+        url: location.href.slice(0, 2000),
+        title: document.title.slice(0, 200),
+        referrer: document.referrer.slice(0, 2000),
+      },
+    };
+    const attribution = { ...load("chatlead:first"), ...load("chatlead:touch") };
+    if (Object.keys(attribution).length) h.attribution = attribution;
+    if (ctx.trigger) h.trigger = ctx.trigger;
+    if (ctx.resume) h.resume = ctx.resume;
+    if (st.sid && st.token) {
+      h.session_id = st.sid;
+      h.resume_token = st.token;
+      h.last_seq = st.seq || 0;
+    }
+    return h;
+  };
+  const net = connection({
+    url: ctx.base.replace(/^http/, "ws") + "/ws?site=" + encodeURIComponent(ctx.site),
+    hello,
+    handlers: HANDLERS,
+    setNet: v.setNet,
+    onStop: stop,
+    pending: () => st.out,
+    wanted: () => !!st.sid || !panel.hidden,
+  });
+
+  // --- start -------------------------------------------------------------------
+  v.setNet(st.sid ? "connecting" : "idle");
+  for (const m of st.msgs) place(v.row(m), m.seq);
+  for (const f of st.out) {
+    if (f.type === "message" || f.type === "field") addPending(f.id, f.text ?? f.value);
+  }
+  setPrompt(st.prompt);
+  setFinished(st.status === "completed");
+  showState();
+  // resume at once (deliver queued frames, hear replies); a finished chat waits
+  if (st.sid && st.status !== "completed") net.connect();
+  return { open: openPanel, close: closePanel };
+};

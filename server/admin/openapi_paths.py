@@ -38,6 +38,29 @@ _GUARDED = {
 }
 
 
+def _json_body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    """A required JSON object body with exactly these properties."""
+    schema = {
+        "type": "object",
+        "required": required,
+        "additionalProperties": False,
+        "properties": properties,
+    }
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _created(model: str, description: str, conflict: str) -> dict[str, Any]:
+    """The answers of a ``POST`` that makes something from a JSON body naming a site."""
+    return {
+        "201": _ok(model, description),
+        "400": _error("the body is invalid (the key named in `param`)"),
+        "404": _error("unknown site"),
+        "409": _error(conflict),
+        "413": _error("the body is too large"),
+        **_GUARDED,
+    }
+
+
 def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": name,
@@ -324,35 +347,21 @@ PATHS: dict[str, Any] = {
             "operationId": "addAgent",
             "summary": "Add an agent: a person who may watch and answer live chats of its sites",
             "description": "The token is shown only here; it is kept hashed.",
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["id", "name"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,39}$"},
-                                "name": {"type": "string", "minLength": 1, "maxLength": 80},
-                                "sites": {
-                                    "type": "array",
-                                    "items": {"type": "string"},
-                                    "description": "default: every site",
-                                },
-                            },
-                        }
-                    }
+            "requestBody": _json_body(
+                ["id", "name"],
+                {
+                    "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,39}$"},
+                    "name": {"type": "string", "minLength": 1, "maxLength": 80},
+                    "sites": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "default: every site",
+                    },
                 },
-            },
-            "responses": {
-                "201": _ok("AgentMade", "added; the token is shown this once"),
-                "400": _error("the body is invalid (the key named in `param`)"),
-                "404": _error("unknown site"),
-                "409": _error("an agent with this id exists"),
-                "413": _error("the body is too large"),
-                **_GUARDED,
-            },
+            ),
+            "responses": _created(
+                "AgentMade", "added; the token is shown this once", "an agent with this id exists"
+            ),
         },
         "get": {
             "operationId": "listAgents",
@@ -381,31 +390,15 @@ PATHS: dict[str, Any] = {
                 "(Standard Webhooks) with the returned secret, which is shown only here. "
                 "A target answering `410 Gone` is unsubscribed."
             ),
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["target_url", "event"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "target_url": {"type": "string", "format": "uri"},
-                                "event": {"type": "string", "enum": list(EVENT_TYPES)},
-                                "site": {"type": "string", "description": "default: every site"},
-                            },
-                        }
-                    }
+            "requestBody": _json_body(
+                ["target_url", "event"],
+                {
+                    "target_url": {"type": "string", "format": "uri"},
+                    "event": {"type": "string", "enum": list(EVENT_TYPES)},
+                    "site": {"type": "string", "description": "default: every site"},
                 },
-            },
-            "responses": {
-                "201": _ok("HookCreated", "subscribed"),
-                "400": _error("the body is invalid (the key named in `param`)"),
-                "404": _error("unknown site"),
-                "409": _error(f"already {MAX_HOOKS} hooks"),
-                "413": _error("the body is too large"),
-                **_GUARDED,
-            },
+            ),
+            "responses": _created("HookCreated", "subscribed", f"already {MAX_HOOKS} hooks"),
         },
         "get": {
             "operationId": "listHooks",

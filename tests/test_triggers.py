@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from chatlead.config import load_settings, load_sites
+from chatlead.config import load_settings
 from chatlead.errors import ConfigError
+from chatlead.site_config import load_sites
 
 
 def sites_from(tmp_path: Path, body: str) -> dict[str, object]:

@@ -364,8 +364,7 @@ class Site(BaseModel):
     @cached_property
     def scores(self) -> bool:
         """Whether any answer changes the lead's score (options with scores, or qualify)."""
-        scored = any(option.score for step in self.flow for option in step.options)
-        return scored or self.qualify is not None
+        return bool(self.score_table) or self.qualify is not None
 
     @field_validator("triggers")
     @classmethod

@@ -278,23 +278,28 @@ class _Client:
             held = await self._held("pipedrive-search", SEARCH_BUDGET_LIMIT)
         return held if held is not None else await request.send(self.http)
 
+    async def succeeded(
+        self, request: Request, *, search: bool = False
+    ) -> httpx.Response | SendResult:
+        """The answer when Pipedrive took the request, else the result to report."""
+        got = await self.call(request, search=search)
+        if isinstance(got, SendResult) or got.is_success:
+            return got
+        return result_of(got)
+
 
 async def _person(client: _Client, base: str, event: LeadEvent) -> int | SendResult:
     token, email = client.token, lead_field(event.lead, "email")
     if email:
-        got = await client.call(build_person_search(base, token, email), search=True)
+        got = await client.succeeded(build_person_search(base, token, email), search=True)
         if isinstance(got, SendResult):
             return got
-        if not got.is_success:
-            return result_of(got)
         found = parse_person_id(_json(got))
         if found is not None:
             return found
-    got = await client.call(build_person_create(base, token, event))
+    got = await client.succeeded(build_person_create(base, token, event))
     if isinstance(got, SendResult):
         return got
-    if not got.is_success:
-        return result_of(got)
     created = parse_person_id(_json(got))
     return created if created is not None else _no_id(got, "person", None)
 
@@ -319,11 +324,9 @@ async def _lead(client: _Client, base: str, event: LeadEvent, person_id: int) ->
         if done is not None:
             return done
         # Deleted in Pipedrive: find or create the lead afresh, once.
-    got = await client.call(build_open_leads(base, token, person_id))
+    got = await client.succeeded(build_open_leads(base, token, person_id))
     if isinstance(got, SendResult):
         return got
-    if not got.is_success:
-        return result_of(got)
     open_lead = parse_open_lead(_json(got))
     if open_lead is not None:
         done = await _written(client, build_lead_patch(base, token, open_lead, person_id))

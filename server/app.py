@@ -19,7 +19,7 @@ from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import logs, metrics
@@ -120,6 +120,8 @@ class Background:
             self.sweeper.run,
             self.runtime.slots.run,
             self.runtime.listen_notifications,
+            self.runtime.live.listen,
+            self.runtime.live.work,
         ]
         self.tasks = [
             asyncio.create_task(forever(loop, self.stopping), name=loop.__qualname__)
@@ -158,8 +160,10 @@ async def readyz(request: Request) -> Response:
 def _routes() -> list[BaseRoute]:
     from . import widget
     from .admin import routes_api, routes_metrics, routes_pages
+    from .agent_socket import agent_socket
 
     return [
+        WebSocketRoute("/agent", agent_socket),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         *routes_api.routes,

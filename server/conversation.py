@@ -22,11 +22,11 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from . import flow, protocol
+from .decisions import NewSession, Reply, SessionView, VisitorCommand
 from .errors import FieldInvalid, FrameError, StoreError
 from .protocol import (
     ClientFrame,
@@ -40,6 +40,7 @@ from .protocol import (
 )
 from .session import SessionRecord, SessionStatus, Verdict, page_meta
 from .sites import Site
+from .units import TokenBucket
 
 __all__ = [
     "STALE_RETRIES",
@@ -50,13 +51,13 @@ __all__ = [
     "NewSession",
     "Reply",
     "SessionView",
-    "TokenBucket",
     "VisitorCommand",
     "token_hash",
 ]
 
-STALE_RETRIES = 3
-"""Times a visitor event is tried again on a reloaded view before giving up."""
+STALE_RETRIES = 8
+"""Times a visitor event is tried again on a reloaded view before giving up (another
+tab, or an agent writing fast, can make a view stale again while it is reloaded)."""
 
 WIRE_CODES: dict[type[Exception], ErrorCode] = {
     FrameError: ErrorCode.BAD_FRAME,
@@ -85,91 +86,9 @@ _NEXT: dict[ConnState, frozenset[ConnState]] = {
 }
 
 
-class TokenBucket:
-    """``rate`` frames per second with bursts of ``burst``, on an injected clock."""
-
-    __slots__ = ("burst", "clock", "rate", "stamp", "tokens")
-
-    def __init__(
-        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.rate, self.burst, self.clock = rate, float(burst), clock
-        self.tokens, self.stamp = float(burst), clock()
-
-    def take(self) -> bool:
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-
 def token_hash(token: str) -> str:
     """What the store keeps of a resume token."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-@dataclass(slots=True)
-class SessionView:
-    """What this connection knows of its session; the store stays the authority."""
-
-    id: str
-    site: Site
-    seq: int
-    status: SessionStatus
-    fields: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, record: SessionRecord, site: Site) -> SessionView:
-        return cls(record.id, site, record.seq, record.status, dict(record.fields))
-
-    def prompt(self) -> dict[str, Any] | None:
-        if self.status is SessionStatus.COMPLETED:
-            return None
-        step = flow.next_step(self.site, self.fields)
-        return flow.prompt_of(step) if step else None
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """What to do next: send ``frames``, then close with ``close`` if set.
-
-    ``retry``: the store found our view stale; reload the session and ask again.
-    ``accepted``, ``completed``, ``recovered``: an event was stored, and what it did.
-    """
-
-    frames: tuple[str, ...] = ()
-    close: CloseCode | None = None
-    retry: bool = False
-    accepted: bool = False
-    completed: bool = False
-    recovered: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class VisitorCommand:
-    """One visitor event for the store (``Store.visitor_event``), decided from the view."""
-
-    client_id: str
-    expected_seq: int
-    visitor_entry: dict[str, Any] | None
-    bots: list[dict[str, Any]]
-    updates: dict[str, str]
-    step: str
-    completes: bool
-
-
-@dataclass(frozen=True, slots=True)
-class NewSession:
-    """A session to create (``Store.create_session``) and the welcome once it is."""
-
-    session_id: str
-    resume_token: str
-    user_id: str
-    meta: dict[str, str]
-    entries: list[dict[str, Any]]
 
 
 def _error(code: ErrorCode, message: str, frame_id: str | None = None) -> str:
@@ -191,7 +110,16 @@ def _visitor_entry(frame: VisitorMessage | FieldAnswer, value: str) -> dict[str,
 class Conversation:
     """One connection's protocol state: hello, then visitor events, then the close."""
 
-    __slots__ = ("bucket", "clock", "max_strikes", "quiet_since", "state", "strikes", "view")
+    __slots__ = (
+        "bucket",
+        "clock",
+        "holder_now",
+        "max_strikes",
+        "quiet_since",
+        "state",
+        "strikes",
+        "view",
+    )
 
     def __init__(
         self, msg_rate: float, msg_burst: int, clock: Callable[[], float] = time.monotonic
@@ -202,6 +130,7 @@ class Conversation:
         self.max_strikes = msg_burst
         self.strikes = 0
         self.view: SessionView | None = None
+        self.holder_now = ""  # who the store said holds the session, at a stale answer
         self.quiet_since = clock()  # the last visitor event, or the session's end
 
     # --- states ---------------------------------------------------------------
@@ -252,9 +181,10 @@ class Conversation:
             and record.site == site.id
         )
 
-    def resumed(self, record: SessionRecord, site: Site, resume_token: str) -> Reply:
-        """Ready on an existing session: the welcome with what the widget missed."""
-        self.view = SessionView.of(record, site)
+    def resumed(self, record: SessionRecord, site: Site, resume_token: str, now_ms: int) -> Reply:
+        """Ready on an existing session: the welcome with what the widget missed (and
+        the agent who holds it, if one does)."""
+        self.view = SessionView.of(record, site, record.holder(now_ms))
         self.advance(ConnState.READY)
         welcome = protocol.welcome_frame(
             session_id=record.id,
@@ -267,6 +197,8 @@ class Conversation:
             prompt=self.view.prompt(),
             user_id=record.user_id,
         )
+        if self.view.agent:
+            return Reply((welcome, protocol.agent_frame("joined", self.view.agent_name)))
         return Reply((welcome,))
 
     @staticmethod
@@ -352,14 +284,17 @@ class Conversation:
             step = flow.next_step(view.site, view.fields)
             again = f" {step.ask}" if step and isinstance(frame, FieldAnswer) else ""
             return Reply((_error(WIRE_CODES[FieldInvalid], f"{exc}.{again}", frame.id),))
+        # while an agent holds the session the bot asks nothing (a submit still ends it)
+        silent = bool(view.agent) and not outcome.completes
         return VisitorCommand(
             frame.id,
             view.seq,
             entry,
-            [{"from": "bot", **reply} for reply in outcome.replies],
+            [] if silent else [{"from": "bot", **reply} for reply in outcome.replies],
             outcome.updates,
             outcome.step,
             outcome.completes,
+            view.agent,
         )
 
     def stored(
@@ -370,14 +305,17 @@ class Conversation:
         first_bot_seq: int = 0,
         now_ms: int = 0,
         recovered: bool = False,
+        agent: str = "",
     ) -> Reply:
-        """What the store answered for ``command``, turned into frames."""
+        """What the store answered for ``command``, turned into frames (``agent``: on
+        a stale answer, who holds the session now)."""
         view = self.view
         assert view is not None
         frame_id = command.client_id
         if verdict is Verdict.OK:
             return self._accepted(command, seq, first_bot_seq, now_ms, recovered)
         if verdict is Verdict.STALE:
+            self.holder_now = agent
             return Reply(retry=True)
         if verdict is Verdict.DUP:
             return Reply((protocol.ack_frame(frame_id, seq),))
@@ -410,10 +348,41 @@ class Conversation:
             frames.append(protocol.lead_frame(SessionStatus.COMPLETED.value, view.id))
         return Reply(tuple(frames), accepted=True, completed=command.completes, recovered=recovered)
 
-    def reloaded(self, record: SessionRecord | None) -> None:
-        """A fresh read of the session after a stale answer (None: it is gone)."""
-        if record is not None and self.view is not None:
-            self.view = SessionView.of(record, self.view.site)
+    def reloaded(self, record: SessionRecord | None) -> Reply:
+        """A fresh read of the session after a stale answer (None: it is gone); the
+        holder is the one the store named."""
+        return self.caught_up(record, self.holder_now)
+
+    def caught_up(self, record: SessionRecord | None, agent: str) -> Reply:
+        """The session read again after our view (someone else changed it: an agent,
+        or the visitor in another tab): what the widget has not seen, as frames.
+
+        ``record`` holds the transcript after our view's seq; ``agent`` holds it now.
+        """
+        view = self.view
+        if record is None or view is None or record.seq < view.seq:
+            return Reply()
+        before, before_name = view.agent, view.agent_name
+        self.view = SessionView.of(record, view.site, agent)
+        unseen = [e for e in record.transcript if e["seq"] > view.seq and e["from"] != "visitor"]
+        by_agent = [e for e in unseen if isinstance(e["from"], dict)]
+        others = [e for e in unseen if not isinstance(e["from"], dict)]
+        frames: list[str] = []
+        if agent and agent != before:
+            frames.append(protocol.agent_frame("joined", self.view.agent_name))
+        frames.extend(protocol.message_frame(e) for e in by_agent)
+        if before and agent != before:
+            frames.append(protocol.agent_frame("left", before_name))
+        frames.extend(protocol.message_frame(e) for e in others)
+        if by_agent:
+            self.quiet_since = self.clock()
+        return Reply(tuple(frames))
+
+    def agent_typing(self) -> Reply:
+        """An agent is typing in this session (nothing when none holds it here)."""
+        if self.view is None or not self.view.agent:
+            return Reply()
+        return Reply((protocol.typing_frame(),))
 
     def unavailable(self, frame_id: str | None) -> Reply:
         """Redis could not store the event: no ack (the widget resends after reconnecting)."""

@@ -32,6 +32,7 @@ __all__ = [
     "on_message",
     "on_submit",
     "opening",
+    "resuming",
     "prompt_of",
     "validate",
 ]
@@ -126,6 +127,13 @@ def _ask(step: FlowStep | None) -> tuple[dict[str, Any], ...]:
     if step is None:
         return ({"text": THANKS},)
     return ({"text": step.ask, "prompt": prompt_of(step)},)
+
+
+def resuming(site: Site, fields: Mapping[str, str]) -> tuple[dict[str, Any], ...]:
+    """What the bot says when an agent gives the chat back: the next unanswered step's
+    question (nothing when every step is answered: the visitor may just submit)."""
+    step = next_step(site, fields)
+    return _ask(step) if step else ()
 
 
 def opening(site: Site, fields: dict[str, str]) -> tuple[dict[str, Any], ...]:

@@ -23,6 +23,8 @@ __all__ = [
     "HOOKS",
     "META",
     "NOTIFY_CHANNEL",
+    "WAITING_EVENT",
+    "WATCH_CHANNEL",
     "abandoned_event",
     "completed_event",
     "event_destination",
@@ -45,8 +47,11 @@ COMPLETED_EVENT = "evt_%s_completed"
 the scripts get it as an argument."""
 ABANDONED_EVENT = "evt_%s_abandoned_%d"
 """Pattern (session id, the abandonment's number) for ``lead.abandoned`` events."""
+WAITING_EVENT = "evt_%s_waiting_%d"
+"""Pattern (session id, the wait's number) for ``visitor.waiting`` events (§10)."""
 EVENT_ID = re.compile(
-    r"^evt_([0-9a-f]{24})_(completed|abandoned_\d{1,6}|test)(?::([a-z0-9][a-z0-9_-]{0,39}))?$"
+    r"^evt_([0-9a-f]{24})_(completed|abandoned_\d{1,6}|waiting_\d{1,6}|test)"
+    r"(?::([a-z0-9][a-z0-9_-]{0,39}))?$"
 )
 """An event id: the base id of one event, then ``:<destination>`` for every destination
 but ``webhook`` (whose ids keep the single-destination form): CONTRACT §9."""
@@ -120,8 +125,13 @@ DURABILITY_PROBE = PREFIX + "durability:probe"
 HOOKS = PREFIX + "hooks"
 """Hash: REST hook id -> the hook as JSON (:mod:`chatlead.hooks`)."""
 NOTIFY_CHANNEL = PREFIX + "notify"
-"""Pub/sub: JSON ``{"abandoned": [session ids]}`` so servers can tell live sockets, or
-``{"hooks": true}`` when the REST hooks changed, or ``{"agent_removed": id}``."""
+"""Pub/sub: JSON ``{"abandoned": [session ids]}`` so servers can tell live sockets,
+``{"hooks": true}`` when the REST hooks changed, ``{"agent_removed": id}``, or for a
+session's visitor socket ``{"live": session id}`` (an agent changed it: read it again)
+and ``{"typing": session id}`` (CONTRACT §10). The Lua scripts name it literally."""
+WATCH_CHANNEL = PREFIX + "watch"
+"""Pub/sub: a session id whenever that session changed, for the agent consoles; a
+process subscribes only while an agent of its own watches (``_prelude.lua`` names it)."""
 INBOX = PREFIX + "inbox"
 """List of delivered inbox leads (JSON), newest first, pruned by retention."""
 INBOX_TESTS = PREFIX + "inbox:tests"

@@ -21,14 +21,16 @@ BOT_ID = "bot"
 
 def transcript_message(entry: dict[str, Any], user_id: str) -> dict[str, Any]:
     """One stored transcript entry as a Stentor ``Message``."""
-    from_bot = entry["from"] != "visitor"
-    speaker = BOT_ID if entry["from"] == "bot" else entry["from"]
+    sender = entry["from"]
+    from_bot = sender != "visitor"
+    # an agent's entry names itself: {"id": "agent:<id>", "name"} (CONTRACT §10)
+    speaker = sender if isinstance(sender, dict) else {"id": BOT_ID if sender == "bot" else sender}
     attributes: dict[str, Any] = {"seq": entry["seq"]}
     if "field" in entry:
         attributes["field"] = entry["field"]
     message: dict[str, Any] = {
         "createdTime": iso_ms(entry["ts"]),
-        "from": {"id": speaker if from_bot else user_id},
+        "from": speaker if from_bot else {"id": user_id},
         "to": [{"id": user_id if from_bot else BOT_ID}],
         "message": entry["text"],
         "attributes": attributes,

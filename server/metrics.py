@@ -30,14 +30,18 @@ from .protocol import CLIENT_FRAME_TYPES
 
 __all__ = [
     "ACK_SECONDS",
+    "AGENT_FIRST_RESPONSE",
+    "AGENT_SOCKETS",
     "CONNECTIONS",
     "DELIVERIES",
     "DELIVERY_SECONDS",
     "FRAMES",
     "FRAME_COUNTERS",
+    "MESSAGES",
     "SESSIONS",
     "SWEEP_LAG",
     "SWEEP_SECONDS",
+    "TAKEOVERS",
     "exposition",
     "forget_dead_workers",
 ]
@@ -68,6 +72,24 @@ SESSIONS = Counter(
     "Session lifecycle events seen by this process",
     ["event"],
     registry=REGISTRY,
+)
+TAKEOVERS = Counter(
+    "chatlead_takeovers_total", "Sessions an agent took over (CONTRACT §10)", registry=REGISTRY
+)
+AGENT_FIRST_RESPONSE = Histogram(
+    "chatlead_agent_first_response_seconds",
+    "From a visitor's first unanswered message to an agent's reply",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800),
+    registry=REGISTRY,
+)
+MESSAGES = Counter(
+    "chatlead_messages_total",
+    "Transcript messages stored by this process, by who wrote them",
+    ["role"],
+    registry=REGISTRY,
+)
+AGENT_SOCKETS = Gauge(
+    "chatlead_agent_sockets", "Open agent sockets", registry=REGISTRY, multiprocess_mode="livesum"
 )
 SWEEP_SECONDS = Histogram(
     "chatlead_sweep_seconds",

@@ -29,12 +29,14 @@ __all__ = [
     "Submit",
     "VisitorMessage",
     "ack_frame",
+    "agent_frame",
     "error_frame",
     "iso_ms",
     "lead_frame",
     "message_frame",
     "parse_client_frame",
     "pong_frame",
+    "typing_frame",
     "welcome_frame",
 ]
 
@@ -254,13 +256,16 @@ def _dump(obj: dict[str, Any]) -> str:
 
 def message_body(entry: dict[str, Any]) -> dict[str, Any]:
     """A stored transcript entry as the ``message`` frame object."""
+    sender = entry["from"]
     body: dict[str, Any] = {
         "type": "message",
         "seq": entry["seq"],
-        "from": entry["from"],
+        "from": "agent" if isinstance(sender, dict) else sender,
         "text": entry["text"],
         "ts": iso_ms(entry["ts"]),
     }
+    if isinstance(sender, dict):  # an agent's entry (§10): {"id": "agent:<id>", "name"}
+        body["name"] = sender.get("name", "")
     if "prompt" in entry:
         body["prompt"] = entry["prompt"]
     return body
@@ -316,3 +321,12 @@ def error_frame(code: ErrorCode, message: str, frame_id: str | None = None) -> s
 
 def pong_frame() -> str:
     return '{"type":"pong"}'
+
+
+def agent_frame(status: str, name: str) -> str:
+    """``agent``: an agent ``joined`` or ``left`` the visitor's chat (§10)."""
+    return _dump({"type": "agent", "status": status, "name": name})
+
+
+def typing_frame() -> str:
+    return '{"type":"typing","from":"agent"}'

@@ -13,9 +13,12 @@ from . import keys
 from .config import Settings
 from .hooks import Hooks
 from .limits import ConnectionSlots, NewSessions
+from .live import Live
+from .redis_client import Translated
 from .routing import Routes
 from .sites import Site
 from .store import Store
+from .takeover import Takeover
 
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
@@ -30,6 +33,8 @@ NOTIFY_POLL_S = 0.5
 
 class Notifiable(Protocol):
     def notify_abandoned(self) -> None: ...
+    def notify_live(self) -> None: ...
+    def notify_typing(self) -> None: ...
 
 
 class Hub:
@@ -52,6 +57,15 @@ class Hub:
         for session_id in session_ids:
             for conn in list(self._by_session.get(session_id, ())):
                 conn.notify_abandoned()
+
+    def live(self, session_id: str) -> None:
+        """An agent changed the session (joined, wrote, left): its sockets catch up."""
+        for conn in list(self._by_session.get(session_id, ())):
+            conn.notify_live()
+
+    def typing(self, session_id: str) -> None:
+        for conn in list(self._by_session.get(session_id, ())):
+            conn.notify_typing()
 
     def __len__(self) -> int:
         return sum(len(conns) for conns in self._by_session.values())
@@ -76,12 +90,23 @@ class Runtime:
     new_sessions: NewSessions = field(init=False)
     routes: Routes = field(init=False)
     hooks: Hooks = field(init=False)
+    takeover: Takeover = field(init=False)
+    live: Live = field(init=False)
 
     def __post_init__(self) -> None:
         self.routes = Routes(self.sites)
         self.hooks = Hooks(self.store.redis)
         self.slots = ConnectionSlots(self.store)
         self.new_sessions = NewSessions(self.store, self.settings.new_sessions_per_ip)
+        self.takeover = Takeover(self.store)
+        self.live = Live(
+            self.store, self.takeover, self.sites, lambda: self.routes, self.delivery_wakeup
+        )
+
+    async def notify(self, notice: dict[str, object]) -> None:
+        """Tell every process (this one included) through the notification channel."""
+        with Translated("publishing a notification"):
+            await self.store.redis.publish(keys.NOTIFY_CHANNEL, json.dumps(notice))
 
     def site_cap(self, site: Site) -> int:
         """Open sockets allowed for ``site`` across all processes."""
@@ -110,8 +135,9 @@ class Runtime:
         self.routes = Routes(self.sites, await self.hooks.load())
 
     async def listen_notifications(self, stop: asyncio.Event) -> None:
-        """Tell live sockets when another process's sweeper abandons their session, and
-        reload the REST hooks when they change (and every ``hooks.REFRESH_S`` anyway)."""
+        """Tell live sockets when another process's sweeper abandons their session or
+        an agent changes it, close a deleted agent's sockets, and reload the REST hooks
+        when they change (and every ``hooks.REFRESH_S`` anyway)."""
         pubsub = self.store.redis.pubsub()
         try:
             await pubsub.subscribe(keys.NOTIFY_CHANNEL)
@@ -128,8 +154,24 @@ class Runtime:
                     ids = notice.get("abandoned", [])
                 except (ValueError, AttributeError):
                     continue
-                if notice.get("hooks"):
-                    await self.refresh_hooks()
-                self.hub.abandoned(ids)
+                await self._notice(notice, ids)
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _notice(self, notice: dict[str, object], abandoned: list[str]) -> None:
+        if notice.get("hooks"):
+            await self.refresh_hooks()
+        self.hub.abandoned(abandoned)
+        for session_id in abandoned:
+            self.live.changed(session_id)
+        live, typing, removed = (
+            notice.get("live"),
+            notice.get("typing"),
+            notice.get("agent_removed"),
+        )
+        if isinstance(live, str):
+            self.hub.live(live)
+        if isinstance(typing, str):
+            self.hub.typing(typing)
+        if isinstance(removed, str):
+            self.live.revoke(removed)

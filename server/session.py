@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .attribution import ATTRIBUTION_KEYS, CLICK_IDS, UTM_KEYS
 
-__all__ = ["SessionRecord", "SessionStatus", "Verdict", "page_meta", "parse_session"]
+__all__ = ["HOLD_MS", "SessionRecord", "SessionStatus", "Verdict", "page_meta", "parse_session"]
 
 
 class SessionStatus(StrEnum):
@@ -37,6 +37,8 @@ class Verdict(StrEnum):
     LIMITED = "limited"  # the session's token bucket is empty
 
 
+HOLD_MS = 30_000
+"""How long an agent's hold outlives its socket (CONTRACT §10)."""
 _UTM = UTM_KEYS
 # Session hash fields copied into the lead as fields when present (§4, §13).
 PAGE_FIELDS = ("page_url", "referrer", *ATTRIBUTION_KEYS, "trigger")
@@ -62,6 +64,17 @@ class SessionRecord:
     fields: dict[str, str] = field(default_factory=dict)
     transcript: tuple[dict[str, Any], ...] = ()
     token_hash: str = ""
+    agent: str = ""
+    """The agent that holds or last held the session (see :meth:`holder`), or ``""``."""
+    agent_name: str = ""
+    agent_seen_ms: int = 0
+    wait_from_ms: int | None = None
+    """When the visitor's first message no agent has answered was sent (§10)."""
+
+    def holder(self, now_ms: int) -> str:
+        """The agent holding the session at ``now_ms`` (its hold lapses :data:`HOLD_MS`
+        after its socket last touched it), or ``""``; ``_prelude.lua`` decides alike."""
+        return self.agent if self.agent and now_ms - self.agent_seen_ms < HOLD_MS else ""
 
 
 def _int(value: str | None) -> int | None:
@@ -93,6 +106,10 @@ def parse_session(
         fields=dict(fields),
         transcript=tuple(json.loads(entry) for entry in transcript),
         token_hash=meta.get("tok", ""),
+        agent=meta.get("agent", ""),
+        agent_name=meta.get("agent_name", ""),
+        agent_seen_ms=int(meta.get("agent_seen") or 0),
+        wait_from_ms=_int(meta.get("wait_from")),
     )
 
 

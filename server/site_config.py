@@ -186,8 +186,9 @@ def _toml_destination(raw: Any, settings: Settings, name: Callable[[str], str]) 
 
 def _site_from_toml(site_id: str, raw: dict[str, Any], settings: Settings, path: Path) -> Site:
     raw = _resolve_env_refs(dict(raw), f"{path}: sites.{site_id}")
-    if isinstance(raw.get("idle_timeout"), int | float):
-        raw["idle_timeout"] = str(raw["idle_timeout"])  # refused: a number has no unit
+    for duration in ("idle_timeout", "agent_wait"):
+        if isinstance(raw.get(duration), int | float):
+            raw[duration] = str(raw[duration])  # refused: a number has no unit
     where = f"{path}: sites.{site_id}."
 
     def key(*loc: str | int) -> str:

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -302,6 +303,8 @@ class Site(BaseModel):
     qualify: Qualify | None = None
     triggers: tuple[Trigger, ...] = ()
     """Proactive openers shown by the widget (:mod:`chatlead.triggers`, CONTRACT §13)."""
+    agent_wait: float = 60.0
+    """How long a visitor waits for an agent before ``visitor.waiting`` (§10)."""
 
     @field_validator("id")
     @classmethod
@@ -315,12 +318,12 @@ class Site(BaseModel):
     def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(_origin(origin) for origin in value)
 
-    @field_validator("idle_timeout", mode="before")
+    @field_validator("idle_timeout", "agent_wait", mode="before")
     @classmethod
-    def _duration(cls, value: Any) -> float:
+    def _duration(cls, value: Any, info: ValidationInfo) -> float:
         seconds = parse_duration(value)
         if seconds < 1:
-            raise ValueError("idle_timeout must be at least 1s")
+            raise ValueError(f"{info.field_name} must be at least 1s")
         return seconds
 
     @field_validator("flow")

@@ -72,6 +72,8 @@ class VisitorResult(NamedTuple):
     first_bot_seq: int = 0
     now_ms: int = 0
     recovered: bool = False
+    agent: str = ""
+    """For stale: the agent holding the session now, or ``""``."""
 
 
 @dataclass(frozen=True)
@@ -311,11 +313,13 @@ class Store:
         step: str,
         completes: bool,
         completed_to: Sequence[Route] = ("",),
+        agent: str = "",
     ) -> VisitorResult:
         """Apply one visitor event atomically (dedupe, append, fields, deadline, outbox).
 
         ``completed_to``: the destinations (:data:`~chatlead.sites.Route`) that take the
-        ``lead.completed`` event, when this event completes the session.
+        ``lead.completed`` event, when this event completes the session; ``agent``: who
+        the caller believes holds the session (``""``: no one; the store checks it).
         """
         shard = self.shard(session_id)
         event = {
@@ -326,6 +330,7 @@ class Store:
             "updates": updates,
             "step": step,
             "completes": completes,
+            "agent": agent,
             "max": MAX_TRANSCRIPT,
             "max_bytes": MAX_TRANSCRIPT_BYTES,
             **(
@@ -347,7 +352,9 @@ class Store:
             return VisitorResult(
                 kind, int(result[1]), int(result[2]), int(result[3]), result[4] == 1
             )
-        if kind is Verdict.DUP or kind is Verdict.STALE:
+        if kind is Verdict.STALE:
+            return VisitorResult(kind, int(result[1]), agent=result[2])
+        if kind is Verdict.DUP:
             return VisitorResult(kind, int(result[1]))
         return VisitorResult(kind)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from typing import Annotated, NamedTuple
 
 from pydantic_settings import NoDecode
 
-__all__ = ["Duration", "Rate", "format_duration", "parse_duration", "parse_rate"]
+__all__ = ["Duration", "Rate", "TokenBucket", "format_duration", "parse_duration", "parse_rate"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
@@ -82,3 +84,24 @@ def parse_rate(value: str | Rate) -> Rate:
 
 Duration = Annotated[float, NoDecode]
 """A duration setting: seconds, read from text with a unit."""
+
+
+class TokenBucket:
+    """``rate`` frames per second with bursts of ``burst``, on an injected clock."""
+
+    __slots__ = ("burst", "clock", "rate", "stamp", "tokens")
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate, self.burst, self.clock = rate, float(burst), clock
+        self.tokens, self.stamp = float(burst), clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False

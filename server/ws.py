@@ -44,6 +44,7 @@ class Connection:
     __slots__ = (
         "core",
         "flushing",
+        "lock",
         "out",
         "reaper",
         "receive",
@@ -71,6 +72,9 @@ class Connection:
         self.writer: asyncio.Task[None] | None = None
         self.flushing = False
         self.reaper: asyncio.TimerHandle | None = None
+        self.lock = asyncio.Lock()
+        """Held while a visitor event or a catch-up is in the store: one at a time, so
+        the view's seq is what the widget was sent."""
 
     # --- writing ------------------------------------------------------------
 
@@ -204,7 +208,8 @@ class Connection:
             if hello.session_id and hello.resume_token:
                 record = await self.rt.store.load_session(hello.session_id, hello.last_seq)
                 if record is not None and core.may_resume(record, hello, site):
-                    self.carry_out(core.resumed(record, site, hello.resume_token))
+                    now_ms = int(time.time() * 1000)
+                    self.carry_out(core.resumed(record, site, hello.resume_token, now_ms))
                     self._joined()
                     return True
             if not await self.rt.new_sessions.admit(self._client_ip()):
@@ -261,6 +266,12 @@ class Connection:
             self.carry_out(decided)
             return
         started = time.perf_counter()
+        async with self.lock:
+            await self._store_with_retries(frame, decided, started)
+
+    async def _store_with_retries(
+        self, frame: protocol.ClientFrame | FrameError, decided: VisitorCommand, started: float
+    ) -> None:
         try:
             for _ in range(STALE_RETRIES):
                 reply = await self._store(decided)
@@ -270,7 +281,9 @@ class Connection:
                     return
                 view = self.core.view
                 assert view is not None
-                self.core.reloaded(await self.rt.store.load_session(view.id, view.seq))
+                self.carry_out(
+                    self.core.reloaded(await self.rt.store.load_session(view.id, view.seq))
+                )
                 assert isinstance(frame, VisitorMessage | FieldAnswer | Submit)
                 again = self.core.decide(frame)
                 if isinstance(again, Reply):
@@ -281,6 +294,12 @@ class Connection:
             view = self.core.view
             log.warning("store_unavailable session=%s error=%s", view.id if view else "-", exc)
             self.carry_out(self.core.unavailable(decided.client_id))
+            return
+        # still stale after every retry (others keep writing): not stored, so no ack;
+        # the widget resends it after reconnecting
+        view = self.core.view
+        log.warning("visitor_event_kept_stale session=%s", view.id if view else "-")
+        self.carry_out(self.core.unavailable(decided.client_id))
 
     async def _store(self, command: VisitorCommand) -> Reply:
         view = self.core.view
@@ -295,6 +314,7 @@ class Connection:
             command.step,
             command.completes,
             self.rt.routes.to(view.site.id, "lead.completed") if command.completes else (),
+            command.agent,
         )
         return self.core.stored(command, *result)
 
@@ -309,6 +329,29 @@ class Connection:
             self.rt.delivery_wakeup.set()
             log.info("lead_completed session=%s site=%s", view.id, view.site.id)
             self._reap_when_idle()
+
+    def notify_live(self) -> None:
+        """An agent changed our session (on any process): send what the widget missed."""
+        if self.core.view is not None and self.core.state is ConnState.READY:
+            self.writer = asyncio.create_task(self._catch_up())
+
+    async def _catch_up(self) -> None:
+        async with self.lock:
+            view = self.core.view
+            assert view is not None
+            try:
+                record = await self.rt.store.load_session(view.id, view.seq)
+            except StoreError:
+                return  # the widget's resume after a reconnect reads it from the store
+            now_ms = int(time.time() * 1000)
+            self.carry_out(self.core.caught_up(record, record.holder(now_ms) if record else ""))
+            await self._flush()
+
+    def notify_typing(self) -> None:
+        reply = self.core.agent_typing()
+        if reply.frames:
+            self.carry_out(reply)
+            self._kick()
 
     def notify_abandoned(self) -> None:
         """Called from the notification listener: the sweeper flagged our session."""

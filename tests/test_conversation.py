@@ -13,7 +13,6 @@ from chatlead.conversation import (
     IllegalTransition,
     Reply,
     SessionView,
-    TokenBucket,
     VisitorCommand,
     token_hash,
 )
@@ -31,6 +30,7 @@ from chatlead.protocol import (
 )
 from chatlead.session import SessionRecord, SessionStatus, Verdict
 from chatlead.sites import FlowStep, Site
+from chatlead.units import TokenBucket
 
 SITE = Site(id="acme", idle_timeout=60)
 TOKEN = "resume-token-0123456789"
@@ -73,7 +73,7 @@ def conversation(clock: Clock | None = None, rate: float = 10, burst: int = 3) -
 
 def ready(clock: Clock | None = None, status: SessionStatus = SessionStatus.OPEN) -> Conversation:
     conv = conversation(clock)
-    conv.resumed(record(status=status), SITE, TOKEN)
+    conv.resumed(record(status=status), SITE, TOKEN, 0)
     return conv
 
 
@@ -218,7 +218,7 @@ def test_anything_else_never_resumes(rec: Any, hello: Hello, site: Site) -> None
 def test_resuming_sends_what_the_widget_missed() -> None:
     conv = conversation()
     entries = ({"from": "bot", "text": "Hi", "seq": 2, "ts": 1},)
-    reply = conv.resumed(record(transcript=entries, fields={"name": "Ada"}), SITE, TOKEN)
+    reply = conv.resumed(record(transcript=entries, fields={"name": "Ada"}), SITE, TOKEN, 0)
     (welcome,) = frames(reply)
     assert welcome["resumed"] is True and welcome["seq"] == 2
     assert [m["text"] for m in welcome["transcript"]] == ["Hi"]
@@ -227,7 +227,7 @@ def test_resuming_sends_what_the_widget_missed() -> None:
 
 
 def test_a_resumed_completed_session_has_no_prompt() -> None:
-    reply = conversation().resumed(record(status=SessionStatus.COMPLETED), SITE, TOKEN)
+    reply = conversation().resumed(record(status=SessionStatus.COMPLETED), SITE, TOKEN, 0)
     assert "prompt" not in frames(reply)[0]
 
 
@@ -308,7 +308,7 @@ def test_an_invalid_answer_is_refused_with_the_question_again() -> None:
 def test_the_last_answer_completes() -> None:
     site = Site(id="acme", flow=[FlowStep(field="name", ask="Name?")])
     conv = conversation()
-    conv.resumed(record(), site, TOKEN)
+    conv.resumed(record(), site, TOKEN, 0)
     command = conv.frame(FieldAnswer(id="f1", name="name", value="Ada"))
     assert isinstance(command, VisitorCommand) and command.completes
 
@@ -412,7 +412,7 @@ def test_a_full_transcript_closes_4429() -> None:
 def test_completing_sends_the_lead_frame() -> None:
     site = Site(id="acme", flow=[FlowStep(field="name", ask="Name?")])
     conv = conversation()
-    conv.resumed(record(), site, TOKEN)
+    conv.resumed(record(), site, TOKEN, 0)
     command = conv.frame(FieldAnswer(id="f1", name="name", value="Ada"))
     assert isinstance(command, VisitorCommand)
     reply = conv.stored(command, Verdict.OK, seq=3, first_bot_seq=4, now_ms=9)

@@ -23,6 +23,8 @@ class TranscriptEntry:
     text: str
     ts: str
     field: str | None
+    name: str | None = None
+    """An agent's name (``from`` is ``agent``: CONTRACT §10)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +49,15 @@ class SessionDetail:
 
 
 def _entry(raw: dict[str, Any]) -> TranscriptEntry:
+    sender = raw.get("from", "")
+    agent = sender if isinstance(sender, dict) else None
     return TranscriptEntry(
         seq=int(raw.get("seq", 0)),
-        sender=str(raw.get("from", "")),
+        sender="agent" if agent is not None else str(sender),
         text=str(raw.get("text", "")),
         ts=iso_ms(int(raw.get("ts", 0))),
         field=str(raw["field"]) if raw.get("field") else None,
+        name=str(agent.get("name", "")) if agent is not None else None,
     )
 
 

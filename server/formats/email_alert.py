@@ -159,7 +159,8 @@ def _bubble(entry: Mapping[str, Any], user_id: Any) -> tuple[str, str, str]:
         return "Bot", "left", "#f3f4f6"
     if sender_id is None or sender_id == user_id:
         return "Visitor", "right", "#dbeafe"
-    return str(sender_id), "left", "#dcfce7"  # a person answering from the admin
+    name = sender.get("name") if isinstance(sender, Mapping) else None
+    return str(name or sender_id), "left", "#dcfce7"  # an agent (CONTRACT §10)
 
 
 def _messages_html(lead: Mapping[str, Any]) -> str:

@@ -140,7 +140,8 @@ def _speaker(entry: Mapping[str, Any], user_id: Any) -> str:
         return "Bot"
     if sender_id is None or sender_id == user_id:
         return "Visitor"
-    return str(sender_id)
+    name = sender.get("name") if isinstance(sender, Mapping) else None
+    return str(name or sender_id)  # an agent (CONTRACT §10)
 
 
 def transcript_lines(lead: Mapping[str, Any]) -> list[str]:

@@ -121,3 +121,23 @@ local function expire(keys, ttl)
     redis.call('PEXPIRE', key, ttl)
   end
 end
+
+-- Live takeover (CONTRACT §10). The agent holding a session, or '' when none: a hold
+-- lapses once its agent's socket has not touched it for HOLD_MS.
+local HOLD_MS = 30000
+local function holder(agent, seen, now)
+  if agent and agent ~= '' and now - (tonumber(seen) or 0) < HOLD_MS then
+    return agent
+  end
+  return ''
+end
+
+-- Tell live sockets of every process that a session changed: the visitor's (`live`,
+-- on the notification channel) and the consoles (the watch channel). A nudge only:
+-- what changed is read from the session by whoever gets it.
+local function nudge(sid, visitor_too)
+  if visitor_too then
+    redis.call('PUBLISH', 'chatlead:notify', cjson.encode({live = sid}))
+  end
+  redis.call('PUBLISH', 'chatlead:watch', sid)
+end

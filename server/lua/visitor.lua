@@ -8,7 +8,8 @@
 --        "max_bytes": transcript byte cap,
 --        "completed_id": the lead.completed event id (keys.COMPLETED_EVENT), when it completes,
 --        "completed_to": the destinations that take it, each a suffix or
---        [suffix, condition on the fields] (sites.Route)}
+--        [suffix, condition on the fields] (sites.Route),
+--        "agent": the agent the caller believes holds the session, or ''}
 --       The token bucket lives in the session hash, so it holds across every
 --       socket and every server process of the session.
 -- The session hash also holds `exp_due` (when its keys next get their retention TTL)
@@ -20,12 +21,13 @@
 --   {"closed"}           session completed: read-only
 --   {"full"}             the transcript reached its length cap
 --   {"limited"}          the session's token bucket is empty (nothing stored)
---   {"stale", seq}       the caller's view is out of date: reload and retry
+--   {"stale", seq, agent} the caller's view is out of date: reload and retry (agent:
+--                        who holds the session now, or '')
 --   {"ok", ack seq, first bot seq, now ms, recovered 0|1}
 local sid, ttl, tag = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local ev = cjson.decode(ARGV[4])
 local m = redis.call('HMGET', KEYS[1], 'status', 'seq', 'site', 'idle', 'tokens', 'tstamp',
-  'exp_due', 'queued', 'bytes', 'cut')
+  'exp_due', 'queued', 'bytes', 'cut', 'agent', 'agent_seen', 'wait_from')
 local status, seq, site = m[1], tonumber(m[2]), m[3]
 if not status then
   return {'gone'}
@@ -48,13 +50,20 @@ end
 if status == 'completed' then
   return refused('closed')
 end
-if seq ~= ev.seq then
-  return refused('stale', seq)
+local now = now_ms()
+-- The bot's answer depends on whether an agent holds the session (§10): a caller
+-- that assumed otherwise decides again (the agent's id, or '', comes back).
+local held = holder(m[11], m[12], now)
+if seq ~= ev.seq or held ~= ev.agent then
+  local seen = redis.call('HGET', KEYS[4], ev.id)
+  if seen then
+    return dup(seen)
+  end
+  return {'stale', seq, held}
 end
 if seq >= ev.max then
   return refused('full')
 end
-local now = now_ms()
 local tokens = tonumber(m[5]) or ev.burst
 tokens = math.min(ev.burst, tokens + (now - (tonumber(m[6]) or now)) * ev.rate / 1000)
 if tokens < 1 then
@@ -110,6 +119,11 @@ end
 -- one HSET for every session field this event changes
 local set = {'tokens', tostring(tokens - 1), 'tstamp', now, 'seq', seq, 'active', now,
   'step', ev.step}
+-- the first message no agent has answered yet (§10: visitor.waiting, the consoles)
+if has_visitor and held == '' and not m[13] then
+  set[#set + 1] = 'wait_from'
+  set[#set + 1] = now
+end
 if bytes > ev.max_bytes then
   local cut
   bytes, cut = trim(bytes, ev.max_bytes, tonumber(m[10]) or 0)
@@ -154,4 +168,5 @@ if refresh or ev.completes then
 elseif #updates > 0 then
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
+redis.call('PUBLISH', 'chatlead:watch', sid)
 return {'ok', ack, first, now, recovered}

@@ -1,0 +1,72 @@
+"""Who may open the live console and the agent socket (CONTRACT §10).
+
+The admin token (its login cookie, or ``Authorization: Bearer``) acts as agent
+``admin`` for every site; an agent token (``Bearer agt_…``) as that agent, for its
+sites. A wrong credential counts towards the same per-network throttle as the
+admin surface's. The socket's ``Origin`` must be the server's own or
+``PUBLIC_URL``'s, so a page on another site cannot open it with the visitor's
+cookies (cross-site WebSocket hijacking); a client with no ``Origin`` at all is no
+browser, and may connect with a bearer token only.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit
+
+from starlette.requests import HTTPConnection
+
+from ..agents import ADMIN_AGENT, Agent, Agents
+from ..limits import client_network
+from ..runtime import Runtime
+from .auth import COOKIE, Credentials, decide, throttled
+
+__all__ = ["ADMIN", "agent_of", "origin_ok"]
+
+ADMIN = Agent(ADMIN_AGENT, "Admin", [], 0)
+
+
+def origin_ok(conn: HTTPConnection, runtime: Runtime) -> bool:
+    """The handshake's ``Origin`` is ours (or ``PUBLIC_URL``'s), or absent with a bearer."""
+    origin = conn.headers.get("origin")
+    if origin is None:
+        return conn.headers.get("authorization") is not None
+    own = conn.headers.get("host")
+    allowed = set()
+    if own:
+        allowed |= {f"http://{own}", f"https://{own}"}
+    public = runtime.settings.public_url
+    if public:
+        parts = urlsplit(public)
+        allowed.add(f"{parts.scheme}://{parts.netloc}")
+    return origin.rstrip("/") in allowed
+
+
+async def agent_of(conn: HTTPConnection, runtime: Runtime) -> Agent | None:
+    """The agent this request or handshake speaks for, or ``None``.
+
+    Raises:
+        StoreError: Redis cannot say.
+    """
+    creds = Credentials(runtime.store.redis, runtime.settings.admin_token)
+    network = client_network(conn.client.host if conn.client else "-")
+    snap = await creds.snapshot(network)
+    if throttled(snap.failures):
+        return None
+    authorization = conn.headers.get("authorization")
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and given.strip().startswith("agt_"):
+        agent = await Agents(runtime.store.redis).by_token(given.strip())
+        if agent is None:
+            await creds.fail(network)
+        return agent
+    verdict = decide(
+        snap.token,
+        authorization=authorization,
+        cookie=conn.cookies.get(COOKIE),
+        generation=snap.generation,
+        now_s=int(time.time()),
+    )
+    if verdict.failed:
+        await creds.fail(network)
+    return ADMIN if verdict.ok else None

@@ -1,0 +1,82 @@
+"""What a widget connection decides (:mod:`server.conversation`), as values: its view of
+the session, the replies it returns and the commands it gives the store (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import flow
+from .protocol import CloseCode
+from .session import SessionRecord, SessionStatus
+from .sites import Site
+
+__all__ = ["NewSession", "Reply", "SessionView", "VisitorCommand"]
+
+
+@dataclass(slots=True)
+class SessionView:
+    """What this connection knows of its session; the store stays the authority."""
+
+    id: str
+    site: Site
+    seq: int
+    status: SessionStatus
+    fields: dict[str, str] = field(default_factory=dict)
+    agent: str = ""
+    """The agent holding the session (the bot is silent), or ``""`` (§10)."""
+    agent_name: str = ""
+
+    @classmethod
+    def of(cls, record: SessionRecord, site: Site, agent: str) -> SessionView:
+        """The view of ``record``, held by ``agent`` (``""``: by no one)."""
+        name = record.agent_name if agent else ""
+        return cls(record.id, site, record.seq, record.status, dict(record.fields), agent, name)
+
+    def prompt(self) -> dict[str, Any] | None:
+        if self.status is SessionStatus.COMPLETED:
+            return None
+        step = flow.next_step(self.site, self.fields)
+        return flow.prompt_of(step) if step else None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What to do next: send ``frames``, then close with ``close`` if set.
+
+    ``retry``: the store found our view stale; reload the session and ask again.
+    ``accepted``, ``completed``, ``recovered``: an event was stored, and what it did.
+    """
+
+    frames: tuple[str, ...] = ()
+    close: CloseCode | None = None
+    retry: bool = False
+    accepted: bool = False
+    completed: bool = False
+    recovered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorCommand:
+    """One visitor event for the store (``Store.visitor_event``), decided from the view."""
+
+    client_id: str
+    expected_seq: int
+    visitor_entry: dict[str, Any] | None
+    bots: list[dict[str, Any]]
+    updates: dict[str, str]
+    step: str
+    completes: bool
+    agent: str
+    """Who the decision assumed holds the session (the store checks it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    """A session to create (``Store.create_session``) and the welcome once it is."""
+
+    session_id: str
+    resume_token: str
+    user_id: str
+    meta: dict[str, str]
+    entries: list[dict[str, Any]]

@@ -9,6 +9,7 @@ asserted too.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from tests.widget_parts import (
     answer,
     check_axe,
     host_page,
+    stored,
     wait_settled,
     widget_eval,
 )
@@ -169,6 +171,71 @@ def test_on_a_dark_page_the_launcher_and_its_focus_ring_show(
     page.keyboard.press("Enter")
     page.get_by_text("What's your name?").wait_for()
     shot(page, viewport, "6-dark-open")
+
+
+def test_an_agent_who_takes_over_is_shown(
+    chat_server: ServerProcess,
+    lead_receiver: LeadReceiver,
+    new_page: Callable[..., Any],
+    viewport: str,
+) -> None:
+    """CONTRACT §10 visitor side: agent joined/left, typing, messages with a name. The
+    frames are played into the widget's socket here, as a held chat would send them."""
+    page = new_page(*VIEWPORTS[viewport])
+    replies = HeldReplies(page, chat_server)
+    host_page(
+        page, chat_server, lead_receiver, f"agent-{viewport}", LIGHT_PAGE,
+        site=SITE, title="Brightwater Plumbing", accent="#0a5a8c",
+        greeting="Automated assistant · a few quick questions",
+    )  # fmt: skip
+    page.get_by_role("button", name="Open chat").click()
+    page.get_by_text("What's your name?").wait_for()
+    seq = stored(page)["seq"]
+
+    def play(**frame: Any) -> None:
+        replies.client.send(json.dumps(frame))
+
+    def said(n: int, text: str) -> None:
+        ts = "2026-12-03T10:00:00Z"
+        play(type="message", seq=seq + n, **{"from": "agent"}, name="Ana", text=text, ts=ts)
+
+    header = "return [root.querySelector('h2').textContent, root.querySelector('header .av').textContent]"
+    play(type="agent", status="joined", name="Ana")
+    page.get_by_text("Ana joined the chat").wait_for()
+    assert widget_eval(page, header) == ["Ana", "A"]
+    play(type="typing", **{"from": "agent"})
+    page.get_by_text("Ana is typing…").wait_for()
+    said(1, "Hi, I'm Ana <b>from the team</b>")
+    said(2, "How can I help?")
+    page.get_by_text("How can I help?").wait_for()
+    assert not widget_eval(page, "return root.querySelector('.typing')")
+    names = "return [...root.querySelectorAll('.nm')].filter(n => n.offsetParent).map(n => n.textContent)"
+    assert widget_eval(page, names) == ["Ana"], "the name heads a run of messages once"
+    assert page.get_by_text("Hi, I'm Ana <b>from the team</b>").is_visible()  # text, not markup
+    assert page.get_by_label("Your name", exact=True).is_visible(), "the bot's prompt stays"
+    play(type="typing", **{"from": "agent"})
+    page.get_by_text("Ana is typing…").wait_for()
+    shot(page, viewport, "8-agent")
+
+    play(type="agent", status="left", name="Ana")
+    page.get_by_text("Ana left the chat").wait_for()
+    assert widget_eval(page, header)[0] == "Brightwater Plumbing"
+    assert not widget_eval(page, "return root.querySelector('.typing')")
+
+    page.reload()
+    page.get_by_text("How can I help?").wait_for()
+    rows = widget_eval(
+        page,
+        "return [...root.querySelectorAll('.g > .r')].map(r => r.className + ': ' +"
+        " [...r.querySelectorAll('.av, .nm, .m, p')].map(e => e.textContent).join(' | '))",
+    )
+    assert rows[-4:] == [
+        "r y: Ana joined the chat",
+        "r agent: A | Ana | Ana: Hi, I'm Ana <b>from the team</b>",
+        "r agent: A | Ana | Ana: How can I help?",
+        "r y: Ana left the chat",
+    ], rows
+    assert stored(page)["seq"] == seq + 2, "a note is no message: last_seq stays a server seq"
 
 
 LAUNCHER_NAMES = {

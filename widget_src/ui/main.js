@@ -59,11 +59,14 @@ window.__chatleadUI = (ctx) => {
       st.msgs.push(kept);
       st.msgs.sort((a, b) => a.seq - b.seq);
     }
-    if (m.seq > (st.seq || 0)) st.seq = m.seq;
+    if (m.seq > (st.seq || 0) && m.from !== "sys") st.seq = m.seq;
   };
-  // Render a server message once (dedupe by seq); match it to a pending row.
+  // Render a server message once (dedupe by seq); match it to a pending row. Notes
+  // ("Ana joined the chat", from "sys") are kept with the messages, numbered just after
+  // the last seq they followed (seq + 0.5), so they stay in place after a reload.
   const addMessage = (m, live) => {
     if (typeof m.seq !== "number" || bySeq.has(m.seq)) return;
+    const note = m.from === "sys";
     if (m.from === "visitor") {
       const mine = [...byId.values()].find((r) => !r.dataset.seq && r.dataset.text === m.text);
       if (mine) {
@@ -72,10 +75,10 @@ window.__chatleadUI = (ctx) => {
         remember(m);
         return;
       }
-    } else if (live) v.typing(false);
+    } else if (live && !note) v.typing(false);
     place(v.row(m), m.seq);
     remember(m);
-    if (live && m.from !== "visitor" && panel.hidden) {
+    if (live && !note && m.from !== "visitor" && panel.hidden) {
       unread = true;
       showState();
     }
@@ -103,6 +106,22 @@ window.__chatleadUI = (ctx) => {
       place(r, seq);
     }
     remember({ seq, from: "visitor", text: r.dataset.text, ts: new Date().toISOString() });
+  };
+
+  // the dots (or "Ana is typing…") at the end of the log, in view
+  const showTyping = (ms, name) => {
+    v.typing(true, ms, name);
+    if (pinned) scrollDown();
+  };
+  // An agent took the chat over (name) or left it (null): the header shows who answers.
+  const setAgent = (name) => {
+    st.agent = name || null;
+    v.setAgent(st.agent);
+  };
+  const addNote = (status, name) => {
+    let seq = (st.seq || 0) + 0.5;
+    while (bySeq.has(seq)) seq += 0.01;
+    addMessage({ seq, from: "sys", text: status, name }, true);
   };
 
   const setPrompt = (p) => {
@@ -177,6 +196,7 @@ window.__chatleadUI = (ctx) => {
     bySeq.clear();
     byId.clear();
     logEl.replaceChildren();
+    setAgent(null);
     setFinished(false);
     setPrompt(null);
     input.focus();
@@ -188,6 +208,7 @@ window.__chatleadUI = (ctx) => {
     bySeq.clear();
     byId.clear();
     logEl.replaceChildren();
+    setAgent(null);
     save();
   };
   const stop = () => {
@@ -204,6 +225,7 @@ window.__chatleadUI = (ctx) => {
     const newer = (o.seq || 0) > (st.seq || 0);
     for (const m of o.msgs) addMessage(m, false);
     if (newer) setPrompt(o.prompt);
+    if (o.agent !== st.agent) setAgent(o.agent);
     if (o.status === "completed") setFinished(true);
   });
 
@@ -228,8 +250,22 @@ window.__chatleadUI = (ctx) => {
       if (m.from === "bot") setPrompt(m.prompt);
       save();
     },
-    typing() {
-      v.typing(true, 6000);
+    // an agent typing: "Ana is typing…" until a message from them, or 6 s without another
+    typing(f) {
+      showTyping(6000, (f.from === "agent" && st.agent) || "");
+    },
+    // an agent joined or left; a repeat (e.g. said again after a reconnect) changes nothing
+    agent(a) {
+      const name = String(a.name || st.agent || "").slice(0, 80);
+      if (a.status === "joined" && name && name !== st.agent) {
+        addNote("joined", name);
+        setAgent(name);
+      } else if (a.status === "left" && st.agent) {
+        v.typing(false);
+        addNote("left", name);
+        setAgent(null);
+      } else return;
+      save();
     },
     ack(a) {
       const answered = st.asked[a.id];
@@ -237,7 +273,9 @@ window.__chatleadUI = (ctx) => {
       delete st.asked[a.id];
       acked(a.id, a.seq);
       // an answer to the bot's question: its next question is on the way
-      if (answered && !bySeq.has(a.seq + 1) && st.status !== "completed") v.typing(true);
+      // (not while an agent holds the chat: the bot asks nothing then)
+      if (answered && !bySeq.has(a.seq + 1) && st.status !== "completed" && !st.agent)
+        showTyping();
       save();
     },
     lead(l) {
@@ -304,6 +342,7 @@ window.__chatleadUI = (ctx) => {
 
   // --- start -------------------------------------------------------------------
   v.setNet(st.sid ? "connecting" : "idle");
+  setAgent(st.agent);
   for (const m of st.msgs) place(v.row(m), m.seq);
   for (const f of st.out) {
     if (f.type === "message" || f.type === "field") addPending(f.id, f.text ?? f.value);

@@ -25,7 +25,8 @@ export const uuid = () =>
       );
 
 // st: {sid, token, seq, status, prompt, msgs: [{seq, from, text, ts, name}], out: [frame],
-//      asked: {frame id: prompt it answers}, open}
+//      asked: {frame id: prompt it answers}, open, agent: name of the agent in the chat}
+// msgs also holds notes {seq: n + 0.5, from: "sys", text: "joined" | "left", name}.
 export const fresh = (open) => ({ msgs: [], out: [], asked: {}, open });
 
 export const restore = (key) => {

@@ -1,6 +1,7 @@
 // Widget texts per language (data-lang, else the page's <html lang>, else English);
 // ar and he are written right to left.
 // Bot questions come from the site's configuration, not from here.
+// agent: [joined, left, typing] for a person who took the chat over ({name}: theirs).
 export const RTL = ["ar", "he"];
 
 export const STRINGS = {
@@ -30,6 +31,7 @@ export const STRINGS = {
     phone: "Your phone number",
     company: "Your company",
     choice: "Your answer",
+    agent: ["{name} joined the chat", "{name} left the chat", "{name} is typing…"],
   },
   es: {
     title: "Chatea con nosotros",
@@ -57,6 +59,7 @@ export const STRINGS = {
     phone: "Tu número de teléfono",
     company: "Tu empresa",
     choice: "Tu respuesta",
+    agent: ["{name} se unió al chat", "{name} salió del chat", "{name} está escribiendo…"],
   },
   fr: {
     title: "Discutons",
@@ -84,6 +87,7 @@ export const STRINGS = {
     phone: "Votre numéro de téléphone",
     company: "Votre entreprise",
     choice: "Votre réponse",
+    agent: ["{name} a rejoint le chat", "{name} a quitté le chat", "{name} écrit…"],
   },
   de: {
     title: "Schreiben Sie uns",
@@ -111,6 +115,7 @@ export const STRINGS = {
     phone: "Ihre Telefonnummer",
     company: "Ihr Unternehmen",
     choice: "Ihre Antwort",
+    agent: ["{name} ist dem Chat beigetreten", "{name} hat den Chat verlassen", "{name} schreibt…"],
   },
   pt: {
     title: "Fale connosco",
@@ -138,6 +143,7 @@ export const STRINGS = {
     phone: "O seu telefone",
     company: "A sua empresa",
     choice: "A sua resposta",
+    agent: ["{name} entrou no chat", "{name} saiu do chat", "{name} está digitando…"],
   },
   it: {
     title: "Scrivici",
@@ -165,6 +171,7 @@ export const STRINGS = {
     phone: "Il tuo numero di telefono",
     company: "La tua azienda",
     choice: "La tua risposta",
+    agent: ["{name} è ora nella chat", "{name} ha lasciato la chat", "{name} sta scrivendo…"],
   },
   nl: {
     title: "Chat met ons",
@@ -192,6 +199,7 @@ export const STRINGS = {
     phone: "Je telefoonnummer",
     company: "Je bedrijf",
     choice: "Je antwoord",
+    agent: ["{name} neemt deel aan de chat", "{name} heeft de chat verlaten", "{name} typt…"],
   },
   pl: {
     title: "Napisz do nas",
@@ -219,6 +227,7 @@ export const STRINGS = {
     phone: "Twój numer telefonu",
     company: "Twoja firma",
     choice: "Twoja odpowiedź",
+    agent: ["{name} jest teraz na czacie", "{name} opuszcza czat", "{name} pisze…"],
   },
   tr: {
     title: "Bize yazın",
@@ -246,6 +255,7 @@ export const STRINGS = {
     phone: "Telefon numaranız",
     company: "Şirketiniz",
     choice: "Yanıtınız",
+    agent: ["{name} sohbete katıldı", "{name} sohbetten ayrıldı", "{name} yazıyor…"],
   },
   ja: {
     title: "チャットでお問い合わせ",
@@ -273,6 +283,7 @@ export const STRINGS = {
     phone: "電話番号",
     company: "会社名",
     choice: "回答",
+    agent: ["{name}さんが参加しました", "{name}さんが退出しました", "{name}さんが入力中…"],
   },
   ar: {
     title: "تحدث معنا",
@@ -300,6 +311,7 @@ export const STRINGS = {
     phone: "رقم هاتفك",
     company: "شركتك",
     choice: "إجابتك",
+    agent: ["انضم {name} إلى الدردشة", "غادر {name} الدردشة", "{name} يكتب…"],
   },
   he: {
     title: "דברו איתנו",
@@ -327,6 +339,7 @@ export const STRINGS = {
     phone: "מספר הטלפון שלך",
     company: "החברה שלך",
     choice: "התשובה שלך",
+    agent: ["{name} הצטרף/ה לצ'אט", "{name} עזב/ה את הצ'אט", "{name} מקליד/ה…"],
   },
 };
 

@@ -25,6 +25,9 @@ export const el = (tag, cls, text) => {
 
 const initial = (name) => (String(name || "").trim()[0] || "?").toUpperCase();
 
+// "{name} joined the chat": the name as given (a "$&" in it is not a pattern)
+export const say = (text, name) => text.replace("{name}", () => name);
+
 export function createView(ctx, T, lang) {
   const holder = el("div");
   holder.innerHTML = SHELL;
@@ -55,9 +58,20 @@ export function createView(ctx, T, lang) {
     else av.append(ctx.launcher.querySelector("svg").cloneNode(true));
     return av;
   };
-  $("header .av").replaceWith(badge(ctx.ds.title));
-  $("#sub").textContent = ctx.ds.greeting || "";
-  $("#sub").hidden = !ctx.ds.greeting;
+  const team = badge(ctx.ds.title);
+  let head = team;
+  $("header .av").replaceWith(team);
+  // while an agent is in the chat the header shows them, the team's name below
+  v.setAgent = (name) => {
+    const next = name ? badge(name) : team;
+    head.replaceWith(next);
+    head = next;
+    panel.classList.toggle("ag", !!name);
+    const sub = $("#sub");
+    $("h2").textContent = name || title;
+    sub.textContent = (name ? ctx.ds.title : ctx.ds.greeting) || "";
+    sub.hidden = !sub.textContent;
+  };
   v.closeBtn.setAttribute("aria-label", T.close);
   $(".s").setAttribute("aria-label", T.send);
   v.log.setAttribute("aria-label", T.log);
@@ -80,11 +94,19 @@ export function createView(ctx, T, lang) {
 
   // One message: a row with the speaker's avatar, the bubble (a screen-reader prefix,
   // then the text) and its time. Consecutive rows of one speaker share avatar and time.
+  // An agent's row also names them above the first bubble of a run; a note ("Ana
+  // joined the chat", from "sys") is a centred line.
   v.row = (m) => {
+    if (m.from === "sys") {
+      const r = el("div", "r y");
+      r.append(el("p", "", say(T.agent[m.text === "left" ? 1 : 0], m.name)));
+      return r;
+    }
     const from = m.from === "visitor" ? "visitor" : m.from === "agent" ? "agent" : "bot";
+    const who = from === "agent" ? String(m.name || "") : "";
     const r = el("div", "r " + from);
     const b = el("div", "m " + (from === "visitor" ? "visitor" : "bot"));
-    b.append(el("span", "sr", from === "visitor" ? T.you : T.them + " "));
+    b.append(el("span", "sr", from === "visitor" ? T.you : (who ? who + ":" : T.them) + " "));
     // the text's own direction (an English question in an Arabic widget reads right)
     const text = m.text ? el("span", "", m.text) : el("em", "", T.skipped);
     text.dir = "auto";
@@ -92,24 +114,36 @@ export function createView(ctx, T, lang) {
     const c = el("div", "c");
     const t = el("span", "t", time(m.ts));
     t.setAttribute("aria-hidden", "true");
+    if (who) {
+      const n = el("span", "nm", who);
+      n.setAttribute("aria-hidden", "true");
+      c.append(n);
+    }
     c.append(b, t);
-    if (from !== "visitor") r.append(badge(from === "agent" ? m.name || "?" : ctx.ds.title));
+    if (from !== "visitor") r.append(badge(who || ctx.ds.title));
     r.append(c);
     r.bubble = b;
     return r;
   };
 
-  // "…is typing": three dots in a bot row, always the last row of the log.
-  const typing = el("div", "r bot typing");
-  const tav = badge(ctx.ds.title);
-  const dots = el("div", "dots");
-  dots.append(el("i"), el("i"), el("i"), el("span", "sr", T.typing));
-  typing.append(tav, dots);
+  // "…is typing": three dots in the bot's row, or in an agent's with "Ana is typing…"
+  // below; always the last row of the log. Built again only when the typist changes.
+  const typing = el("div");
+  let typist = null;
   let typingTimer = 0;
-  v.typing = (on, ms = 4000) => {
+  v.typing = (on, ms = 4000, name = "") => {
     clearTimeout(typingTimer);
     if (!on) return typing.remove();
-    v.log.append(typing);
+    if (typist !== name) {
+      typist = name;
+      typing.className = "r typing " + (name ? "agent" : "bot");
+      const c = el("div", "c");
+      const dots = el("div", "dots");
+      dots.append(el("i"), el("i"), el("i"));
+      c.append(dots, el("span", name ? "t" : "sr", name ? say(T.agent[2], name) : T.typing));
+      typing.replaceChildren(badge(name || ctx.ds.title), c);
+    }
+    if (v.log.lastChild !== typing) v.log.append(typing);
     typingTimer = setTimeout(() => typing.remove(), ms);
   };
   v.keepTypingLast = () => typing.isConnected && v.log.append(typing);

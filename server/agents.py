@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ADMIN_AGENT",
+    "AGENT_COOKIE",
     "Agent",
     "AgentMade",
     "AgentList",
@@ -41,6 +42,8 @@ __all__ = [
 
 ADMIN_AGENT = "admin"
 """The id the admin token acts as."""
+AGENT_COOKIE = "chatlead_agent"
+"""An agent's login cookie (the console is the only page it opens)."""
 _AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
 MAX_NAME = 80
 TOKEN_PREFIX = "agt_"
@@ -134,6 +137,30 @@ class Agents:
         await self.redis.publish(keys.NOTIFY_CHANNEL, json.dumps({"agent_removed": agent_id}))
         return True
 
+    async def cookie_for(self, agent: Agent, now_s: int, ttl_s: int) -> str | None:
+        """A login cookie value for ``agent`` (None: it is gone). Signed with its token's
+        hash, so it dies with the agent, and with the expiry in it."""
+        raw = await self.redis.hget(keys.AGENTS, agent.id)
+        if raw is None:
+            return None
+        expiry = now_s + ttl_s
+        return f"{agent.id}.{expiry}.{_cookie_mac(json.loads(raw)['token_hash'], agent.id, expiry)}"
+
+    async def by_cookie(self, value: str, now_s: int) -> Agent | None:
+        """The agent whose login cookie this is, while it lasts, or ``None``."""
+        agent_id, _, rest = value.partition(".")
+        expiry, _, mac = rest.partition(".")
+        if not _AGENT_ID.match(agent_id) or not expiry.isdigit() or int(expiry) < now_s:
+            return None
+        raw = await self.redis.hget(keys.AGENTS, agent_id)
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        expected = _cookie_mac(str(record.get("token_hash", "")), agent_id, int(expiry))
+        if not hmac.compare_digest(mac.encode(), expected.encode()):
+            return None
+        return _agent(record)
+
     async def by_token(self, token: str) -> Agent | None:
         """The agent whose token this is, or ``None``."""
         if not token.startswith(TOKEN_PREFIX):
@@ -149,6 +176,11 @@ class Agents:
         if not hmac.compare_digest(str(record.get("token_hash", "")), digest):
             return None
         return _agent(record)
+
+
+def _cookie_mac(token_hash: str, agent_id: str, expiry: int) -> str:
+    message = f"chatlead-agent-login:{agent_id}:{expiry}"
+    return hmac.new(token_hash.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
 def _agent(record: dict[str, object]) -> Agent:

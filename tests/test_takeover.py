@@ -3,8 +3,10 @@ and leaves; the visitor sees the agent, the bot stays silent and then resumes.""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 
@@ -105,4 +107,33 @@ async def test_no_credentials_no_socket(app_factory: Any) -> None:
     app = await app_factory()
     with pytest.raises(websockets.InvalidStatus):
         async with AgentClient.connect(app.base, "agt_wrong"):
+            pass
+
+
+async def test_an_agent_signs_in_with_its_token_to_the_console_only(
+    app_factory: Any, redis_url: str
+) -> None:
+    app = await app_factory()
+    token = await make_agent(app.base, redis_url, "ana")
+    async with httpx.AsyncClient(base_url=app.base) as browser:
+        page = await browser.get("/admin/login")
+        csrf = page.cookies.get("chatlead_csrf") or browser.cookies.get("chatlead_csrf")
+        signed = await browser.post(
+            "/admin/login",
+            data={"token": token, "csrf": csrf or ""},
+            headers={"origin": app.base},
+        )
+        assert signed.status_code == 303, signed.text
+        assert signed.headers["location"] == "/admin/live"
+        cookie = browser.cookies.get("chatlead_agent")
+        assert cookie and token not in cookie
+        assert (await browser.get("/admin")).status_code in (303, 401)  # not the admin
+    url = app.base.replace("http://", "ws://") + "/agent"
+    headers = {"Cookie": f"chatlead_agent={cookie}"}
+    async with websockets.connect(url, additional_headers=headers, origin=app.base) as ws:
+        hello = json.loads(await ws.recv())
+        assert hello["agent"]["id"] == "ana"
+    forged = {"Cookie": f"chatlead_agent=ana.99999999999.{'0' * 64}"}
+    with pytest.raises(websockets.InvalidStatus):
+        async with websockets.connect(url, additional_headers=forged, origin=app.base):
             pass

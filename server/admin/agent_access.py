@@ -1,9 +1,10 @@
 """Who may open the live console and the agent socket (CONTRACT §10).
 
 The admin token (its login cookie, or ``Authorization: Bearer``) acts as agent
-``admin`` for every site; an agent token (``Bearer agt_…``) as that agent, for its
-sites. A wrong credential counts towards the same per-network throttle as the
-admin surface's. The socket's ``Origin`` must be the server's own or
+``admin`` for every site; an agent token (``Bearer agt_…``, or the login cookie an
+agent gets by signing in with it on ``/admin/login``) as that agent, for its sites.
+A wrong credential counts towards the same per-network throttle as the admin
+surface's. The socket's ``Origin`` must be the server's own or
 ``PUBLIC_URL``'s, so a page on another site cannot open it with the visitor's
 cookies (cross-site WebSocket hijacking); a client with no ``Origin`` at all is no
 browser, and may connect with a bearer token only.
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 
-from ..agents import ADMIN_AGENT, Agent, Agents
+from ..agents import ADMIN_AGENT, AGENT_COOKIE, Agent, Agents
 from ..limits import client_network
 from ..runtime import Runtime
 from .auth import COOKIE, Credentials, decide, throttled
@@ -69,4 +70,9 @@ async def agent_of(conn: HTTPConnection, runtime: Runtime) -> Agent | None:
     )
     if verdict.failed:
         await creds.fail(network)
-    return ADMIN if verdict.ok else None
+    if verdict.ok:
+        return ADMIN
+    cookie = conn.cookies.get(AGENT_COOKIE)
+    if cookie and authorization is None:
+        return await Agents(runtime.store.redis).by_cookie(cookie, int(time.time()))
+    return None

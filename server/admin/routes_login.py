@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..agents import AGENT_COOKIE, TOKEN_PREFIX, Agents
 from ..errors import StoreError
 from .access import (
     count_failure,
@@ -15,6 +17,7 @@ from .access import (
     network_of,
     own_origin,
     read_form,
+    runtime_of,
     set_login_cookie,
     too_many,
 )
@@ -22,6 +25,7 @@ from .auth import (
     COOKIE,
     CSRF_COOKIE,
     CSRF_FIELD,
+    LOGIN_TTL_S,
     Credentials,
     Snapshot,
     csrf_problem,
@@ -81,7 +85,10 @@ async def _login_post(request: Request, creds: Credentials, snap: Snapshot) -> R
     )
     if problem:
         return render(request, "login.html", 403, error=problem, next="/admin")
-    if not token_matches(form.get("token", "").strip(), snap.token):
+    given = form.get("token", "").strip()
+    if given.startswith(TOKEN_PREFIX):
+        return await _agent_signed_in(request, creds, given)
+    if not token_matches(given, snap.token):
         return await _login_failed(request, creds, "That token is not right.")
     return _signed_in(request, snap, back_to({"back": form.get("next", "")}, "/admin"))
 
@@ -91,6 +98,25 @@ async def _login_failed(request: Request, creds: Credentials, error: str) -> Res
     if retry:
         return too_many(request, refuse, retry)
     return render(request, "login.html", 401, error=error, next="/admin")
+
+
+async def _agent_signed_in(request: Request, creds: Credentials, token: str) -> Response:
+    """An agent's token signs in to the live console only (CONTRACT §10)."""
+    agents = Agents(runtime_of(request).store.redis)
+    agent = await agents.by_token(token)
+    cookie = await agents.cookie_for(agent, int(time.time()), LOGIN_TTL_S) if agent else None
+    if cookie is None:
+        return await _login_failed(request, creds, "That token is not right.")
+    response = redirect("/admin/live")
+    response.set_cookie(
+        AGENT_COOKIE,
+        cookie,
+        max_age=LOGIN_TTL_S,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return finish(request, response)
 
 
 def _signed_in(request: Request, snap: Snapshot, to: str) -> Response:
@@ -105,4 +131,5 @@ async def logout(request: Request) -> Response:
     await credentials(request).sign_out_everywhere()
     response = redirect("/admin/login?notice=logged_out")
     response.delete_cookie(COOKIE, httponly=True, samesite="strict")
+    response.delete_cookie(AGENT_COOKIE, httponly=True, samesite="strict")
     return response

@@ -42,9 +42,11 @@ class Connection:
 
     # slots: thousands of idle sockets per process (docs/BENCHMARKS.md)
     __slots__ = (
+        "behind",
+        "busy",
+        "catching",
         "core",
         "flushing",
-        "lock",
         "out",
         "reaper",
         "receive",
@@ -72,9 +74,11 @@ class Connection:
         self.writer: asyncio.Task[None] | None = None
         self.flushing = False
         self.reaper: asyncio.TimerHandle | None = None
-        self.lock = asyncio.Lock()
-        """Held while a visitor event or a catch-up is in the store: one at a time, so
-        the view's seq is what the widget was sent."""
+        # One store step at a time (a visitor event, or catching up with an agent's
+        # change), so the view's seq is always what the widget was sent.
+        self.busy = False
+        self.behind = False
+        self.catching: asyncio.Task[None] | None = None
 
     # --- writing ------------------------------------------------------------
 
@@ -142,6 +146,8 @@ class Connection:
         finally:
             if self.reaper is not None:
                 self.reaper.cancel()
+            if self.catching is not None:
+                self.catching.cancel()
             if self.core.view is not None:
                 self.rt.hub.leave(self.core.view.id, self)
             if self.site_slot is not None:
@@ -266,12 +272,9 @@ class Connection:
             self.carry_out(decided)
             return
         started = time.perf_counter()
-        async with self.lock:
-            await self._store_with_retries(frame, decided, started)
-
-    async def _store_with_retries(
-        self, frame: protocol.ClientFrame | FrameError, decided: VisitorCommand, started: float
-    ) -> None:
+        while self.catching is not None:  # one store step at a time (see _catch_up)
+            await self.catching
+        self.busy = True
         try:
             for _ in range(STALE_RETRIES):
                 reply = await self._store(decided)
@@ -290,16 +293,19 @@ class Connection:
                     self.carry_out(again)
                     return
                 decided = again
+            # still stale after every retry (others keep writing): not stored, no ack;
+            # the widget resends it after reconnecting
+            view = self.core.view
+            log.warning("visitor_event_kept_stale session=%s", view.id if view else "-")
+            self.carry_out(self.core.unavailable(decided.client_id))
         except StoreError as exc:
             view = self.core.view
             log.warning("store_unavailable session=%s error=%s", view.id if view else "-", exc)
             self.carry_out(self.core.unavailable(decided.client_id))
-            return
-        # still stale after every retry (others keep writing): not stored, so no ack;
-        # the widget resends it after reconnecting
-        view = self.core.view
-        log.warning("visitor_event_kept_stale session=%s", view.id if view else "-")
-        self.carry_out(self.core.unavailable(decided.client_id))
+        finally:
+            self.busy = False
+            if self.behind:
+                self.notify_live()
 
     async def _store(self, command: VisitorCommand) -> Reply:
         view = self.core.view
@@ -331,21 +337,31 @@ class Connection:
             self._reap_when_idle()
 
     def notify_live(self) -> None:
-        """An agent changed our session (on any process): send what the widget missed."""
-        if self.core.view is not None and self.core.state is ConnState.READY:
-            self.writer = asyncio.create_task(self._catch_up())
+        """An agent changed our session (on any process): send what the widget missed.
+
+        Not while a visitor event is in the store (its reload or the next nudge covers
+        it: ``behind`` is kept until a catch-up has read the session after it)."""
+        if self.core.view is None or self.core.state is not ConnState.READY:
+            return
+        self.behind = True
+        if not self.busy and self.catching is None:
+            self.catching = asyncio.create_task(self._catch_up())
 
     async def _catch_up(self) -> None:
-        async with self.lock:
-            view = self.core.view
-            assert view is not None
-            try:
-                record = await self.rt.store.load_session(view.id, view.seq)
-            except StoreError:
-                return  # the widget's resume after a reconnect reads it from the store
-            now_ms = int(time.time() * 1000)
-            self.carry_out(self.core.caught_up(record, record.holder(now_ms) if record else ""))
-            await self._flush()
+        try:
+            while self.behind and self.core.state is ConnState.READY:
+                self.behind = False
+                view = self.core.view
+                assert view is not None
+                try:
+                    record = await self.rt.store.load_session(view.id, view.seq)
+                except StoreError:
+                    return  # the widget's resume after a reconnect reads it from the store
+                holder = record.holder(int(time.time() * 1000)) if record else ""
+                self.carry_out(self.core.caught_up(record, holder))
+                await self._flush()
+        finally:
+            self.catching = None
 
     def notify_typing(self) -> None:
         reply = self.core.agent_typing()

@@ -24,7 +24,6 @@ __all__ = [
     "META",
     "NOTIFY_CHANNEL",
     "WAITING_EVENT",
-    "WATCH_CHANNEL",
     "abandoned_event",
     "completed_event",
     "event_destination",
@@ -129,9 +128,7 @@ NOTIFY_CHANNEL = PREFIX + "notify"
 ``{"hooks": true}`` when the REST hooks changed, ``{"agent_removed": id}``, or for a
 session's visitor socket ``{"live": session id}`` (an agent changed it: read it again)
 and ``{"typing": session id}`` (CONTRACT §10). The Lua scripts name it literally."""
-WATCH_CHANNEL = PREFIX + "watch"
-"""Pub/sub: a session id whenever that session changed, for the agent consoles; a
-process subscribes only while an agent of its own watches (``_prelude.lua`` names it)."""
+
 INBOX = PREFIX + "inbox"
 """List of delivered inbox leads (JSON), newest first, pruned by retention."""
 INBOX_TESTS = PREFIX + "inbox:tests"
@@ -208,6 +205,13 @@ def session_keys(shard: int, session_id: str) -> list[str]:
 
 
 # --- per shard --------------------------------------------------------------
+
+
+def watch_channel(shard: int) -> str:
+    """Sharded pub/sub channel: the id of every session of the shard that changed, for
+    the agent consoles (``SPUBLISH`` in the scripts); a process subscribes only while an
+    agent of its own is connected."""
+    return f"{tag(shard)}watch"
 
 
 def deadlines(shard: int) -> str:

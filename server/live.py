@@ -1,8 +1,9 @@
 """What the agent sockets of one process share (CONTRACT §10): the session changes
 they must hear of, from every process, and the ``visitor.waiting`` timers.
 
-Every script that changes a session publishes its id on :data:`keys.WATCH_CHANNEL`.
-This process subscribes only while one of its agents is connected (a process with no
+Every script that changes a session publishes its id on its shard's watch channel
+(:func:`keys.watch_channel`, a sharded channel: ``SPUBLISH``). This process subscribes
+only while one of its agents is connected (a process with no
 agent pays nothing per visitor message), queues the ids it hears, and a single worker
 reads each changed session once — from the lowest seq a joined agent here has not
 seen, else only its last entry — and hands it to every agent socket. A nudge only
@@ -119,15 +120,23 @@ class Live:
 
     async def _subscribed(self, stop: asyncio.Event) -> None:
         pubsub = self.store.redis.pubsub()
+        cluster = self.store.cluster is not None
         try:
-            await pubsub.subscribe(keys.WATCH_CHANNEL)
+            await pubsub.ssubscribe(*(keys.watch_channel(n) for n in range(self.store.shards)))
             self.subscribed.set()
             for sock in list(self.sockets):  # what was missed while not subscribed
                 for session_id in sock.joined_sessions():
                     self.changed(session_id)
             while self.sockets and not stop.is_set():
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_S)
-                if message is not None and message.get("type") == "message":
+                if cluster:  # one connection per node that serves a shard's channel
+                    message = await pubsub.get_sharded_message(  # type: ignore[attr-defined]
+                        ignore_subscribe_messages=True, timeout=POLL_S
+                    )
+                else:
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=POLL_S
+                    )
+                if message is not None and message.get("type") == "smessage":
                     self.changed(str(message["data"]))
         finally:
             with contextlib.suppress(Exception):

@@ -29,6 +29,7 @@ from chatlead.store import Store
 from redis.asyncio.cluster import RedisCluster
 
 from tests.admin.serving import csv_rows, serve, visit, wait_delivery, wait_status
+from tests.agent_client import AgentClient
 from tests.conftest import SECRET, Receiver, Visitor, wait_for
 
 pytestmark = pytest.mark.slow
@@ -310,3 +311,32 @@ async def test_admin_api_on_a_redis_cluster(cluster: Cluster, rds: RedisCluster)
         assert erased.status_code == 200 and erased.json()["found"] is True
         assert (await http.get(f"/api/sessions/{ann}")).status_code == 404
         assert (await http.get("/admin")).status_code == 200
+
+
+async def test_a_takeover_across_servers_on_a_cluster(
+    cluster: Cluster, process_factory: Any, rds: RedisCluster
+) -> None:
+    a = process_factory(admin_token=ADMIN_TOKEN).start()
+    b = process_factory(admin_token=ADMIN_TOKEN).start()
+    made = httpx.post(
+        f"{b.base}/api/agents",
+        json={"id": "ana", "name": "Ana Diaz"},
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=5,
+    )
+    assert made.status_code == 201, made.text
+    async with (
+        Visitor.connect(a.ws_url) as visitor,
+        AgentClient.connect(b.base, made.json()["token"]) as agent,
+    ):
+        sid = visitor.welcome["session_id"]
+        await agent.send({"type": "watch"})
+        await agent.expect("session", session_id=sid)
+        assert (await agent.join(sid))["agent"]["id"] == "ana"
+        assert (await visitor.expect("agent"))["status"] == "joined"
+        ack = await visitor.message("hello?")
+        assert (await agent.expect("message", session_id=sid, seq=ack["seq"]))["text"] == "hello?"
+        said = await agent.say(sid, "Hi!")
+        assert (await visitor.expect("message"))["seq"] == said["seq"]
+        await agent.send({"type": "leave", "session_id": sid})
+        assert (await visitor.expect("agent"))["status"] == "left"

@@ -133,11 +133,14 @@ local function holder(agent, seen, now)
 end
 
 -- Tell live sockets of every process that a session changed: the visitor's (`live`,
--- on the notification channel) and the consoles (the watch channel). A nudge only:
--- what changed is read from the session by whoever gets it.
-local function nudge(sid, visitor_too)
-  if visitor_too then
-    redis.call('PUBLISH', 'chatlead:notify', cjson.encode({live = sid}))
-  end
-  redis.call('PUBLISH', 'chatlead:watch', sid)
+-- on the notification channel) and the consoles (the shard's watch channel, a sharded
+-- channel of the session's own slot: SPUBLISH reaches only the nodes that serve it).
+-- A nudge only: what changed is read from the session by whoever gets it.
+local function watch(tag, sid)
+  redis.call('SPUBLISH', tag .. 'watch', sid)
+end
+
+local function nudge(session_key, sid)
+  redis.call('PUBLISH', 'chatlead:notify', cjson.encode({live = sid}))
+  watch(string.match(session_key, '^(.*}:)'), sid)
 end

@@ -19,6 +19,6 @@ end
 redis.call('HSET', KEYS[1], 'agent', me, 'agent_name', name, 'agent_seen', now)
 redis.call('HDEL', KEYS[1], 'wait_from')
 if held ~= me then
-  nudge(sid, true)
+  nudge(KEYS[1], sid)
 end
 return {'ok', tonumber(m[2]), held ~= me and 1 or 0}

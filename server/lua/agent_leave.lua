@@ -14,5 +14,5 @@ if m[1] ~= 'completed' then
   seq, written = append(KEYS[2], cjson.decode(ARGV[3]), seq, now_ms())
   redis.call('HSET', KEYS[1], 'seq', seq, 'bytes', (tonumber(m[4]) or 0) + written)
 end
-nudge(sid, true)
+nudge(KEYS[1], sid)
 return {'ok', seq}

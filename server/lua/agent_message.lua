@@ -49,5 +49,5 @@ end
 redis.call('HSET', KEYS[1], unpack(set))
 redis.call('HDEL', KEYS[1], 'wait_from')
 expire({KEYS[1], KEYS[2], KEYS[3]}, ttl)
-nudge(sid, true)
+nudge(KEYS[1], sid)
 return {'ok', seq, now, tonumber(m[8]) or 0}

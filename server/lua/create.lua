@@ -25,5 +25,5 @@ redis.call('ZADD', KEYS[6], deadline, sid)
 count(tag, meta.site, now, 'started', ttl)
 index(tag, meta.site, 'started', now, sid, ttl)
 expire({KEYS[1], KEYS[3]}, math.min(ttl, tonumber(ARGV[6])))
-redis.call('PUBLISH', 'chatlead:watch', sid)
+watch(tag, sid)
 return {seq, now}

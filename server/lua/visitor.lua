@@ -168,5 +168,5 @@ if refresh or ev.completes then
 elseif #updates > 0 then
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
-redis.call('PUBLISH', 'chatlead:watch', sid)
+watch(tag, sid)
 return {'ok', ack, first, now, recovered}

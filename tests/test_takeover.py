@@ -11,7 +11,7 @@ import pytest
 import websockets
 
 from tests.agent_client import AgentClient, make_agent
-from tests.conftest import Visitor, admin_headers
+from tests.conftest import Visitor, admin_headers, metric_value
 
 
 def _admin(redis_url: str) -> str:
@@ -64,6 +64,11 @@ async def test_an_agent_takes_over_answers_and_gives_back(app_factory: Any, redi
         assert (await visitor.field("phone", "+1 202 555 0143"))["type"] == "ack"
         bot = await visitor.expect("message")
         assert bot["from"] == "bot"
+    async with httpx.AsyncClient(headers=admin_headers(redis_url)) as api:
+        scraped = (await api.get(f"{app.base}/metrics")).text
+    assert metric_value(scraped, "chatlead_takeovers_total") == 1
+    assert metric_value(scraped, 'chatlead_messages_total{role="agent"}') == 1
+    assert metric_value(scraped, "chatlead_agent_first_response_seconds_count") == 1
 
 
 async def test_agent_refusals(app_factory: Any, redis_url: str) -> None:

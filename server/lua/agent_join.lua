@@ -17,7 +17,6 @@ if held ~= '' and held ~= me then
   return {'taken', held, m[5] or held}
 end
 redis.call('HSET', KEYS[1], 'agent', me, 'agent_name', name, 'agent_seen', now)
-redis.call('HDEL', KEYS[1], 'wait_from')
 if held ~= me then
   nudge(KEYS[1], sid)
 end

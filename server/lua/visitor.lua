@@ -119,8 +119,9 @@ end
 -- one HSET for every session field this event changes
 local set = {'tokens', tostring(tokens - 1), 'tstamp', now, 'seq', seq, 'active', now,
   'step', ev.step}
--- the first message no agent has answered yet (§10: visitor.waiting, the consoles)
-if has_visitor and held == '' and not m[13] then
+-- the first message no agent has answered yet (§10: visitor.waiting, the consoles,
+-- the agent's first-response time)
+if has_visitor and not m[13] then
   set[#set + 1] = 'wait_from'
   set[#set + 1] = now
 end

@@ -1,6 +1,6 @@
 -- A visitor has waited the site's agent_wait with no agent (CONTRACT §10): write one
 -- visitor.waiting event per wait (a wait is named by its first unanswered message,
--- `wait_from`, which visitor.lua sets and an agent's join or message clears).
+-- `wait_from`, which visitor.lua sets and an agent's message clears).
 -- KEYS: 1 session
 -- ARGV: 1 session id, 2 retention ms, 3 shard tag, 4 agent_wait ms,
 --       5 event id pattern (keys.WAITING_EVENT), 6 destinations as JSON (see emit)

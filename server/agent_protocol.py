@@ -194,7 +194,7 @@ def session_frame(record: SessionRecord, site: Site, now_ms: int) -> str:
         "status": record.status.value,
         "step": record.step,
         "fields": lead_fields(record, site),
-        "active": iso_ms(record.active_ms),
+        "last_activity_at": iso_ms(record.active_ms),
     }
     if record.transcript:
         last = record.transcript[-1]

@@ -99,8 +99,8 @@ class AgentConnection:
                 self.send(transcript_frame(record.id, entry))
         self.own = {(s, q) for s, q in self.own if s != record.id or q > record.seq}
         self.joined[record.id] = max(seen, record.seq)
-        if record.holder(now_ms) != self.agent_id or record.status is SessionStatus.COMPLETED:
-            del self.joined[record.id]  # given back, lapsed or finished
+        if record.holder(now_ms) != self.agent_id:
+            del self.joined[record.id]  # given back, or lapsed and taken by another
 
     def revoked(self) -> None:
         self.close(int(CloseCode.POLICY_VIOLATION))

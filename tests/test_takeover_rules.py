@@ -169,3 +169,22 @@ events = ["visitor.waiting"]
             assert len(receiver.events) == 1  # one per wait
     finally:
         receiver.stop()
+
+
+async def test_a_finished_chat_cannot_be_joined_or_answered(
+    app_factory: Any, redis_url: str
+) -> None:
+    app = await app_factory()
+    token = await make_agent(app.base, redis_url, "ana")
+    async with (
+        Visitor.connect(app.ws_url) as visitor,
+        AgentClient.connect(app.base, token) as agent,
+    ):
+        sid = visitor.welcome["session_id"]
+        await agent.join(sid)
+        await visitor.send({"type": "submit", "id": "done"})
+        assert (await visitor.expect("lead"))["status"] == "completed"
+        said = await agent.say(sid, "still there?")
+        assert said["code"] == "session_closed"
+        refused = await agent.join(sid)
+        assert refused["code"] == "session_closed"

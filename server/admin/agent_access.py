@@ -12,17 +12,24 @@ browser, and may connect with a bearer token only.
 
 from __future__ import annotations
 
+import logging
 import time
 from urllib.parse import urlsplit
 
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
 
 from ..agents import ADMIN_AGENT, AGENT_COOKIE, Agent, Agents
+from ..errors import StoreError
 from ..limits import client_network
 from ..runtime import Runtime
+from .access import Endpoint, finish, runtime_of
 from .auth import COOKIE, Credentials, decide, throttled
+from .render import UNAVAILABLE, refuse, render
 
-__all__ = ["ADMIN", "agent_of", "origin_ok"]
+__all__ = ["ADMIN", "agent_of", "agent_page", "origin_ok"]
+
+log = logging.getLogger("chatlead.admin")
 
 ADMIN = Agent(ADMIN_AGENT, "Admin", [], 0)
 
@@ -76,3 +83,24 @@ async def agent_of(conn: HTTPConnection, runtime: Runtime) -> Agent | None:
     if cookie and authorization is None:
         return await Agents(runtime.store.redis).by_cookie(cookie, int(time.time()))
     return None
+
+
+def agent_page(fn: Endpoint) -> Endpoint:
+    """A page an agent may open (the admin too): who it is goes in ``request.state.agent``.
+
+    No credential: the sign-in page (it comes back here); Redis down: a 503 page.
+    """
+
+    async def run(request: Request) -> Response:
+        try:
+            agent = await agent_of(request, runtime_of(request))
+        except StoreError as exc:
+            log.warning("admin_store_unavailable error=%s", exc)
+            return render(request, "error.html", 503, title="Unavailable", message=UNAVAILABLE)
+        if agent is None:
+            return refuse(request, 401, "an admin or agent token is required")
+        request.state.agent = agent
+        return finish(request, await fn(request))
+
+    run.__name__ = fn.__name__
+    return run

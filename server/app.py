@@ -157,13 +157,14 @@ async def readyz(request: Request) -> Response:
 
 def _routes() -> list[BaseRoute]:
     from . import widget
-    from .admin import routes_api, routes_metrics, routes_pages
+    from .admin import routes_api, routes_live, routes_metrics, routes_pages
 
     return [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         *routes_api.routes,
         *routes_pages.routes,
+        *routes_live.routes,
         *widget.routes,
         *routes_metrics.routes,
     ]

@@ -96,8 +96,23 @@
     snapshotBase = Date.now();
     snapshotN = 0;
     snapshotUntil = snapshotBase + 1500;
+    // after a reconnect, a chat the new snapshot does not list ended while we were away
+    sessions.forEach(function (s) { s.stale = true; });
     send({ type: "watch" });
-    setTimeout(renderAll, 1600);
+    setTimeout(dropStale, 1600);
+  }
+
+  function dropStale() {
+    if (Date.now() < snapshotUntil) { setTimeout(dropStale, snapshotUntil - Date.now() + 50); return; }
+    sessions.forEach(function (s) {
+      if (!s.stale) { return; }
+      if (s.id === selected || s.id === joinedId) {
+        s.stale = false;  // keep what the agent is reading; the join answers for it
+      } else {
+        sessions.delete(s.id);
+      }
+    });
+    renderAll();
   }
 
   function join(id) {
@@ -105,7 +120,15 @@
     var frame = { type: "join", session_id: id };
     if (s && s.maxSeq > 0) { frame.last_seq = s.maxSeq; }
     replayQuietAt = Date.now() + 600;
-    if (s) { s.joining = true; }
+    if (s && !mine(s)) {
+      s.joining = true;
+      setTimeout(function () {
+        if (!s.joining) { return; }
+        s.joining = false;
+        s.error = "No answer from the server yet; try again.";
+        renderAll();
+      }, 8000);
+    }
     send(frame);
   }
 
@@ -139,12 +162,12 @@
     return { text: raw.text || "", from: raw.from || null, agent: raw.agent || null, ts: raw.ts || null };
   }
 
-  function activityOf(f, last, known) {
+  function activityOf(f, last) {
     var ts = f.last_activity_at || f.updated_at || (last && last.ts) || null;
     var ms = ts ? Date.parse(ts) : NaN;
     if (!isNaN(ms)) { return ms; }
     var now = Date.now();
-    if (now < snapshotUntil && !known) {
+    if (now < snapshotUntil) {
       // the watch snapshot comes newest first: keep that order
       snapshotUntil = now + 500;
       snapshotN += 1;
@@ -169,10 +192,14 @@
     s.status = f.status || s.status || "open";
     s.step = f.step || "";
     s.fields = fieldsOf(f.fields);
-    s.last = lastOf(f.last_message) || s.last || null;
+    var last = lastOf(f.last_message);
+    if (last && !(s.last && s.last.ts && last.ts && Date.parse(last.ts) < Date.parse(s.last.ts))) {
+      s.last = last;  // a message frame may already have shown a newer one
+    }
     s.agent = f.agent && f.agent.id ? f.agent : null;
     s.waitingSince = f.waiting_since || null;
-    s.activity = activityOf(f, s.last, known && known.activity);
+    s.activity = Math.max(s.activity || 0, activityOf(f, s.last));
+    s.stale = false;
     if (s.joining && s.agent && !me) { me = s.agent; }  // no hello: the join tells who we are
     s.joining = false;
     sessions.set(s.id, s);
@@ -512,14 +539,16 @@
     ui.transcript.replaceChildren.apply(ui.transcript, items);
     var hint = null;
     if (!items.length && !joined) {
-      hint = s.agent ? holderText(s) + ". The conversation shows once they leave and you join."
+      hint = s.agent ? holderText(s) + ". The conversation shows here once you join."
         : "Join to load the conversation and reply.";
-      if (s.last && s.last.text) { hint = "Last message: “" + s.last.text + "”. " + hint; }
     } else if (!items.length) {
       hint = "Loading the conversation…";
     }
+    var quote = !items.length && s.last && s.last.text;
     ui.hint.hidden = !hint;
-    ui.hint.textContent = hint || "";
+    $("chat-hint-text").textContent = hint || "";
+    $("chat-hint-last").hidden = !quote;
+    $("chat-hint-quote").textContent = quote ? (s.last.from ? who(s.last) + ": " : "") + s.last.text : "";
     ui.error.hidden = !s.error;
     ui.error.textContent = s.error || "";
     var canReply = joined && s.status === "open";

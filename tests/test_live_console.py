@@ -77,7 +77,11 @@ async def test_the_console_page_and_its_files(served: Served) -> None:
     assert "connect-src" not in (await served.http.get("/admin")).headers["content-security-policy"]
     assert 'src="/admin/live.js"' in page.text and 'href="/admin/live.css"' in page.text
     assert "<script>" not in page.text  # no inline script: the CSP would refuse it
-    for path, kind in (("/admin/live.js", "text/javascript"), ("/admin/live.css", "text/css")):
+    for path, kind in (
+        ("/admin/live.js", "text/javascript"),
+        ("/admin/live_view.js", "text/javascript"),
+        ("/admin/live.css", "text/css"),
+    ):
         asset = await served.http.get(path)
         assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind)
     sid = "0123456789abcdef01234567"

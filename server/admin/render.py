@@ -6,8 +6,8 @@ every value from a visitor is escaped) and work without script. The stylesheet
 the pages' ``script-src 'self'``) are files in ``static/``, served by
 :func:`asset`; the script only rewrites each ``<time datetime="…Z">`` from UTC into
 the browser's local time; exports, CSV and the API stay in UTC. The live console
-(:mod:`.routes_live`) alone adds ``live.css`` and ``live.js``, the one page that needs
-script, and may open a socket (:data:`LIVE_CSP`). Tables are
+(:mod:`.routes_live`) alone adds ``live.css``, ``live_view.js`` and ``live.js``, the
+one page that needs script, and may open a socket (:data:`LIVE_CSP`). Tables are
 stacked into labelled cards below 720 px, so no page scrolls sideways on a phone.
 
 Templates and static files are read once, at import, with :mod:`importlib.resources`,
@@ -40,6 +40,7 @@ __all__ = [
     "CSP",
     "LIVE_CSP",
     "LIVE_SCRIPT",
+    "LIVE_VIEW_SCRIPT",
     "LIVE_STYLESHEET",
     "STYLESHEET",
     "SCRIPT",
@@ -99,6 +100,7 @@ STYLESHEET = Asset((_FILES / "static" / "admin.css").read_text("utf-8"), "text/c
 SCRIPT = Asset((_FILES / "static" / "admin.js").read_text("utf-8"), "text/javascript")
 LIVE_STYLESHEET = Asset((_FILES / "static" / "live.css").read_text("utf-8"), "text/css")
 LIVE_SCRIPT = Asset((_FILES / "static" / "live.js").read_text("utf-8"), "text/javascript")
+LIVE_VIEW_SCRIPT = Asset((_FILES / "static" / "live_view.js").read_text("utf-8"), "text/javascript")
 TEMPLATES = {
     item.name: item.read_text("utf-8")
     for item in (_FILES / "templates").iterdir()

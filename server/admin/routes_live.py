@@ -1,9 +1,10 @@
-"""The live agent console (CONTRACT §10): ``GET /admin/live`` and its two static files.
+"""The live agent console (CONTRACT §10): ``GET /admin/live`` and its static files.
 
 The page is a shell: ``static/live.js`` opens the agent socket (``/agent``, same
-origin, the login cookie goes along), lists the live sessions the server sends and
-shows, joins and answers one of them. ``?session=<id>`` (where alerts link) opens that
-session once the socket has listed it. The page needs script; it says so without.
+origin, the login cookie goes along), keeps what it says about the live sessions and
+sends what the agent does; ``static/live_view.js`` draws the chat list and the open
+conversation. ``?session=<id>`` (where alerts link) opens that session once the socket
+has listed it. The page needs script; it says so without.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .params import SESSION_ID
-from .render import LIVE_CSP, LIVE_SCRIPT, LIVE_STYLESHEET, page, render
+from .render import LIVE_CSP, LIVE_SCRIPT, LIVE_STYLESHEET, LIVE_VIEW_SCRIPT, page, render
 
 __all__ = ["routes"]
 
@@ -30,5 +31,6 @@ async def live_page(request: Request) -> Response:
 routes: list[BaseRoute] = [
     Route("/admin/live", live_page, methods=["GET"]),
     Route("/admin/live.js", LIVE_SCRIPT.serve, methods=["GET"]),
+    Route("/admin/live_view.js", LIVE_VIEW_SCRIPT.serve, methods=["GET"]),
     Route("/admin/live.css", LIVE_STYLESHEET.serve, methods=["GET"]),
 ]

@@ -187,6 +187,7 @@
     var known = state.sessions.get(f.session_id);
     var s = known || newSession(f.session_id);
     var wasWaiting = !!s.waitingSince;
+    var inSnapshot = Date.now() < state.snapshotUntil;
     s.site = f.site || s.site || "";
     s.status = f.status || s.status || "open";
     s.step = f.step || "";
@@ -210,7 +211,10 @@
       clearTimeout(s.goneTimer);
       s.goneTimer = null;
     }
-    if (s.waitingSince && !wasWaiting && known && s.status === "open") { visitorWaits(s); }
+    // not for the chats already waiting when the page opened: those are on screen
+    if (s.waitingSince && !wasWaiting && (known || !inSnapshot) && s.status === "open") {
+      visitorWaits(s);
+    }
     renderAll();
   }
 
@@ -388,15 +392,22 @@
     }
   }
 
+  function notifyNote() {
+    var blocked = ui.notify.checked && window.Notification && Notification.permission === "denied";
+    $("notify-note").hidden = !blocked;
+  }
+
   var stored = null;
   try { stored = localStorage.getItem(NOTIFY_KEY); } catch (e) { /* storage off */ }
   ui.notify.checked = stored === "1";
+  notifyNote();
   ui.notify.addEventListener("change", function () {
     try { localStorage.setItem(NOTIFY_KEY, ui.notify.checked ? "1" : "0"); } catch (e) { /* */ }
+    notifyNote();
     if (!ui.notify.checked) { return; }
     beep();  // also unlocks audio while we have the click
     if (window.Notification && Notification.permission === "default") {
-      Notification.requestPermission();
+      Notification.requestPermission().then(notifyNote);
     }
   });
 

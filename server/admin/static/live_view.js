@@ -104,6 +104,8 @@
       ui.list.hidden = all.length === 0;
       ui.count.textContent = String(live);
       ui.count.setAttribute("aria-label", live + (live === 1 ? " live chat" : " live chats"));
+      var waiting = all.filter(function (s) { return s.waitingSince && s.status === "open"; }).length;
+      document.title = (waiting ? "(" + waiting + " waiting) " : "") + "Live chats · chatlead";
       if (focusedId) {
         var again = ui.list.querySelector("[data-id='" + focusedId + "']");
         if (again) { again.focus(); }

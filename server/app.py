@@ -159,7 +159,7 @@ async def readyz(request: Request) -> Response:
 
 def _routes() -> list[BaseRoute]:
     from . import widget
-    from .admin import routes_api, routes_metrics, routes_pages
+    from .admin import routes_api, routes_live, routes_metrics, routes_pages
     from .agent_socket import agent_socket
 
     return [
@@ -168,6 +168,7 @@ def _routes() -> list[BaseRoute]:
         Route("/readyz", readyz),
         *routes_api.routes,
         *routes_pages.routes,
+        *routes_live.routes,
         *widget.routes,
         *routes_metrics.routes,
     ]

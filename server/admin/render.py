@@ -5,7 +5,9 @@ every value from a visitor is escaped) and work without script. The stylesheet
 (``/admin/admin.css``) and the one small script (``/admin/admin.js``, allowed by
 the pages' ``script-src 'self'``) are files in ``static/``, served by
 :func:`asset`; the script only rewrites each ``<time datetime="…Z">`` from UTC into
-the browser's local time; exports, CSV and the API stay in UTC. Tables are
+the browser's local time; exports, CSV and the API stay in UTC. The live console
+(:mod:`.routes_live`) alone adds ``live.css``, ``live_view.js`` and ``live.js``, the
+one page that needs script, and may open a socket (:data:`LIVE_CSP`). Tables are
 stacked into labelled cards below 720 px, so no page scrolls sideways on a phone.
 
 Templates and static files are read once, at import, with :mod:`importlib.resources`,
@@ -36,6 +38,10 @@ from .params import QueryError, iso_ms
 
 __all__ = [
     "CSP",
+    "LIVE_CSP",
+    "LIVE_SCRIPT",
+    "LIVE_VIEW_SCRIPT",
+    "LIVE_STYLESHEET",
     "STYLESHEET",
     "SCRIPT",
     "UNAVAILABLE",
@@ -61,6 +67,10 @@ CSP = (
     "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 """``style-src 'unsafe-inline'`` is for the charts: pygal's SVG carries its own style."""
+LIVE_CSP = CSP.replace("default-src 'none';", "default-src 'none'; connect-src 'self';")
+"""The live console's policy: :data:`CSP` plus ``connect-src 'self'`` for its socket to
+``/agent`` (CSP 3 lets ``'self'`` match ``ws:``/``wss:`` on the page's own host). Only
+that page may connect anywhere; every other page keeps ``default-src 'none'``."""
 _FILES = resources.files(__package__ or "chatlead.admin")
 
 
@@ -88,6 +98,9 @@ class Asset:
 
 STYLESHEET = Asset((_FILES / "static" / "admin.css").read_text("utf-8"), "text/css")
 SCRIPT = Asset((_FILES / "static" / "admin.js").read_text("utf-8"), "text/javascript")
+LIVE_STYLESHEET = Asset((_FILES / "static" / "live.css").read_text("utf-8"), "text/css")
+LIVE_SCRIPT = Asset((_FILES / "static" / "live.js").read_text("utf-8"), "text/javascript")
+LIVE_VIEW_SCRIPT = Asset((_FILES / "static" / "live_view.js").read_text("utf-8"), "text/javascript")
 TEMPLATES = {
     item.name: item.read_text("utf-8")
     for item in (_FILES / "templates").iterdir()
@@ -164,7 +177,7 @@ NOTICES = {
     "handled": "Marked handled.",
     "reopened": "Marked new again.",
 }
-SECTIONS = ("/admin/inbox", "/admin/sessions", "/admin/deliveries")
+SECTIONS = ("/admin/inbox", "/admin/live", "/admin/sessions", "/admin/deliveries")
 """Admin paths whose subpages light up their nav entry (the dashboard is ``/admin``)."""
 
 
@@ -173,8 +186,11 @@ def section(path: str) -> str:
     return next((s for s in SECTIONS if path == s or path.startswith(s + "/")), "/admin")
 
 
-def render(request: Request, name: str, status: int = 200, **context: Any) -> Response:
-    """Template ``name`` as an HTML page with the admin's headers (and CSRF cookie)."""
+def render(
+    request: Request, name: str, status: int = 200, *, csp: str = CSP, **context: Any
+) -> Response:
+    """Template ``name`` as an HTML page with the admin's headers (and CSRF cookie);
+    ``csp`` is its Content-Security-Policy (:data:`CSP` unless a page needs more)."""
     runtime = runtime_of(request)
     html = _env.get_template(name).render(
         csrf_input=_PARTS.csrf_input(CSRF_FIELD, csrf_token(request)),
@@ -187,7 +203,7 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> Re
         **context,
     )
     response = HTMLResponse(html, status_code=status)
-    response.headers["content-security-policy"] = CSP
+    response.headers["content-security-policy"] = csp
     return finish(request, response)
 
 

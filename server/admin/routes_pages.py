@@ -239,15 +239,6 @@ async def erase_action(request: Request) -> Response:
     return redirect("/admin?notice=erased")
 
 
-@page
-async def live_page(request: Request) -> Response:
-    """``/admin/live?session=<id>``, where alerts link: that session's page."""
-    session_id = request.query_params.get("session", "")
-    if not SESSION_ID.match(session_id):
-        return render(request, "error.html", 404, title="Not found", message="No such session.")
-    return redirect(f"/admin/sessions/{session_id}")
-
-
 routes: list[BaseRoute] = [
     Route("/admin", dashboard, methods=["GET"]),
     Route("/admin/login", login, methods=["GET", "POST"]),
@@ -260,7 +251,6 @@ routes: list[BaseRoute] = [
     Route("/admin/inbox", inbox_page, methods=["GET"]),
     Route("/admin/inbox/{event_id}/handled", mark_action, methods=["POST"]),
     Route("/admin/sessions", sessions_page, methods=["GET"]),
-    Route("/admin/live", live_page, methods=["GET"]),
     Route("/admin/admin.js", SCRIPT.serve, methods=["GET"]),
     Route("/admin/admin.css", STYLESHEET.serve, methods=["GET"]),
 ]

@@ -18,7 +18,7 @@ import orjson
 from .errors import FrameError
 from .lead import lead_fields
 from .protocol import MAX_ID, MAX_TEXT, iso_ms
-from .session import SessionRecord
+from .session import PAGE_FIELDS, SessionRecord
 from .sites import Site
 
 __all__ = [
@@ -40,6 +40,9 @@ __all__ = [
 MAX_AGENT_FRAME = 16 * 1024
 """Bytes of one agent frame; a longer one closes the socket with 1009."""
 SESSION_ID = re.compile(r"^[0-9a-f]{24}$")
+_NOT_FOR_AGENTS = frozenset(PAGE_FIELDS) - {"page_url", "referrer"}
+"""Lead fields a console does not list (ad parameters, first touch): the page and
+where the visitor came from are enough to answer."""
 
 
 class AgentError(StrEnum):
@@ -193,7 +196,7 @@ def session_frame(record: SessionRecord, site: Site, now_ms: int) -> str:
         "site": record.site,
         "status": record.status.value,
         "step": record.step,
-        "fields": lead_fields(record, site),
+        "fields": [f for f in lead_fields(record, site) if f["name"] not in _NOT_FOR_AGENTS],
         "last_activity_at": iso_ms(record.active_ms),
     }
     if record.transcript:

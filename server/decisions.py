@@ -34,8 +34,8 @@ class SessionView:
         return cls(record.id, site, record.seq, record.status, dict(record.fields), agent, name)
 
     def prompt(self) -> dict[str, Any] | None:
-        if self.status is SessionStatus.COMPLETED:
-            return None
+        if self.status is SessionStatus.COMPLETED or self.agent:
+            return None  # done, or an agent holds it: free text to the agent
         step = flow.next_step(self.site, self.fields)
         return flow.prompt_of(step) if step else None
 

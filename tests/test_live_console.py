@@ -63,7 +63,7 @@ async def signed_in(browser: Any, served: Served, width: int, height: int, path:
     page = await context.new_page()
     page.set_default_timeout(WAIT_MS)
     await page.goto(served.url + path)
-    await page.get_by_label("Admin token").fill(TOKEN)
+    await page.get_by_label("Admin or agent token").fill(TOKEN)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_role("heading", name="Live chats")).to_be_visible()
     return page

@@ -212,7 +212,7 @@ def test_an_agent_who_takes_over_is_shown(
     names = "return [...root.querySelectorAll('.nm')].filter(n => n.offsetParent).map(n => n.textContent)"
     assert widget_eval(page, names) == ["Ana"], "the name heads a run of messages once"
     assert page.get_by_text("Hi, I'm Ana <b>from the team</b>").is_visible()  # text, not markup
-    assert page.get_by_label("Your name", exact=True).is_visible(), "the bot's prompt stays"
+    assert page.get_by_label("Type your message", exact=True).is_visible(), "free text to the agent"
     play(type="typing", **{"from": "agent"})
     page.get_by_text("Ana is typing…").wait_for()
     shot(page, viewport, "8-agent")

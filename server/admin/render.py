@@ -199,8 +199,7 @@ def render(
         notice=NOTICES.get(request.query_params.get("notice", "")),
         path=request.url.path,
         section=section(request.url.path),
-        bare=name == "login.html",
-        **context,
+        **{"bare": name == "login.html", **context},
     )
     response = HTMLResponse(html, status_code=status)
     response.headers["content-security-policy"] = csp

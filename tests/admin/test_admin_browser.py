@@ -119,7 +119,7 @@ class Admin:
 
 async def sign_in(page: Any, served: Served, token: str) -> None:
     await page.goto(served.url + "/admin")
-    await page.get_by_label("Admin token").fill(token)
+    await page.get_by_label("Admin or agent token").fill(token)
     await page.get_by_role("button", name="Sign in").click()
 
 
@@ -157,7 +157,7 @@ async def test_sign_in_and_out(browser: Any, token_server: Served) -> None:
     try:
         await sign_in(page, token_server, "not-the-token-at-all-000000")
         await expect(page.get_by_role("alert")).to_have_text("That token is not right.")
-        await page.get_by_label("Admin token").fill(TOKEN)
+        await page.get_by_label("Admin or agent token").fill(TOKEN)
         await page.get_by_role("button", name="Sign in").click()
         await expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
         assert page.url == token_server.url + "/admin"
@@ -165,7 +165,7 @@ async def test_sign_in_and_out(browser: Any, token_server: Served) -> None:
         await page.get_by_role("button", name="Sign out").click()
         await expect(page.locator(".notice")).to_have_text("You are signed out.")
         await page.goto(token_server.url + "/admin/inbox")
-        await expect(page.get_by_label("Admin token")).to_be_visible()
+        await expect(page.get_by_label("Admin or agent token")).to_be_visible()
     finally:
         await context.close()
 
@@ -393,7 +393,7 @@ async def test_every_page_fits_a_phone_and_passes_axe(browser: Any) -> None:
             page = await context.new_page()
             await page.goto(served.url + "/admin")
             await page.screenshot(path=str(SHOTS / f"login-{screen}.png"), full_page=True)
-            await page.get_by_label("Admin token").fill(TOKEN)
+            await page.get_by_label("Admin or agent token").fill(TOKEN)
             await page.get_by_role("button", name="Sign in").click()
             await expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
             for name, path in PAGES.items():

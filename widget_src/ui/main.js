@@ -260,6 +260,7 @@ window.__chatleadUI = (ctx) => {
       if (a.status === "joined" && name && name !== st.agent) {
         addNote("joined", name);
         setAgent(name);
+        setPrompt(null); // free text to the agent; the bot asks again when they leave
       } else if (a.status === "left" && st.agent) {
         v.typing(false);
         addNote("left", name);

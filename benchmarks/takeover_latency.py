@@ -4,7 +4,8 @@ Starts one or two ``chatlead serve`` processes on one Redis; opens ``--sessions`
 visitor sockets on the first and ``--agents`` agent sockets on the last (the same
 process with ``--processes 1``), each agent holding its share of the sessions. Then,
 ``--rounds`` times, every visitor writes (spread evenly over ``--interval`` seconds)
-and its agent answers as soon as it sees the message. Latency is from the moment a
+and its agent answers as soon as it sees the message (an agent socket may send 20
+frames a second: past that its replies are refused, counted apart from losses). Latency is from the moment a
 side sent to the moment the other side's socket had the frame, on one clock (one
 client process).
 
@@ -47,6 +48,7 @@ class Run:
         self.to_visitor: list[float] = []
         self.sent: dict[str, float] = {}
         self.lost = 0
+        self.refused = 0
         self.sessions = sessions
 
 
@@ -84,6 +86,8 @@ async def _read_agent(ws: ClientConnection, run: Run) -> None:
     n = 0
     async for raw in ws:
         frame = json.loads(raw)
+        if frame["type"] == "error":
+            run.refused += 1  # e.g. rate_limited: an agent writing faster than a person
         if frame["type"] != "message" or frame["from"] != "visitor":
             continue
         started = run.sent.pop(frame["text"], None)
@@ -124,7 +128,7 @@ async def measure(args: argparse.Namespace, bases: list[str], token: str) -> Run
             run.sent[text] = time.perf_counter()
             await ws.send(json.dumps({"type": "message", "id": f"{sid}-{round_}", "text": text}))
     await asyncio.sleep(3)
-    run.lost = len(run.sent)
+    run.lost = len(run.sent) - run.refused
     for task in readers:
         task.cancel()
     for ws in [*agents, *(w for _, w in visitors)]:
@@ -163,6 +167,7 @@ def main() -> None:
         "sessions": args.sessions,
         "messages_each_way": len(run.to_agent),
         "lost": run.lost,
+        "refused": run.refused,
     }
     for name, values in (("visitor_to_agent", run.to_agent), ("agent_to_visitor", run.to_visitor)):
         if values:

@@ -149,13 +149,20 @@ class Live:
                 await asyncio.wait_for(self._work.wait(), POLL_S)
             self._work.clear()
             while self._dirty:
-                session_id = next(iter(self._dirty))
-                del self._dirty[session_id]
-                try:
-                    await self._tell(session_id)
-                except StoreError as exc:
-                    log.warning("live_read_failed session=%s error=%s", session_id, exc)
-                    self._dirty[session_id] = None
+                # every session changed so far, read at once (one pipeline: Store.read)
+                batch = list(self._dirty)
+                self._dirty.clear()
+                results = await asyncio.gather(
+                    *(self._tell(sid) for sid in batch), return_exceptions=True
+                )
+                errors = [r for r in results if isinstance(r, BaseException)]
+                for error in errors:
+                    if not isinstance(error, StoreError):
+                        raise error
+                if errors:
+                    log.warning("live_read_failed sessions=%d error=%s", len(errors), errors[0])
+                    failed = [sid for sid, r in zip(batch, results, strict=True) if r is not None]
+                    self._dirty.update(dict.fromkeys(failed))
                     await asyncio.sleep(RETRY_S)
 
     async def _tell(self, session_id: str) -> None:

@@ -17,7 +17,7 @@ import orjson
 
 from .errors import FrameError
 from .lead import lead_fields
-from .protocol import MAX_ID, MAX_TEXT, iso_ms
+from .protocol import MAX_ID, MAX_TEXT, frame_object, iso_ms
 from .session import PAGE_FIELDS, SessionRecord
 from .sites import Site
 
@@ -143,12 +143,7 @@ def parse_agent_frame(text: str) -> AgentFrame:
     Raises:
         FrameError: not JSON, not an object, an unknown ``type`` or a bad field.
     """
-    try:
-        obj = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise FrameError("frame is not valid JSON") from None
-    if not isinstance(obj, dict):
-        raise FrameError("frame must be a JSON object")
+    obj = frame_object(text)
     kind = obj.get("type")
     parser = _PARSERS.get(kind) if isinstance(kind, str) else None
     if parser is None:

@@ -31,6 +31,7 @@ __all__ = [
     "ack_frame",
     "agent_frame",
     "error_frame",
+    "frame_object",
     "iso_ms",
     "lead_frame",
     "message_frame",
@@ -216,6 +217,21 @@ CLIENT_FRAME_TYPES = tuple(_PARSERS)
 """The ``type`` of every client frame, as on the wire (and in metrics labels)."""
 
 
+def frame_object(text: str) -> dict[str, Any]:
+    """A text frame's JSON object (widget or agent socket).
+
+    Raises:
+        FrameError: not JSON, or not an object.
+    """
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise FrameError("frame is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise FrameError("frame must be a JSON object")
+    return obj
+
+
 def parse_client_frame(text: str) -> ClientFrame:
     """Parse one client text frame.
 
@@ -224,12 +240,7 @@ def parse_client_frame(text: str) -> ClientFrame:
             mistyped or oversized field. ``frame_id`` is set when the frame's
             ``id`` could be read, so the error can name it.
     """
-    try:
-        obj = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise FrameError("frame is not valid JSON") from None
-    if not isinstance(obj, dict):
-        raise FrameError("frame must be a JSON object")
+    obj = frame_object(text)
     kind = obj.get("type")
     parser = _PARSERS.get(kind) if isinstance(kind, str) else None
     if parser is None:

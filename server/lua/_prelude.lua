@@ -116,6 +116,20 @@ local function suffix_of(eid)
   return string.match(eid, '(:[a-z0-9][a-z0-9_-]*)$') or ''
 end
 
+-- Move an open session's deadline (into `set`, the session's HSET arguments). The
+-- deadline set may hold an earlier time than the deadline: the sweeper puts a session
+-- whose stored deadline is later back in at that deadline. So only a session not in
+-- the set (`queued`) is added: once per idle period, not once per message.
+local function move_deadline(set, deadlines_key, sid, deadline, queued)
+  set[#set + 1] = 'deadline'
+  set[#set + 1] = deadline
+  if queued ~= '1' then
+    redis.call('ZADD', deadlines_key, deadline, sid)
+    set[#set + 1] = 'queued'
+    set[#set + 1] = '1'
+  end
+end
+
 local function expire(keys, ttl)
   for _, key in ipairs(keys) do
     redis.call('PEXPIRE', key, ttl)

@@ -37,14 +37,7 @@ redis.call('HSET', KEYS[3], ev.id, seq)
 local set = {'seq', seq, 'active', now, 'agent_seen', now,
   'bytes', (tonumber(m[7]) or 0) + written}
 if m[1] == 'open' then
-  local deadline = now + tonumber(m[5])
-  set[#set + 1] = 'deadline'
-  set[#set + 1] = deadline
-  if m[6] ~= '1' then
-    redis.call('ZADD', KEYS[4], deadline, sid)
-    set[#set + 1] = 'queued'
-    set[#set + 1] = '1'
-  end
+  move_deadline(set, KEYS[4], sid, now + tonumber(m[5]), m[6])
 end
 redis.call('HSET', KEYS[1], unpack(set))
 redis.call('HDEL', KEYS[1], 'wait_from')

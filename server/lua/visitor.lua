@@ -151,17 +151,7 @@ if ev.completes then
   index(tag, site, 'completed', now, sid, ttl)
   emit(tag, sid, site, 'lead.completed', ev.completed_id, now, ttl, ev.completed_to)
 else
-  local deadline = now + tonumber(m[4])
-  set[#set + 1] = 'deadline'
-  set[#set + 1] = deadline
-  -- The deadline set may hold an earlier time than this deadline: the sweeper puts
-  -- a session whose stored deadline is later back in at that deadline. So only a
-  -- session not in the set is added (once per idle period, not once per message).
-  if m[8] ~= '1' then
-    redis.call('ZADD', KEYS[6], deadline, sid)
-    set[#set + 1] = 'queued'
-    set[#set + 1] = '1'
-  end
+  move_deadline(set, KEYS[6], sid, now + tonumber(m[4]), m[8])
 end
 redis.call('HSET', KEYS[1], unpack(set))
 if refresh or ev.completes then

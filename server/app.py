@@ -108,6 +108,7 @@ class Background:
             runtime.delivery_wakeup,
             outgoing,
             runtime.hooks,
+            runtime.links,
         )
         self.sweeper = Sweeper(runtime.store, runtime.delivery_wakeup, lambda: runtime.routes)
         self.runtime = runtime
@@ -158,7 +159,7 @@ async def readyz(request: Request) -> Response:
 
 
 def _routes() -> list[BaseRoute]:
-    from . import widget
+    from . import resume_routes, widget
     from .admin import routes_api, routes_metrics, routes_pages
     from .agent_socket import agent_socket
 

@@ -205,18 +205,13 @@ class Connection:
         try:
             if not await self._take_site_slot(site):
                 return False
-            if hello.session_id and hello.resume_token:
-                record = await self.rt.store.load_session(hello.session_id, hello.last_seq)
-                if record is not None and core.may_resume(record, hello, site):
-                    now_ms = int(time.time() * 1000)
-                    self.carry_out(core.resumed(record, site, hello.resume_token, now_ms))
-                    self._joined()
-                    return True
+            if await self._resume(site, hello):
+                return True
             if not await self.rt.new_sessions.admit(self._client_ip()):
                 busy = "Too many new chats from your network; try again in a minute"
                 self.carry_out(core.refused(ErrorCode.RATE_LIMITED, busy, CloseCode.TOO_MANY))
                 return False
-            if hello.session_id:
+            if hello.session_id or hello.resume:
                 self.send(
                     protocol.error_frame(ErrorCode.BAD_RESUME, "cannot resume; starting anew")
                 )
@@ -225,6 +220,22 @@ class Connection:
             log.warning("store_unavailable_at_hello")
             self.carry_out(core.unavailable(None))
             return False
+        return True
+
+    async def _resume(self, site: Site, hello: Hello) -> bool:
+        """Resume the session a resume link names (§11), else the widget's own."""
+        found = await self.rt.links.resume_by_link(self.rt.store, hello, site)
+        if found is None and hello.session_id and hello.resume_token:
+            record = await self.rt.store.load_session(hello.session_id, hello.last_seq)
+            if record is not None and (
+                self.core.may_resume(record, hello, site)
+                or await self.rt.links.owns(hello.resume_token, record, site)
+            ):
+                found = record, hello.resume_token
+        if found is None:
+            return False
+        self.carry_out(self.core.resumed(found[0], site, found[1], int(time.time() * 1000)))
+        self._joined()
         return True
 
     def _client_ip(self) -> str:

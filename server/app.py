@@ -96,11 +96,7 @@ class Background:
 
     def __init__(self, runtime: Runtime) -> None:
         settings = runtime.settings
-        outgoing = Outgoing(
-            settings.public_url or f"http://{settings.host}:{settings.port}",
-            settings.smtp_url,
-            settings.smtp_from,
-        )
+        outgoing = Outgoing(settings.link_base, settings.smtp_url, settings.smtp_from)
         self.deliverer = Deliverer(
             runtime.store,
             runtime.sites,
@@ -170,6 +166,7 @@ def _routes() -> list[BaseRoute]:
         *routes_api.routes,
         *routes_pages.routes,
         *widget.routes,
+        *resume_routes.routes,
         *routes_metrics.routes,
     ]
 

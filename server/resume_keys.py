@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from redis.exceptions import WatchError
@@ -21,7 +22,16 @@ from redis.exceptions import WatchError
 from . import keys
 from .conversation import token_hash
 from .redis_client import Translated
-from .resume_links import KeyRing, ResumeLink, make_token, new_key, resume_url, verify_token
+from .resume_links import (
+    KeyRing,
+    ResumeLink,
+    expiry_of,
+    link_maker,
+    make_token,
+    new_key,
+    resume_url,
+    verify_token,
+)
 from .scripts import script_source
 
 if TYPE_CHECKING:
@@ -95,10 +105,8 @@ class ResumeLinks:
 
     def expiry_of(self, record: SessionRecord) -> int:
         """When the links of ``record`` die: ``RECOVERY_TTL`` after it was abandoned
-        (after its last activity if it never was), in unix seconds. One abandonment's
-        links are the same on every retry of its event."""
-        since = record.abandoned_ms or record.active_ms
-        return int(since / 1000 + self.ttl_s)
+        (after its last activity if it never was), in unix seconds."""
+        return expiry_of(record.abandoned_ms or record.active_ms, self.ttl_s)
 
     async def token(self, record: SessionRecord) -> str:
         return make_token(await self.ring(), record.id, self.expiry_of(record))
@@ -106,6 +114,16 @@ class ResumeLinks:
     async def url(self, record: SessionRecord) -> str:
         """``<PUBLIC_URL>/r/<token>`` for the session."""
         return resume_url(self.base, await self.token(record))
+
+    async def shown(self, record: SessionRecord) -> str | None:
+        """The link the admin shows: an unfinished session's, until it expires."""
+        if record.status.value == "completed" or self.expiry_of(record) <= time.time():
+            return None
+        return await self.url(record)
+
+    async def maker(self) -> Callable[[str, int], str | None]:
+        """Links for report rows (:func:`~chatlead.resume_links.link_maker`)."""
+        return link_maker(await self.ring(), self.ttl_s, self.base, time.time())
 
     async def check(self, token: str) -> ResumeLink | None:
         """The link, or None when it is bad or expired (its session may still be gone:

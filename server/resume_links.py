@@ -25,6 +25,7 @@ import json
 import re
 import secrets
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,7 +35,9 @@ __all__ = [
     "ResumeKey",
     "ResumeLink",
     "check_token",
+    "expiry_of",
     "fragment_url",
+    "link_maker",
     "make_token",
     "new_key",
     "page_origin",
@@ -164,6 +167,27 @@ def check_token(ring: KeyRing, token: str, now_s: float) -> ResumeLink | None:
     """The link ``token`` stands for, or None: malformed, unknown key, forged, expired."""
     link = verify_token(ring, token)
     return link if link is not None and link.expires_s > now_s else None
+
+
+def expiry_of(since_ms: int, ttl_s: float) -> int:
+    """When the links of a session abandoned (or last active) at ``since_ms`` die: unix
+    seconds. The same for every retry of one abandonment's event, and for its report row."""
+    return int(since_ms / 1000 + ttl_s)
+
+
+def link_maker(
+    ring: KeyRing, ttl_s: float, base: str, now_s: float
+) -> Callable[[str, int], str | None]:
+    """``link(session id, abandoned ms)``: its resume URL, or None once it has expired
+    (for many rows at once: the report and its CSV)."""
+
+    def link(session_id: str, since_ms: int) -> str | None:
+        expires = expiry_of(since_ms, ttl_s)
+        if expires <= now_s or not _SESSION.match(session_id):
+            return None
+        return resume_url(base, make_token(ring, session_id, expires))
+
+    return link
 
 
 def resume_url(base: str, token: str) -> str:

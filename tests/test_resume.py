@@ -223,3 +223,62 @@ async def test_a_link_of_another_site_resumes_nothing(
         assert other.welcome["transcript"][-1]["from"] == "bot"
     async with Visitor.connect(app.ws_url, site="one", resume=token) as same:
         assert same.welcome["session_id"] == v.welcome["session_id"]
+
+
+async def test_the_admin_and_the_abandoned_report_show_the_link(
+    app_factory: Any, receiver: Receiver, http: httpx.AsyncClient, redis_url: str
+) -> None:
+    app = await _app(app_factory, receiver)
+    sid, token = await _abandon(app, receiver)
+    link = f"https://chat.example/r/{token}"
+    auth = admin_headers(redis_url)
+    detail = (await http.get(f"{app.base}/api/sessions/{sid}", headers=auth)).json()
+    assert detail["resume_url"] == link
+    report = (await http.get(f"{app.base}/api/reports/abandoned", headers=auth)).json()
+    assert [item["resume_url"] for item in report["items"]] == [link]
+    csv = (await http.get(f"{app.base}/api/reports/abandoned?format=csv", headers=auth)).text
+    header, row = csv.lstrip("\ufeff").splitlines()[:2]
+    assert header.split(",")[-1] == "resume_url" and row.split(",")[-1] == link
+    page = await http.get(f"{app.base}/admin/sessions/{sid}", headers=auth)
+    assert page.status_code == 200 and f'href="{link}"' in page.text
+    # a completed session has no use for it
+    async with Visitor.connect(app.ws_url, resume=token) as v:
+        v._n = 100
+        await v.field("phone", "")
+        await v.field("message", "done")
+        await _completed(v)
+    detail = (await http.get(f"{app.base}/api/sessions/{sid}", headers=auth)).json()
+    assert detail["resume_url"] is None
+
+
+async def test_the_command_line_rotates_the_keys(rds: aioredis.Redis, redis_url: str) -> None:
+    import asyncio
+    import os
+    import sys
+
+    from tests.conftest import ROOT
+
+    await rds.set(keys.RESUME_KEYS, KeyRing(new_key()).dumps())
+    before = KeyRing.loads(await rds.get(keys.RESUME_KEYS))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATLEAD_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chatlead",
+        "resume-keys",
+        "rotate",
+        env={**env, "CHATLEAD_REDIS_URL": redis_url},
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    after = KeyRing.loads(await rds.get(keys.RESUME_KEYS))
+    assert after.previous == before.current and after.current != before.current
+    assert f"{after.current.id:08x}" in out.decode()
+    assert base64_secret(after) not in out.decode() + err.decode()
+
+
+def base64_secret(ring: KeyRing) -> str:
+    return str(ring.current.to_json()["secret"])

@@ -35,7 +35,7 @@ from .site_config import load_sites
 from .sites import Site
 from .store import Store
 from .sweeper import Sweeper
-from .ws import WidgetSocket
+from .widget_socket import WidgetSocket
 
 __all__ = ["Background", "ChatleadApp", "create_app", "open_store"]
 
@@ -96,11 +96,7 @@ class Background:
 
     def __init__(self, runtime: Runtime) -> None:
         settings = runtime.settings
-        outgoing = Outgoing(
-            settings.public_url or f"http://{settings.host}:{settings.port}",
-            settings.smtp_url,
-            settings.smtp_from,
-        )
+        outgoing = Outgoing(settings.link_base, settings.smtp_url, settings.smtp_from)
         self.deliverer = Deliverer(
             runtime.store,
             runtime.sites,
@@ -108,6 +104,7 @@ class Background:
             runtime.delivery_wakeup,
             outgoing,
             runtime.hooks,
+            runtime.links,
         )
         self.sweeper = Sweeper(runtime.store, runtime.delivery_wakeup, lambda: runtime.routes)
         self.runtime = runtime
@@ -158,7 +155,7 @@ async def readyz(request: Request) -> Response:
 
 
 def _routes() -> list[BaseRoute]:
-    from . import widget
+    from . import resume_routes, widget
     from .admin import routes_api, routes_live, routes_metrics, routes_pages
     from .agent_socket import agent_socket
 
@@ -170,6 +167,7 @@ def _routes() -> list[BaseRoute]:
         *routes_pages.routes,
         *routes_live.routes,
         *widget.routes,
+        *resume_routes.routes,
         *routes_metrics.routes,
     ]
 
@@ -179,7 +177,7 @@ class ChatleadApp(Starlette):
 
     Every frame a widget socket sends would otherwise pass starlette's exception
     middleware, which wraps ``send`` for the whole life of the socket; the widget
-    socket handles its own errors (:class:`server.ws.WidgetSocket`).
+    socket handles its own errors (:class:`server.widget_socket.WidgetSocket`).
 
     Every HTTP response, errors included (this wraps starlette's error middleware
     too), says ``X-Content-Type-Options: nosniff``, and every request body is capped

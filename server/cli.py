@@ -1,4 +1,5 @@
-"""``chatlead`` command line: serve, worker, check, report, deliveries, test-event, admin-url."""
+"""``chatlead`` command line: serve, worker, check, report, deliveries, test-event, admin-url,
+agents, resume-keys."""
 
 from __future__ import annotations
 
@@ -341,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         "deliveries": admin,
         "test-event": admin,
         "agents": admin,
+        "resume-keys": admin,
         "admin-url": admin_url,
     }
     try:

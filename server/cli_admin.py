@@ -61,6 +61,11 @@ def add_admin_commands(commands: Any) -> None:
     verbs.add_parser("list", help="every agent")
     removing = verbs.add_parser("remove", help="remove an agent; its token stops at once")
     removing.add_argument("id")
+    links = commands.add_parser("resume-keys", help="the keys that sign resume links (§11)")
+    link_verbs = links.add_subparsers(dest="action", required=True)
+    link_verbs.add_parser(
+        "rotate", help="sign with a new key; links of the current one keep working"
+    )
     test_event = commands.add_parser(
         "test-event", help="send a sample lead to a site's destinations; show each first attempt"
     )
@@ -152,6 +157,11 @@ async def _admin_command(
             return await _test_event(runtime, args.site, wait, args.destination)
         if args.command == "agents":
             return await _agents(runtime, args)
+        if args.command == "resume-keys":
+            ring = await runtime.links.rotate()
+            print(f"resume links are now signed with key {ring.current.id:08x}; links of the")
+            print("key before it keep working until the next rotation")
+            return 0
         if args.action == "replay":
             return await _replay(runtime, args.id)
         return await _deliveries(runtime, args)

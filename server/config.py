@@ -36,7 +36,13 @@ __all__ = [
 ]
 
 
-_DURATIONS = ("idle_timeout", "retention", "retry_schedule", "durability_timeout")
+_DURATIONS = (
+    "idle_timeout",
+    "retention",
+    "retry_schedule",
+    "durability_timeout",
+    "recovery_ttl",
+)
 MIN_ADMIN_TOKEN = 24
 """Shortest ``ADMIN_TOKEN`` accepted: guessing it is then hopeless even unthrottled."""
 SECRET_SETTINGS = frozenset(
@@ -97,6 +103,7 @@ class Settings(BaseSettings):
     smtp_from: str | None = None
     admin_token: str | None = None
     retention: Duration = 30 * 86400.0
+    recovery_ttl: Duration = 7 * 86400.0
     max_frame: int = Field(16384, ge=256, le=1 << 20)
     max_conn_per_ip: int = Field(1000, ge=1)
     max_conn_per_site: int = Field(10_000, ge=1)
@@ -122,13 +129,18 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
 
     @field_validator(
-        "idle_timeout", "retention", "header_timeout", "durability_timeout", mode="before"
+        "idle_timeout",
+        "retention",
+        "header_timeout",
+        "durability_timeout",
+        "recovery_ttl",
+        mode="before",
     )
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
 
-    @field_validator("idle_timeout")
+    @field_validator("idle_timeout", "recovery_ttl")
     @classmethod
     def _idle_min(cls, value: float) -> float:
         if value < 1:
@@ -228,6 +240,11 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+    @property
+    def link_base(self) -> str:
+        """The base of links that leave the server (``PUBLIC_URL``, else our own address)."""
+        return self.public_url or f"http://{self.host}:{self.port}"
 
     @property
     def loopback_only(self) -> bool:

@@ -29,6 +29,7 @@ from .hooks import Hooks, hook_id_of
 from .lead import build_lead
 from .loops import rest
 from .outbox import Claim, EventRecord, Outbox
+from .resume_keys import ResumeLinks
 from .session import SessionRecord
 from .sites import Destination, Site
 from .store import Store
@@ -124,8 +125,10 @@ class Deliverer:
         wakeup: asyncio.Event,
         outgoing: Outgoing | None = None,
         hooks: Hooks | None = None,
+        links: ResumeLinks | None = None,
     ) -> None:
         self.store = store
+        self.links = links
         self.outgoing = outgoing or Outgoing()
         self.hooks = hooks
         self.outbox = Outbox(store)
@@ -221,6 +224,7 @@ class Deliverer:
             if hook_id_of(name) is not None:
                 return "unsubscribed: the hook was deleted"
             return f"destination {name!r} of site {site.id!r} is no longer configured"
+        resume_url = None
         if event.type == "lead.test":
             lead = sample_lead(site, event.id)
         else:
@@ -229,8 +233,10 @@ class Deliverer:
             abandoned = event.type == "lead.abandoned"
             suffix = destination.event_suffix()
             lead = build_lead(record, site, abandoned=abandoned, suffix=suffix)
+            if abandoned and self.links is not None:
+                resume_url = await self.links.url(record)  # §11
         created = datetime.fromtimestamp(event.created_ms / 1000, UTC)
-        return LeadEvent(event.id, event.type, created, site, lead, destination)
+        return LeadEvent(event.id, event.type, created, site, lead, destination, resume_url)
 
     async def _attempt(
         self,

@@ -23,6 +23,7 @@ __all__ = [
     "HOOKS",
     "META",
     "NOTIFY_CHANNEL",
+    "RESUME_KEYS",
     "WAITING_EVENT",
     "abandoned_event",
     "completed_event",
@@ -125,7 +126,8 @@ HOOKS = PREFIX + "hooks"
 """Hash: REST hook id -> the hook as JSON (:mod:`chatlead.hooks`)."""
 NOTIFY_CHANNEL = PREFIX + "notify"
 """Pub/sub: JSON ``{"abandoned": [session ids]}`` so servers can tell live sockets,
-``{"hooks": true}`` when the REST hooks changed, ``{"agent_removed": id}``, or for a
+``{"hooks": true}`` when the REST hooks changed, ``{"resume_keys": true}`` when the
+resume links' keys rotated, ``{"agent_removed": id}``, or for a
 session's visitor socket ``{"live": session id}`` (an agent changed it: read it again)
 and ``{"typing": session id}`` (CONTRACT §10). The Lua scripts name it literally."""
 
@@ -133,6 +135,9 @@ INBOX = PREFIX + "inbox"
 """List of delivered inbox leads (JSON), newest first, pruned by retention."""
 INBOX_TESTS = PREFIX + "inbox:tests"
 """List of delivered test events (JSON), newest first, capped."""
+RESUME_KEYS = PREFIX + "resume-keys"
+"""String: the resume links' signing keys as JSON ``{"current", "previous"}``
+(:mod:`chatlead.resume_links`), made at first use with ``SET NX``."""
 
 
 def ip_slots(ip: str) -> str:

@@ -46,6 +46,7 @@ MAX_TEXT = 4000
 MAX_VALUE = 1000
 MAX_URL = 2000
 MAX_SHORT = 200
+MAX_RESUME = 512  # what the widget takes from the fragment
 HELLO_TIMEOUT = 10.0
 
 
@@ -92,6 +93,8 @@ class Hello:
     source: str | None = None
     attribution: tuple[tuple[str, str], ...] = ()
     trigger: str | None = None
+    resume: str | None = None
+    """A resume link's token (``#chatlead-resume=``, CONTRACT §11)."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ def _hello(obj: dict[str, Any]) -> Hello:
         # lenient (§13): unknown keys and malformed values are dropped, not refused
         attribution=parse_attribution(obj.get("attribution")),
         trigger=parse_trigger(obj.get("trigger")),
+        resume=_string(obj, "resume", MAX_RESUME, required=False),
     )
 
 

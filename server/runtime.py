@@ -15,6 +15,7 @@ from .hooks import Hooks
 from .limits import ConnectionSlots, NewSessions
 from .live import Live
 from .redis_client import Translated
+from .resume_keys import ResumeLinks
 from .routing import Routes
 from .sites import Site
 from .store import Store
@@ -92,6 +93,7 @@ class Runtime:
     hooks: Hooks = field(init=False)
     takeover: Takeover = field(init=False)
     live: Live = field(init=False)
+    links: ResumeLinks = field(init=False)
 
     def __post_init__(self) -> None:
         self.routes = Routes(self.sites)
@@ -99,6 +101,12 @@ class Runtime:
         self.slots = ConnectionSlots(self.store)
         self.new_sessions = NewSessions(self.store, self.settings.new_sessions_per_ip)
         self.takeover = Takeover(self.store)
+        self.links = ResumeLinks(
+            self.store.redis,
+            self.settings.recovery_ttl,
+            self.settings.link_base,
+            self.store.shards,
+        )
         self.live = Live(
             self.store, self.takeover, self.sites, lambda: self.routes, self.delivery_wakeup
         )
@@ -161,6 +169,8 @@ class Runtime:
     async def _notice(self, notice: dict[str, object], abandoned: list[str]) -> None:
         if notice.get("hooks"):
             await self.refresh_hooks()
+        if notice.get("resume_keys"):  # rotated (§11): read them before the next check
+            self.links.forget()
         self.hub.abandoned(abandoned)
         for session_id in abandoned:
             self.live.changed(session_id)

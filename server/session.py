@@ -41,7 +41,8 @@ HOLD_MS = 30_000
 """How long an agent's hold outlives its socket (CONTRACT §10)."""
 _UTM = UTM_KEYS
 # Session hash fields copied into the lead as fields when present (§4, §13).
-PAGE_FIELDS = ("page_url", "referrer", *ATTRIBUTION_KEYS, "trigger")
+# ``recovered_by``: what brought an abandoned visitor back (§11: link, returned, ...).
+PAGE_FIELDS = ("page_url", "referrer", *ATTRIBUTION_KEYS, "trigger", "recovered_by")
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-__all__ = ["SCRIPT", "UI", "UI_NAME", "demo_csp", "demo_page", "routes", "versioned_path"]
+__all__ = [
+    "SCRIPT",
+    "UI",
+    "UI_NAME",
+    "chat_page",
+    "demo_csp",
+    "demo_page",
+    "routes",
+    "versioned_path",
+]
 
 
 def _static_dir() -> Path:
@@ -146,6 +155,8 @@ def demo_csp(page: str) -> str:
 
 
 _DEMO_CSP = demo_csp(_DEMO_TEMPLATE)
+_CHAT_TEMPLATE = (STATIC_DIR / "resume.html").read_text(encoding="utf-8")
+_CHAT_CSP = demo_csp(_CHAT_TEMPLATE)
 
 
 def versioned_path() -> str:
@@ -167,6 +178,30 @@ def demo_page(site_id: str) -> HTMLResponse:
     return HTMLResponse(
         page, headers={"Cache-Control": "no-cache", "Content-Security-Policy": _DEMO_CSP}
     )
+
+
+def chat_page(site_id: str, title: str) -> HTMLResponse:
+    """A bare page with the widget for ``site_id``: where a resume link lands when the
+    session's own page may not be used (CONTRACT §11). Never cached, never indexed,
+    and it sends no ``Referer`` (its address holds the link's token).
+
+    Raises:
+        ValueError: ``site_id`` is not a valid site id.
+    """
+    if not _SITE_ID.match(site_id):
+        raise ValueError(f"not a site id: {site_id!r}")
+    page = (
+        _CHAT_TEMPLATE.replace("{{WIDGET_SRC}}", versioned_path())
+        .replace("{{SITE}}", html.escape(site_id))
+        .replace("{{TITLE}}", html.escape(title))
+    )
+    headers = {
+        "Cache-Control": "no-store",
+        "Content-Security-Policy": _CHAT_CSP,
+        "Referrer-Policy": "no-referrer",
+        "X-Robots-Tag": "noindex",
+    }
+    return HTMLResponse(page, headers=headers)
 
 
 async def widget_script(request: Request) -> Response:

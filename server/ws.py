@@ -17,20 +17,19 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Receive, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import keys, metrics, protocol
 from .conversation import STALE_RETRIES, ConnState, Conversation, Reply, VisitorCommand
 from .errors import FrameError, StoreError
-from .limits import client_network
 from .protocol import CloseCode, ErrorCode, FieldAnswer, Hello, Submit, VisitorMessage
 from .sites import Site
 
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-__all__ = ["WidgetSocket"]
+__all__ = ["Connection"]
 
 log = logging.getLogger("chatlead.ws")
 
@@ -211,18 +210,13 @@ class Connection:
         try:
             if not await self._take_site_slot(site):
                 return False
-            if hello.session_id and hello.resume_token:
-                record = await self.rt.store.load_session(hello.session_id, hello.last_seq)
-                if record is not None and core.may_resume(record, hello, site):
-                    now_ms = int(time.time() * 1000)
-                    self.carry_out(core.resumed(record, site, hello.resume_token, now_ms))
-                    self._joined()
-                    return True
+            if await self._resume(site, hello):
+                return True
             if not await self.rt.new_sessions.admit(self._client_ip()):
                 busy = "Too many new chats from your network; try again in a minute"
                 self.carry_out(core.refused(ErrorCode.RATE_LIMITED, busy, CloseCode.TOO_MANY))
                 return False
-            if hello.session_id:
+            if hello.session_id or hello.resume:
                 self.send(
                     protocol.error_frame(ErrorCode.BAD_RESUME, "cannot resume; starting anew")
                 )
@@ -231,6 +225,22 @@ class Connection:
             log.warning("store_unavailable_at_hello")
             self.carry_out(core.unavailable(None))
             return False
+        return True
+
+    async def _resume(self, site: Site, hello: Hello) -> bool:
+        """Resume the session a resume link names (§11), else the widget's own."""
+        found = await self.rt.links.resume_by_link(self.rt.store, hello, site)
+        if found is None and hello.session_id and hello.resume_token:
+            record = await self.rt.store.load_session(hello.session_id, hello.last_seq)
+            if record is not None and (
+                self.core.may_resume(record, hello, site)
+                or await self.rt.links.owns(hello.resume_token, record, site)
+            ):
+                found = record, hello.resume_token
+        if found is None:
+            return False
+        self.carry_out(self.core.resumed(found[0], site, found[1], int(time.time() * 1000)))
+        self._joined()
         return True
 
     def _client_ip(self) -> str:
@@ -392,56 +402,3 @@ class Connection:
             return
         self.carry_out(self.core.let_go())
         self._kick()
-
-
-class WidgetSocket:
-    """The ``/ws`` endpoint as a plain ASGI app (``app.ChatleadApp`` calls it before
-    starlette's middleware), so frames skip starlette's wrappers (see
-    :class:`Connection`)."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ws = WebSocket(scope, receive, send)
-        runtime: Runtime = ws.app.state.runtime
-        origin = ws.headers.get("origin")
-        hinted = runtime.sites.get(ws.query_params.get("site", ""))
-        allowed = (
-            runtime.origin_allowed(hinted, origin, ws)
-            if hinted
-            else runtime.origin_allowed_anywhere(origin, ws)
-        )
-        if not allowed:
-            # closing before accept() answers the handshake with HTTP 403
-            await ws.close(int(CloseCode.POLICY_VIOLATION))
-            return
-        ip = ws.client.host if ws.client else "-"
-        slots = runtime.slots
-        socket_id = slots.new_id()
-        ip_slot = keys.ip_slots(client_network(ip))
-        try:
-            admitted = await slots.acquire(ip_slot, socket_id, runtime.settings.max_conn_per_ip)
-        except StoreError:
-            log.warning("store_unavailable_at_connect")
-            await _refuse(ws, ErrorCode.UNAVAILABLE, "try again shortly", CloseCode.SERVICE_RESTART)
-            return
-        if not admitted:
-            busy = "Too many open chats from your network"
-            await _refuse(ws, ErrorCode.RATE_LIMITED, busy, CloseCode.TOO_MANY)
-            return
-        metrics.CONNECTIONS.inc()
-        try:
-            await ws.accept()
-            # Its own task: each wake-up of a coroutine resumes every frame of the
-            # await chain above it (uvicorn's protocol, its proxy-headers middleware,
-            # the app, this handshake). Cancelling this coroutine cancels the task.
-            await asyncio.create_task(Connection(ws, runtime, socket_id, receive, send).run())
-        finally:
-            metrics.CONNECTIONS.dec()
-            slots.release(ip_slot, socket_id)
-
-
-async def _refuse(ws: WebSocket, code: ErrorCode, message: str, close: CloseCode) -> None:
-    """Open the socket only to say why it is closed (a 403 would hide the reason)."""
-    with contextlib.suppress(Exception):
-        await ws.accept()
-        await ws.send_text(protocol.error_frame(code, message))
-        await ws.close(int(close))

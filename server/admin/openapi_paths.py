@@ -105,8 +105,9 @@ PATHS: dict[str, Any] = {
             "summary": "Abandoned leads, with totals and drop-off by flow step",
             "description": (
                 "One row per abandoned session, newest first, with captured fields, last "
-                "step, contactable/recovered flags and the delivery state of its "
-                "`lead.abandoned` event. The summary counts whole UTC days from the per-day "
+                "step, contactable/recovered flags, the delivery state of its "
+                "`lead.abandoned` event and the visitor's `resume_url` (until it expires; "
+                "none once completed). The summary counts whole UTC days from the per-day "
                 f"counters. Ranges may span at most {MAX_DAYS} days. `format=csv` streams "
                 "every row of the period as RFC 4180 CSV (UTF-8 with BOM, formula-safe)."
             ),

@@ -136,12 +136,13 @@ class Reader:
         ]
         with _READING:
             replies = await run_each(self.redis, self._rows_script, calls)
+        link = await self.runtime.links.maker()
         rows: list[AbandonedRow | None] = [None] * len(entries)
         for positions, reply in zip(by_shard.values(), replies, strict=True):
             values = json.loads(reply) if reply != "{}" else []  # cjson: empty table is {}
             for n, position in enumerate(positions):
                 score, sid, site = entries[position][:3]
-                rows[position] = abandoned_row(sid, site, score, values, n * ROW_WIDTH)
+                rows[position] = abandoned_row(sid, site, score, values, n * ROW_WIDTH, link)
         return [r for r in rows if r is not None]
 
     async def abandoned_page(
@@ -180,12 +181,13 @@ class Reader:
         page = max(100, min(1000, EXPORT_BUFFER // (2 * sets)))  # a page in hand, one ahead
         merge = self._abandoned_index(sites, period, page, rows=True, read_ahead=True)
         ready: asyncio.Queue[list[RowValues] | None] = asyncio.Queue(PREFETCH)
-        build = row_values
+        build, link = row_values, await self.runtime.links.maker()
 
         async def produce() -> None:
             while entries := await merge.take(chunk):
                 built = (
-                    build(sid, site, score, page, at) for score, sid, site, page, at in entries
+                    build(sid, site, score, page, at, link)
+                    for score, sid, site, page, at in entries
                 )
                 await ready.put([row for row in built if row is not None])
             await ready.put(None)
@@ -398,4 +400,5 @@ class Reader:
                 keys.session(self.store.shard(session_id), session_id), "abandons"
             )
         events = await self._session_deliveries(session_id, int(abandons or 0))
-        return session_detail(record, self.runtime.sites.get(record.site), events)
+        link = await self.runtime.links.shown(record)
+        return session_detail(record, self.runtime.sites.get(record.site), events, link)

@@ -7,7 +7,7 @@ and the state of its ``lead.abandoned`` event. Rows are exact to the millisecond
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,6 +18,7 @@ __all__ = [
     "ROW_WIDTH",
     "AbandonedReport",
     "AbandonedRow",
+    "LinkMaker",
     "RowValues",
     "SessionPage",
     "SessionRow",
@@ -50,6 +51,8 @@ class AbandonedRow:
     contactable: bool
     recovered: bool
     delivery: DeliveryState
+    resume_url: str | None = None
+    """The visitor's resume link (§11), until it expires; none once completed."""
 
 
 _STATUSES = frozenset({"open", "completed", "abandoned"})
@@ -78,15 +81,25 @@ RowValues = tuple[
     bool,
     bool,
     str,
+    str | None,
 ]
-"""The 14 columns of a report row, in ``CSV_HEADER`` order (a CSV export skips the objects)."""
+"""The 15 columns of a report row, in ``CSV_HEADER`` order (a CSV export skips the objects)."""
+
+LinkMaker = Callable[[str, int], str | None]
+"""A session's resume link from its id and abandonment time (ms), or None."""
 
 
 def row_values(
-    session_id: str, site: str, indexed_ms: int, values: Sequence[str], at: int = 0
+    session_id: str,
+    site: str,
+    indexed_ms: int,
+    values: Sequence[str],
+    at: int = 0,
+    link: LinkMaker | None = None,
 ) -> RowValues | None:
     """A report row from the 12 strings at ``values[at:]``: ``SESSION_COLUMNS``,
-    ``LEAD_COLUMNS``, then the delivery state ('' for missing values).
+    ``LEAD_COLUMNS``, then the delivery state ('' for missing values); ``link`` makes
+    the resume link of a session not completed.
 
     Returns None when the session is gone (expired or erased).
     """
@@ -96,13 +109,15 @@ def row_values(
     started = _ms(values[at + 1], indexed_ms)
     email, phone = values[at + 8] or None, values[at + 9] or None
     delivery = values[at + 11]
+    abandoned = _ms(values[at + 3], indexed_ms)
+    resume = link(session_id, abandoned) if link and status != "completed" else None
     return (
         session_id,
         site,
         status,
         iso_ms(started),
         iso_ms(_ms(values[at + 2], started)),
-        iso_ms(_ms(values[at + 3], indexed_ms)),
+        iso_ms(abandoned),
         values[at + 4],
         values[at + 7] or None,
         email,
@@ -112,14 +127,20 @@ def row_values(
         # it came back after this abandonment (and has not idled out again)
         values[at + 5] == "1" and status != "abandoned",
         delivery if delivery in _DELIVERED else "none",
+        resume,
     )
 
 
 def abandoned_row(
-    session_id: str, site: str, indexed_ms: int, values: Sequence[str], at: int = 0
+    session_id: str,
+    site: str,
+    indexed_ms: int,
+    values: Sequence[str],
+    at: int = 0,
+    link: LinkMaker | None = None,
 ) -> AbandonedRow | None:
     """:func:`row_values` as an :class:`AbandonedRow` (what the JSON answer holds)."""
-    row = row_values(session_id, site, indexed_ms, values, at)
+    row = row_values(session_id, site, indexed_ms, values, at, link)
     return AbandonedRow(*row) if row is not None else None  # type: ignore[arg-type]
 
 

@@ -46,6 +46,8 @@ class SessionDetail:
     transcript: list[TranscriptEntry]
     lead: dict[str, Any] | None
     deliveries: list[DeliveryItem]
+    resume_url: str | None = None
+    """The visitor's resume link (§11) while the session is unfinished and it lives."""
 
 
 def _entry(raw: dict[str, Any]) -> TranscriptEntry:
@@ -62,7 +64,10 @@ def _entry(raw: dict[str, Any]) -> TranscriptEntry:
 
 
 def session_detail(
-    record: SessionRecord, site: Site | None, deliveries: list[DeliveryItem]
+    record: SessionRecord,
+    site: Site | None,
+    deliveries: list[DeliveryItem],
+    resume_url: str | None = None,
 ) -> SessionDetail:
     """The ``/api/sessions/{id}`` view; ``lead`` is null when the site is gone."""
     abandoned = record.status is SessionStatus.ABANDONED
@@ -82,4 +87,5 @@ def session_detail(
         transcript=[_entry(e) for e in record.transcript],
         lead=build_lead(record, site, abandoned=abandoned) if site else None,
         deliveries=deliveries,
+        resume_url=resume_url,
     )

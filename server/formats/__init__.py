@@ -49,6 +49,8 @@ class LeadEvent:
     site: Site
     lead: dict[str, Any]
     destination: Destination = field(default_factory=Destination)
+    resume_url: str | None = None
+    """The visitor's way back into the chat (``lead.abandoned`` only, CONTRACT §11)."""
 
     @property
     def options(self) -> Any:

@@ -102,7 +102,7 @@ def lead_properties(event: LeadEvent, *, update: bool = False) -> dict[str, Any]
     company = lead_field(lead, "company")
     if company:
         props["company_name"] = company
-    details = readable_transcript(lead)
+    details = readable_transcript(lead, resume_url=event.resume_url)
     if details:
         props["details"] = details
     # The lead's source is "chat-widget" unless a site runs a form-only flow.

@@ -200,8 +200,20 @@ def html_body(event: LeadEvent, link: str) -> str:
         intro=_esc(kind.intro.format(company=_company(event))),
         preheader=_esc(one_line(" · ".join(list(fields.values())[:3]))[:140]),
         link=html.escape(link, quote=True), rows=rows, messages=messages,
-        footer=_esc(_footer(event)),
+        footer=_esc(_footer(event)), resume=_resume_html(event.resume_url),
     )  # fmt: skip
+
+
+RESUME_TEXT = "The visitor's link back into the chat"
+
+
+def _resume_html(url: str | None) -> str:
+    """An abandoned lead's resume link under the footer's address (§11), or nothing."""
+    if not url:
+        return ""
+    href = html.escape(url, quote=True)
+    style = "color:#6b7280;word-break:break-all;"
+    return f'<br>{_esc(RESUME_TEXT)}: <a href="{href}" style="{style}">{href}</a>'
 
 
 def text_body(event: LeadEvent, link: str) -> str:
@@ -213,7 +225,10 @@ def text_body(event: LeadEvent, link: str) -> str:
     transcript = tt.readable_transcript(event.lead)
     if transcript:
         lines += ["", "Conversation", "------------", transcript]
-    lines += ["", f"Open the conversation: {link}", "", "-- ", _footer(event)]
+    lines += ["", f"Open the conversation: {link}"]
+    if event.resume_url:
+        lines.append(f"{RESUME_TEXT}: {event.resume_url}")
+    lines += ["", "-- ", _footer(event)]
     return "\n".join(lines) + "\n"
 
 

@@ -1,8 +1,9 @@
 """The default format: a Standard Webhooks envelope around the ExternalLead.
 
-Body ``{"type", "timestamp", "data"}``; headers ``webhook-id`` (the stable event
-id), ``webhook-timestamp`` and, with secrets, ``webhook-signature`` carrying one
-``v1,<sig>`` per secret (two during a rotation), space-separated.
+Body ``{"type", "timestamp", "data"}``, plus ``resume_url`` in ``lead.abandoned`` (§11);
+headers ``webhook-id`` (the stable event id), ``webhook-timestamp`` and, with secrets,
+``webhook-signature`` carrying one ``v1,<sig>`` per secret (two during a rotation),
+space-separated.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ def sign(secrets: tuple[str, ...], event_id: str, at: datetime, body: str) -> st
 def build_request(event: LeadEvent, now: datetime) -> tuple[dict[str, str], str]:
     """Headers and body for one attempt; re-signed with a fresh timestamp each time."""
     now = now.astimezone(UTC).replace(microsecond=0)
-    body = orjson.dumps(
-        {
-            "type": event.type,
-            "timestamp": event.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "data": event.lead,
-        }
-    ).decode()
+    envelope = {
+        "type": event.type,
+        "timestamp": event.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "data": event.lead,
+    }
+    if event.resume_url:
+        envelope["resume_url"] = event.resume_url
+    body = orjson.dumps(envelope).decode()
     headers = {
         "content-type": "application/json",
         "webhook-id": event.id,

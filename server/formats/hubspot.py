@@ -178,7 +178,7 @@ def note_body(event: LeadEvent, limit: int = NOTE_LIMIT) -> str:
             head.append(f"{label}: {html.escape(value)}")
     room = TRANSCRIPT_LIMIT
     while True:
-        transcript = readable_transcript(lead, room)
+        transcript = readable_transcript(lead, room, event.resume_url)
         lines = [_html_line(line) for line in transcript.splitlines()]
         body = "<br>\n".join([*head, "", *lines] if lines else head)
         if len(body) <= limit or room <= 0:

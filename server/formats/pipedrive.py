@@ -145,9 +145,10 @@ def build_lead_create(base: str, token: str, person_id: int, name: str) -> Reque
     return Request("POST", f"{base}/api/v1/leads", _headers(token, body=True), body)
 
 
-def note_content(lead: dict[str, Any]) -> str:
-    """The readable transcript as note HTML: escaped, one ``<br>`` per line break."""
-    text = readable_transcript(lead)
+def note_content(lead: dict[str, Any], resume_url: str | None = None) -> str:
+    """The readable transcript as note HTML: escaped, one ``<br>`` per line break,
+    ending with the resume link of an abandoned lead (§11)."""
+    text = readable_transcript(lead, resume_url=resume_url)
     return "<br>".join(html.escape(line, quote=False) for line in text.splitlines())
 
 
@@ -346,7 +347,7 @@ async def _deliver(client: _Client, event: LeadEvent) -> SendResult:
     lead_id = await _lead(client, base, event, person)
     if isinstance(lead_id, SendResult):
         return lead_id
-    content = note_content(event.lead)
+    content = note_content(event.lead, event.resume_url)
     if not content:
         return SendResult(ok=True, retryable=False, status_code=200, ref_id=lead_id)
     got = await client.call(build_note(base, client.token, lead_id, content))

@@ -160,7 +160,7 @@ def lead_body(event: LeadEvent, *, create: bool = True) -> dict[str, Any]:
     if company:
         body["company"] = company
     body["source"] = lead.get("source") or "chat-widget"
-    notes = readable_transcript(lead)
+    notes = readable_transcript(lead, resume_url=event.resume_url)
     if notes:
         body["notes"] = notes
     if hook.pulse_team_id is not None:

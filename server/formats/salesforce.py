@@ -157,7 +157,7 @@ def lead_body(event: LeadEvent, *, create: bool = True) -> dict[str, Any]:
         body["Phone"] = e164(phone, event.site.phone_region)[: LENGTHS["Phone"]]
     if create:
         body["LeadSource"] = options.salesforce_lead_source
-    description = readable_transcript(lead, DESCRIPTION_LIMIT)
+    description = readable_transcript(lead, DESCRIPTION_LIMIT, event.resume_url)
     if description:
         body["Description"] = description
     return body

@@ -62,6 +62,7 @@ FIELDS_PER_SECTION = 10
 BLOCK_LIMIT = 50
 """Most blocks in one message."""
 BUTTON_TEXT = "Open in chatlead"
+RESUME_TEXT = "Visitor's resume link"
 BUTTON_URL_LIMIT = 3000
 CUT_MARKER = "… (cut)"
 _FIXED_BLOCKS = 4  # header, transcript, context, actions
@@ -125,12 +126,16 @@ def _context(event: LeadEvent) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
 
 
-def _fallback(title: str, fields: dict[str, str], transcript: str, link: str) -> str:
+def _fallback(
+    title: str, fields: dict[str, str], transcript: str, link: str, resume: str | None
+) -> str:
     lines = [title, ""]
     lines += [f"{field_label(name)}: {value}" for name, value in fields.items()]
     if transcript:
         lines += ["", "Conversation:", transcript]
     lines += ["", f"{BUTTON_TEXT}: {link}"]
+    if resume:
+        lines.append(f"{RESUME_TEXT}: {resume}")
     return slack_escape("\n".join(lines))
 
 
@@ -146,16 +151,30 @@ def build_payload(event: LeadEvent, link: str) -> dict[str, Any]:
     if transcript is not None:
         blocks.append(transcript)
     blocks.append(_context(event))
+    buttons: list[dict[str, Any]] = []
     if len(link) <= BUTTON_URL_LIMIT:
-        button = {
-            "type": "button",
-            "text": {"type": "plain_text", "text": BUTTON_TEXT},
-            "url": link,
-            "style": "primary",
-            "action_id": "open_session",
-        }
-        blocks.append({"type": "actions", "elements": [button]})
-    text = _fallback(title, fields, readable_transcript(event.lead), link)
+        buttons.append(
+            {
+                "type": "button",
+                "text": {"type": "plain_text", "text": BUTTON_TEXT},
+                "url": link,
+                "style": "primary",
+                "action_id": "open_session",
+            }
+        )
+    resume = event.resume_url
+    if resume and len(resume) <= BUTTON_URL_LIMIT:  # an abandoned lead's way back (§11)
+        buttons.append(
+            {
+                "type": "button",
+                "text": {"type": "plain_text", "text": RESUME_TEXT},
+                "url": resume,
+                "action_id": "resume_link",
+            }
+        )
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
+    text = _fallback(title, fields, readable_transcript(event.lead), link, resume)
     return {"text": text, "blocks": blocks[:BLOCK_LIMIT]}
 
 

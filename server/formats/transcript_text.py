@@ -29,6 +29,7 @@ __all__ = [
     "lead_field",
     "lead_fields",
     "name_parts",
+    "RESUME_LABEL",
     "readable_transcript",
     "transcript_lines",
 ]
@@ -161,13 +162,29 @@ def transcript_lines(lead: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def readable_transcript(lead: Mapping[str, Any], limit: int = TRANSCRIPT_LIMIT) -> str:
+RESUME_LABEL = "Resume the chat"
+"""What precedes an abandoned lead's resume link at the end of a CRM note (§11)."""
+
+
+def readable_transcript(
+    lead: Mapping[str, Any], limit: int = TRANSCRIPT_LIMIT, resume_url: str | None = None
+) -> str:
     """The transcript as plain text, at most ``limit`` characters.
 
     When it does not fit, whole lines are kept from the start (the answers the
     flow asked for come first) and the text ends with :data:`TRUNCATED_MARKER`
-    on its own line.
+    on its own line. A ``resume_url`` (an abandoned lead's, CONTRACT §11) ends the
+    text, after a blank line, and is never cut: the transcript makes room for it.
     """
+    if resume_url:
+        tail = f"{RESUME_LABEL}: {resume_url}"
+        if len(tail) <= limit:
+            text = _fitted(lead, max(0, limit - len(tail) - 2))
+            return f"{text}\n\n{tail}" if text else tail
+    return _fitted(lead, limit)
+
+
+def _fitted(lead: Mapping[str, Any], limit: int) -> str:
     text = "\n".join(transcript_lines(lead))
     if len(text) <= limit:
         return text

@@ -95,7 +95,10 @@ local function trim(bytes, cap, from)
 end
 local recovered = 0
 if status == 'abandoned' then
-  redis.call('HSET', KEYS[1], 'status', 'open', 'recovered', '1')
+  -- what brought the visitor back (§11): a mark a resume link left, else a return
+  local via = redis.call('HGET', KEYS[1], 'resume_via')
+  redis.call('HSET', KEYS[1], 'status', 'open', 'recovered', '1', 'recovered_by', via or 'returned')
+  if via then redis.call('HDEL', KEYS[1], 'resume_via') end
   count(tag, site, now, 'recovered', ttl)
   index(tag, site, 'recovered', now, sid, ttl)
   recovered = 1

@@ -182,8 +182,8 @@ class Conversation:
         )
 
     def resumed(self, record: SessionRecord, site: Site, resume_token: str, now_ms: int) -> Reply:
-        """Ready on an existing session: the welcome with what the widget missed (and
-        the agent who holds it, if one does)."""
+        """Ready on an existing session: the welcome with what the widget missed, and
+        the agent who holds it (or, when one held it once, that it left)."""
         self.view = SessionView.of(record, site, record.holder(now_ms))
         self.advance(ConnState.READY)
         welcome = protocol.welcome_frame(
@@ -199,6 +199,8 @@ class Conversation:
         )
         if self.view.agent:
             return Reply((welcome, protocol.agent_frame("joined", self.view.agent_name)))
+        if record.agent_name:  # an agent held it once: a widget that missed the leave
+            return Reply((welcome, protocol.agent_frame("left", record.agent_name)))
         return Reply((welcome,))
 
     @staticmethod

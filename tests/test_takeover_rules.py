@@ -43,6 +43,13 @@ async def test_a_hold_lapses_when_its_agent_is_gone(
         assert (await visitor.expect("message"))["from"] == "bot"  # the bot speaks again
         async with AgentClient.connect(app.base, ben) as other:
             assert (await other.join(sid))["agent"]["id"] == "ben"
+            await visitor.expect("agent")
+            await other.send({"type": "leave", "session_id": sid})
+            assert (await visitor.expect("agent"))["status"] == "left"
+    # a widget that was away when the agent left is told when it comes back
+    resume = {"session_id": sid, "resume_token": visitor.welcome["resume_token"]}
+    async with Visitor.connect(app.ws_url, **resume) as back:
+        assert await back.expect("agent") == {"type": "agent", "status": "left", "name": "Ana Diaz"}
 
 
 async def acked(client: Any, frame_id: str) -> None:

@@ -8,7 +8,8 @@ if not m[1] or m[3] ~= me then
   return {'not_joined'}
 end
 local seq = tonumber(m[2])
-redis.call('HDEL', KEYS[1], 'agent', 'agent_name', 'agent_seen')
+-- the name stays: a widget that missed the leave is told on its next resume
+redis.call('HDEL', KEYS[1], 'agent', 'agent_seen')
 if m[1] ~= 'completed' then
   local written
   seq, written = append(KEYS[2], cjson.decode(ARGV[3]), seq, now_ms())

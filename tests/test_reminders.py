@@ -15,9 +15,9 @@ from chatlead import keys
 from chatlead.errors import ConfigError
 from chatlead.formats.reminder import message_id
 from chatlead.site_config import check_outgoing, load_sites
-from chatlead.unsubscribe import address_hash
+from chatlead.unsubscribe import address_hash, make_token, verify_token
 
-from tests.conftest import RunningApp, Visitor, settings_for, wait_for
+from tests.conftest import RunningApp, Visitor, admin_headers, settings_for, wait_for
 from tests.test_formats_email import Smtpd
 
 SENDER = "Acme Plumbing <hello@acme.example>"
@@ -135,7 +135,6 @@ async def test_no_email_no_reminder(
     assert [
         e async for e in rds.zscan_iter(keys.deliveries(shard), match=f"*{sid}_reminder*")
     ] == []
-    time.sleep(0)  # nothing scheduled, so nothing can arrive
     assert smtpd.handler.seen == []
 
 
@@ -286,3 +285,47 @@ def test_reminders_are_validated_and_need_smtp(tmp_path: Path, redis_url: str) -
         sites,
         worker=False,
     )
+
+
+async def test_erasing_the_session_takes_its_pending_steps_out(
+    app_factory: Any,
+    tmp_path: Path,
+    smtpd: Smtpd,
+    rds: aioredis.Redis,
+    http: httpx.AsyncClient,
+    redis_url: str,
+) -> None:
+    app = await _app(app_factory, tmp_path, smtpd.url(), config={"reminders": '["1s", "1h"]'})
+    sid = await _leave(app, email="erin.erasmus@example.com")
+    await wait_for(lambda: len(smtpd.handler.seen) == 1, 10)
+    shard = keys.shard_of(sid, 16)
+    assert await rds.zscore(keys.outbox_due(shard), _step_id(sid, 2)) is not None
+    answer = await http.delete(f"{app.base}/api/sessions/{sid}", headers=admin_headers(redis_url))
+    assert answer.status_code == 200, answer.text
+    assert await rds.zscore(keys.outbox_due(shard), _step_id(sid, 2)) is None
+    assert (await _event(rds, _step_id(sid, 2)))["status"] == "dead"
+    assert not await rds.exists(keys.session_events(shard, sid, keys.REMINDER_SUFFIX))
+    async for key in rds.scan_iter(count=1000):
+        kind = await rds.type(key)
+        value: Any = ""
+        if kind == "hash":
+            value = await rds.hgetall(key)
+        elif kind == "list":
+            value = await rds.lrange(key, 0, -1)
+        elif kind == "string":
+            value = await rds.get(key)
+        assert "erin.erasmus" not in f"{key} {value}"
+
+
+def test_unsubscribe_tokens_name_a_site_and_an_address_hash_only() -> None:
+    key, other = b"k" * 32, b"o" * 32
+    token = make_token(key, "acme", " Ada@Example.com ")
+    assert "ada" not in token.lower()
+    target = verify_token(key, token)
+    assert target is not None and target.site == "acme"
+    assert target.address_hash == address_hash("ada@example.com")
+    assert verify_token(other, token) is None  # another key
+    site, digest, mac = token.split(".")
+    assert verify_token(key, f"beta.{digest}.{mac}") is None  # moved to another site
+    flipped = digest[:-2] + ("A" if digest[-2] != "A" else "B") + digest[-1]
+    assert verify_token(key, f"{site}.{flipped}.{mac}") is None

@@ -28,6 +28,7 @@ from .delivery import Deliverer, Outgoing
 from .durability import Durability
 from .errors import ConfigError
 from .loops import Loop, forever
+from .recovery import reminder_delays
 from .redis_client import REPLY_TIMEOUT_S, connect_redis, connect_sentinel
 from .resp import Pipe
 from .runtime import Runtime
@@ -106,7 +107,12 @@ class Background:
             runtime.hooks,
             runtime.links,
         )
-        self.sweeper = Sweeper(runtime.store, runtime.delivery_wakeup, lambda: runtime.routes)
+        self.sweeper = Sweeper(
+            runtime.store,
+            runtime.delivery_wakeup,
+            lambda: runtime.routes,
+            reminder_delays(runtime.sites),
+        )
         self.runtime = runtime
         self.stopping = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
@@ -155,7 +161,7 @@ async def readyz(request: Request) -> Response:
 
 
 def _routes() -> list[BaseRoute]:
-    from . import resume_routes, widget
+    from . import resume_routes, unsubscribe_routes, widget
     from .admin import routes_api, routes_live, routes_metrics, routes_pages
     from .agent_socket import agent_socket
 
@@ -168,6 +174,7 @@ def _routes() -> list[BaseRoute]:
         *routes_live.routes,
         *widget.routes,
         *resume_routes.routes,
+        *unsubscribe_routes.routes,
         *routes_metrics.routes,
     ]
 

@@ -24,11 +24,12 @@ import httpx
 
 from . import formats, keys, metrics
 from .errors import DeliveryError, StoreError
-from .formats import LeadEvent, SendResult, guard
+from .formats import LeadEvent, SendResult, guard, reminder
 from .hooks import Hooks, hook_id_of
 from .lead import build_lead
 from .loops import rest
 from .outbox import Claim, EventRecord, Outbox
+from .recovery import REMINDER_EVENT_TYPE
 from .resume_keys import ResumeLinks
 from .session import SessionRecord
 from .sites import Destination, Site
@@ -233,7 +234,7 @@ class Deliverer:
             abandoned = event.type == "lead.abandoned"
             suffix = destination.event_suffix()
             lead = build_lead(record, site, abandoned=abandoned, suffix=suffix)
-            if abandoned and self.links is not None:
+            if (abandoned or event.type == REMINDER_EVENT_TYPE) and self.links is not None:
                 resume_url = await self.links.url(record)  # §11
         created = datetime.fromtimestamp(event.created_ms / 1000, UTC)
         return LeadEvent(event.id, event.type, created, site, lead, destination, resume_url)
@@ -245,6 +246,12 @@ class Deliverer:
         record: SessionRecord | None,
         http: _Clients,
     ) -> None:
+        if event.type == REMINDER_EVENT_TYPE:
+            skip = await self._reminder_skip(event, record)
+            if skip is not None:  # settled with nothing sent (CONTRACT §11)
+                result = SendResult(ok=True, retryable=False, response_snippet=skip)
+                await self._settle(claim, event, result, 0)
+                return
         lead_event = await self._lead_event(event, record)
         if isinstance(lead_event, str):
             await self._settle(
@@ -267,6 +274,14 @@ class Deliverer:
                 await self.hooks.remove(hook_id)
                 result = replace(result, retryable=False, error="410 Gone: hook unsubscribed")
         await self._settle(claim, event, result, latency_ms)
+
+    async def _reminder_skip(self, event: EventRecord, record: SessionRecord | None) -> str | None:
+        site = self.sites.get(event.site)
+        if site is None or site.recovery is None:
+            return None  # dead with its reason in _lead_event
+        shard = self.store.shard(keys.event_session(event.id))
+        why = await reminder.skip_reason(self.store.redis, shard, event.id, record, site)
+        return None if why is None else f"not sent: {why}"
 
     async def _send(self, event: LeadEvent, http: _Clients) -> SendResult:
         destination = event.destination

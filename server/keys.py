@@ -23,7 +23,10 @@ __all__ = [
     "HOOKS",
     "META",
     "NOTIFY_CHANNEL",
+    "REMINDER_EVENT",
+    "REMINDER_SUFFIX",
     "RESUME_KEYS",
+    "UNSUBSCRIBE_KEY",
     "WAITING_EVENT",
     "abandoned_event",
     "completed_event",
@@ -33,6 +36,8 @@ __all__ = [
     "for_destination",
     "ref_field",
     "inbox_pushed",
+    "reminder_event",
+    "suppressed",
     "session_events_glob",
     "shard_of",
     "test_event",
@@ -49,8 +54,14 @@ ABANDONED_EVENT = "evt_%s_abandoned_%d"
 """Pattern (session id, the abandonment's number) for ``lead.abandoned`` events."""
 WAITING_EVENT = "evt_%s_waiting_%d"
 """Pattern (session id, the wait's number) for ``visitor.waiting`` events (§10)."""
+REMINDER_EVENT = "evt_%s_reminder_%d_%d"
+"""Pattern (session id, the abandonment's number, the reminder step from 1) for
+``visitor.reminder`` events; each has the suffix :data:`REMINDER_SUFFIX`."""
+REMINDER_SUFFIX = ":reminder"
+"""The event id suffix of the built-in reminder destination (its own queue and health)."""
 EVENT_ID = re.compile(
-    r"^evt_([0-9a-f]{24})_(completed|abandoned_\d{1,6}|waiting_\d{1,6}|test)"
+    r"^evt_([0-9a-f]{24})_"
+    r"(completed|abandoned_\d{1,6}|waiting_\d{1,6}|reminder_\d{1,6}_\d|test)"
     r"(?::([a-z0-9][a-z0-9_-]{0,39}))?$"
 )
 """An event id: the base id of one event, then ``:<destination>`` for every destination
@@ -63,6 +74,11 @@ def completed_event(session_id: str) -> str:
 
 def abandoned_event(session_id: str, number: int) -> str:
     return ABANDONED_EVENT % (session_id, number)
+
+
+def reminder_event(session_id: str, number: int, step: int) -> str:
+    """The id of one reminder step's event (its destination suffix included)."""
+    return REMINDER_EVENT % (session_id, number, step) + REMINDER_SUFFIX
 
 
 def test_event(session_id: str) -> str:
@@ -138,6 +154,16 @@ INBOX_TESTS = PREFIX + "inbox:tests"
 RESUME_KEYS = PREFIX + "resume-keys"
 """String: the resume links' signing keys as JSON ``{"current", "previous"}``
 (:mod:`chatlead.resume_links`), made at first use with ``SET NX``."""
+
+UNSUBSCRIBE_KEY = PREFIX + "unsubscribe-key"
+"""String: the key (hex) unsubscribe links are signed with (:mod:`chatlead.unsubscribe`),
+made at first use with ``SET NX``."""
+
+
+def suppressed(site: str) -> str:
+    """Set: SHA-256 hex of each lowercased address that gets no more reminders from
+    ``site`` (unsubscribed, or refused by SMTP). Global: only Python touches it."""
+    return f"{PREFIX}suppressed:{site}"
 
 
 def ip_slots(ip: str) -> str:

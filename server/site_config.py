@@ -112,6 +112,11 @@ def check_outgoing(settings: Settings, sites: Mapping[str, Site], *, worker: boo
         ConfigError: naming the missing setting and who needs it.
     """
     for site in sites.values():
+        if site.recovery is not None and site.recovery.reminders and not settings.smtp_url:
+            raise ConfigError(
+                f"CHATLEAD_SMTP_URL: required by the reminders of site {site.id!r} "
+                f"(sites.{site.id}.recovery.reminders)"
+            )
         for destination in site.destinations:
             who = f"destination {destination.name!r} of site {site.id!r}"
             if destination.format == "email":
@@ -190,6 +195,8 @@ def _site_from_toml(site_id: str, raw: dict[str, Any], settings: Settings, path:
         if isinstance(raw.get(duration), int | float):
             raw[duration] = str(raw[duration])  # refused: a number has no unit
     where = f"{path}: sites.{site_id}."
+    if isinstance(raw.get("recovery"), dict):
+        raw["recovery"] = {"allow_private": settings.webhook_allow_private, **raw["recovery"]}
 
     def key(*loc: str | int) -> str:
         return where + ".".join(_TOML_KEYS.get(str(part), str(part)) for part in loc if part != "")

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from .conditions import Test, compiled, fields_named, parse_step, parse_when
+from .recovery import REMINDER, Recovery
 from .triggers import Trigger, unique_ids
 from .units import parse_duration
 
@@ -305,6 +306,8 @@ class Site(BaseModel):
     """Proactive openers shown by the widget (:mod:`chatlead.triggers`, CONTRACT §13)."""
     agent_wait: float = 60.0
     """How long a visitor waits for an agent before ``visitor.waiting`` (§10)."""
+    recovery: Recovery | None = None
+    """Reminder emails to the visitor after an abandonment (§11)."""
 
     @field_validator("id")
     @classmethod
@@ -375,7 +378,13 @@ class Site(BaseModel):
         return unique_ids(value)
 
     def destination(self, name: str) -> Destination | None:
-        return next((d for d in self.destinations if d.name == name), None)
+        found = next((d for d in self.destinations if d.name == name), None)
+        if found is None and name == REMINDER and self.recovery is not None:
+            # built in: the visitor's reminder emails (chatlead.formats.reminder)
+            return Destination(
+                name=REMINDER, format=REMINDER, allow_private=self.recovery.allow_private
+            )
+        return found
 
     def routes_for(self, event_type: str) -> list[Route]:
         """Where ``event_type`` goes: each taking destination's event id suffix, with

@@ -359,17 +359,25 @@ class Store:
         return VisitorResult(kind)
 
     async def sweep(
-        self, limit: int = 500, abandoned_to: Mapping[str, Sequence[Route]] | None = None
+        self,
+        limit: int = 500,
+        abandoned_to: Mapping[str, Sequence[Route]] | None = None,
+        reminders: Mapping[str, Sequence[int]] | None = None,
     ) -> SweepResult:
         """Flag expired sessions in every shard (one round trip for all shards).
 
         ``abandoned_to``: per site, the event id suffixes of the destinations that take
-        ``lead.abandoned`` (a site not in it: the webhook's).
+        ``lead.abandoned`` (a site not in it: the webhook's). ``reminders``: per site,
+        its reminder delays (ms) after the abandonment.
         """
         routes = json.dumps({site: list(s) for site, s in (abandoned_to or {}).items()} or {})
+        later = json.dumps({site: list(d) for site, d in (reminders or {}).items()} or {})
         args = (limit, self.retention_ms)
         calls = [
-            ([keys.deadlines(shard)], [*args, keys.tag(shard), keys.ABANDONED_EVENT, routes])
+            (
+                [keys.deadlines(shard)],
+                [*args, keys.tag(shard), keys.ABANDONED_EVENT, routes, keys.REMINDER_EVENT, later],
+            )
             for shard in range(self.shards)
         ]
         with Translated("in sweep"):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from . import metrics
 from .errors import StoreError
@@ -46,19 +46,22 @@ class Sweeper:
         store: Store,
         on_flagged: asyncio.Event | None = None,
         routes: Callable[[], Routes] | None = None,
+        reminders: Mapping[str, Sequence[int]] | None = None,
     ) -> None:
         """``routes``: where abandoned leads go now (it changes with the REST hooks);
         ``None``: every site's webhook."""
         self.store = store
         self.on_flagged = on_flagged
         self.routes = routes
+        self.reminders = reminders
+        """Per site with reminder emails, their delays in ms (CONTRACT §11)."""
         self.unconfirmed: list[str] = []
         """Flagged sessions not yet confirmed durable, so not yet published."""
 
     async def sweep_once(self) -> SweepResult:
         abandoned_to = self.routes().abandoned() if self.routes is not None else None
         with metrics.SWEEP_SECONDS.time():
-            result = await self.store.sweep(BATCH, abandoned_to)
+            result = await self.store.sweep(BATCH, abandoned_to, self.reminders)
         if result.flagged:
             log.info("sessions_abandoned count=%d late_ms=%d", len(result.flagged), result.late_ms)
             metrics.SESSIONS.labels("abandoned").inc(len(result.flagged))

@@ -117,8 +117,11 @@ MODULES = {
     "pipedrive": "pipedrive",
     "email": "email_alert",
     "slack": "slack",
+    "reminder": "reminder",
 }
 """The format registry: name -> module in this package (imported when first used)."""
+BUILT_IN = frozenset({"reminder"})
+"""Formats of chatlead's own destinations, never configured by hand."""
 
 
 _SHARED_KEYS = frozenset(Destination.model_fields) - {"options"}
@@ -133,8 +136,9 @@ def destination(raw: Mapping[str, Any]) -> Destination:
         pydantic.ValidationError: a key is wrong (its location names it).
     """
     name = raw.get("format", "external-lead")
-    if name not in MODULES:
-        raise FieldProblem("format", f"unknown format {name!r}; use {', '.join(MODULES)}")
+    if name not in MODULES or name in BUILT_IN:
+        choices = ", ".join(m for m in MODULES if m not in BUILT_IN)
+        raise FieldProblem("format", f"unknown format {name!r}; use {choices}")
     declared = get(name)
     own = {k: v for k, v in raw.items() if k not in _SHARED_KEYS}
     missing = [key for key, spec in declared.options.model_fields.items() if spec.is_required()]

@@ -80,8 +80,10 @@ end
 -- Write a lead event to the shard's outbox, one copy per destination (routes: its
 -- event id suffix, '' or ':<name>', or {suffix, condition} when the destination has
 -- a `when`), each queued behind that destination's earlier undelivered events of the
--- session. Idempotent: the event ids are deterministic.
-local function emit(tag, sid, site, kind, base_id, now, ttl, routes)
+-- session. Idempotent: the event ids are deterministic. `due` (optional, ms): when the
+-- event is first due (a reminder's time); absent: now.
+local function emit(tag, sid, site, kind, base_id, now, ttl, routes, due)
+  local at = due or now
   local fields
   for _, route in ipairs(routes) do
     local suffix, condition = route, nil
@@ -99,12 +101,12 @@ local function emit(tag, sid, site, kind, base_id, now, ttl, routes)
     end
     if take and redis.call('EXISTS', ev) == 0 then
       redis.call('HSET', ev, 'type', kind, 'session', sid, 'site', site,
-        'status', 'pending', 'created', now, 'next', now, 'attempts', 0)
-      redis.call('PEXPIRE', ev, ttl)
+        'status', 'pending', 'created', now, 'next', at, 'attempts', 0)
+      redis.call('PEXPIRE', ev, ttl + at - now)
       local queue = tag .. 's:' .. sid .. ':events' .. suffix
       redis.call('RPUSH', queue, eid)
-      redis.call('PEXPIRE', queue, ttl)
-      redis.call('ZADD', tag .. 'outbox', now, eid)
+      redis.call('PEXPIRE', queue, ttl + at - now)
+      redis.call('ZADD', tag .. 'outbox', at, eid)
       redis.call('ZADD', tag .. 'deliveries', now, eid)
     end
   end

@@ -81,7 +81,9 @@ redis.call('HDEL', KEYS[2], 'next')
 redis.call('LREM', KEYS[5], 0, eid)
 local head = redis.call('LINDEX', KEYS[5], 0)
 if head then
-  -- the next event of this session was waiting behind this one: due now
-  redis.call('ZADD', KEYS[1], 'XX', now, head)
+  -- the next event of this session was waiting behind this one: due now, or at its own
+  -- later time (a reminder step is scheduled ahead)
+  local due = tonumber(redis.call('HGET', ARGV[9] .. 'e:' .. head, 'next')) or now
+  redis.call('ZADD', KEYS[1], 'XX', math.max(now, due), head)
 end
 return 'ok'

@@ -4,10 +4,14 @@
 --       4 the abandoned event id pattern (session id, number; keys.ABANDONED_EVENT),
 --       5 JSON {site: [destinations that take lead.abandoned: suffix or [suffix, condition]]}
 --         (a site missing from it: the webhook's, so nothing is dropped)
+--       6 the reminder event id pattern (session id, number, step; keys.REMINDER_EVENT),
+--       7 JSON {site: [reminder delays ms]} (sites with reminders only, CONTRACT §11):
+--         a session with an email gets one visitor.reminder event per delay, due then
 -- Returns {flagged session ids, next deadline ms or "", now ms, max ms flagged late}.
 -- Cost is proportional to the expired sessions only (ZRANGEBYSCORE ... LIMIT).
 local limit, ttl, tag, abandoned_id = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local routes = cjson.decode(ARGV[5])
+local reminders = cjson.decode(ARGV[7] or '{}')
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
 local flagged = {}
@@ -39,6 +43,16 @@ for i = 1, #due, 2 do
     if send then
       emit(tag, sid, site, 'lead.abandoned', string.format(abandoned_id, sid, n), now, ttl,
         routes[site] or {''})
+    end
+    local delays = reminders[site]
+    if delays and #delays > 0 then
+      local email = redis.call('HGET', s .. ':fields', 'email')
+      if email and email ~= '' then
+        for step, delay in ipairs(delays) do
+          emit(tag, sid, site, 'visitor.reminder', string.format(ARGV[6], sid, n, step), now,
+            ttl, {':reminder'}, now + delay)
+        end
+      end
     end
     if m[6] then  -- the visitor sent something: keep it (an empty session keeps its short TTL)
       expire({s, s .. ':fields', s .. ':transcript', s .. ':ids'}, ttl)

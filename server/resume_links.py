@@ -151,7 +151,9 @@ def verify_token(ring: KeyRing, token: str) -> ResumeLink | None:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
         return None
-    if len(raw) != TOKEN_BYTES:
+    # one spelling per token: base64 ignores a last character's spare bits, so without
+    # this several strings would open the same link
+    if len(raw) != TOKEN_BYTES or base64.urlsafe_b64encode(raw).decode().rstrip("=") != token:
         return None
     body, mac = raw[:_PREFIX], raw[_PREFIX:]
     version, key_id, expires_s = struct.unpack(">BII", body[:9])

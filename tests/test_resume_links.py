@@ -135,3 +135,12 @@ def test_a_note_ends_with_the_whole_resume_link() -> None:
     text = readable_transcript(lead, 400, resume_url=url)
     assert len(text) <= 400 and text.endswith(f"\n\n{RESUME_LABEL}: {url}")
     assert readable_transcript({}, resume_url=url) == f"{RESUME_LABEL}: {url}"
+
+
+def test_a_token_has_one_spelling() -> None:
+    ring = KeyRing(new_key())
+    token = make_token(ring, "ab" * 12, 2_000_000_000)
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    spellings = [token[:-1] + c for c in last if c != token[-1]]
+    assert all(verify_token(ring, other) is None for other in spellings)
+    assert verify_token(ring, token) is not None

@@ -119,9 +119,12 @@ async def test_the_notify_choice_is_remembered(browser: Any, served: Served) -> 
     page = await signed_in(browser, served, 1280, 800, "/admin/live")
     try:
         await page.context.grant_permissions(["notifications"])
+        # the page's script is running (a click before it is not remembered)
+        await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
         notify = page.get_by_label("Notify me when a visitor waits")
         await notify.check()
         await page.reload()
+        await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
         await expect(page.get_by_label("Notify me when a visitor waits")).to_be_checked()
         await page.get_by_label("Notify me when a visitor waits").uncheck()
         await page.reload()

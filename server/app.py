@@ -28,7 +28,7 @@ from .delivery import Deliverer, Outgoing
 from .durability import Durability
 from .errors import ConfigError
 from .loops import Loop, forever
-from .recovery import reminder_delays
+from .recovery import reminder_plans
 from .redis_client import REPLY_TIMEOUT_S, connect_redis, connect_sentinel
 from .resp import Pipe
 from .runtime import Runtime
@@ -111,7 +111,7 @@ class Background:
             runtime.store,
             runtime.delivery_wakeup,
             lambda: runtime.routes,
-            reminder_delays(runtime.sites),
+            reminder_plans(runtime.sites),
         )
         self.runtime = runtime
         self.stopping = asyncio.Event()

@@ -25,12 +25,13 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from . import flow, protocol
+from . import consent, flow, protocol
 from .decisions import NewSession, Reply, SessionView, VisitorCommand
 from .errors import FieldInvalid, FrameError, StoreError
 from .protocol import (
     ClientFrame,
     CloseCode,
+    ConsentGiven,
     ErrorCode,
     FieldAnswer,
     Hello,
@@ -66,7 +67,7 @@ WIRE_CODES: dict[type[Exception], ErrorCode] = {
 }
 """The ``error`` code a widget gets for each error chatlead raises while serving it."""
 
-VisitorFrame = VisitorMessage | FieldAnswer | Submit
+VisitorFrame = VisitorMessage | FieldAnswer | Submit | ConsentGiven
 
 
 class IllegalTransition(RuntimeError):
@@ -98,7 +99,7 @@ def _error(code: ErrorCode, message: str, frame_id: str | None = None) -> str:
 def _frame_id(frame: ClientFrame | FrameError) -> str | None:
     if isinstance(frame, FrameError):
         return frame.frame_id
-    return frame.id if isinstance(frame, VisitorMessage | FieldAnswer | Submit) else None
+    return frame.id if isinstance(frame, VisitorFrame) else None
 
 
 def _visitor_entry(frame: VisitorMessage | FieldAnswer, value: str) -> dict[str, Any]:
@@ -196,6 +197,7 @@ class Conversation:
             fields=record.fields,
             prompt=self.view.prompt(),
             user_id=record.user_id,
+            consent=self.view.consent(),
         )
         if self.view.agent:
             return Reply((welcome, protocol.agent_frame("joined", self.view.agent_name)))
@@ -240,6 +242,7 @@ class Conversation:
             fields={},
             prompt=self.view.prompt(),
             user_id=new.user_id,
+            consent=self.view.consent(),
         )
         return Reply((welcome,))
 
@@ -271,10 +274,13 @@ class Conversation:
         if view is None:
             raise IllegalTransition("a visitor event before the session")
         entry: dict[str, Any] | None = None
+        if isinstance(frame, ConsentGiven) or view.status is SessionStatus.COMPLETED:
+            return self.agreed(frame)
+        if consent.needs_consent(view.site.consent, view.fields):
+            asked = "Please read and accept the notice above first"
+            return Reply((_error(ErrorCode.CONSENT_REQUIRED, asked, frame.id),))
         try:
-            if view.status is SessionStatus.COMPLETED:
-                outcome = flow.Outcome()  # the store answers dup or closed
-            elif isinstance(frame, Submit):
+            if isinstance(frame, Submit):
                 outcome = flow.on_submit(view.site, view.fields)
             elif isinstance(frame, VisitorMessage):
                 outcome = flow.on_message(view.site, view.fields, frame.text)
@@ -297,6 +303,32 @@ class Conversation:
             outcome.step,
             outcome.completes,
             view.agent,
+        )
+
+    def agreed(self, frame: VisitorFrame) -> Reply | VisitorCommand:
+        """A ``consent`` frame, or any event on a completed session (the store answers
+        it dup or closed): stored with no transcript entry and no bot reply."""
+        view = self.view
+        assert view is not None
+        updates: dict[str, str] = {}
+        stamp = ""
+        if isinstance(frame, ConsentGiven) and view.status is not SessionStatus.COMPLETED:
+            try:
+                updates = consent.consent_updates(view.site.consent, frame.version, frame.marketing)
+            except FieldInvalid as exc:
+                return Reply((_error(WIRE_CODES[FieldInvalid], str(exc), frame.id),))
+            stamp = consent.CONSENT_AT
+        step = flow.next_step(view.site, view.fields)
+        return VisitorCommand(
+            frame.id,
+            view.seq,
+            None,
+            [],
+            updates,
+            step.field if step else flow.DONE,
+            False,
+            view.agent,
+            stamp,
         )
 
     def stored(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import flow
+from . import consent, flow
 from .protocol import CloseCode
 from .session import SessionRecord, SessionStatus
 from .sites import Site
@@ -39,6 +39,12 @@ class SessionView:
         step = flow.next_step(self.site, self.fields)
         return flow.prompt_of(step) if step else None
 
+    def consent(self) -> dict[str, Any] | None:
+        """The welcome's ``consent`` notice while the session has not agreed (§12)."""
+        if self.status is SessionStatus.COMPLETED:
+            return None
+        return consent.offer(self.site.consent, self.fields)
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:
@@ -69,6 +75,8 @@ class VisitorCommand:
     completes: bool
     agent: str
     """Who the decision assumed holds the session (the store checks it)."""
+    stamp: str = ""
+    """A field the store sets to its time now (``consent_at``), or ``""``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,7 +129,7 @@ class Live:
                     self.changed(session_id)
             while self.sockets and not stop.is_set():
                 if cluster:  # one connection per node that serves a shard's channel
-                    message = await pubsub.get_sharded_message(  # type: ignore[attr-defined]
+                    message = await pubsub.get_sharded_message(  # type: ignore[attr-defined, unused-ignore]
                         ignore_subscribe_messages=True, timeout=POLL_S
                     )
                 else:
@@ -140,7 +140,7 @@ class Live:
                     self.changed(str(message["data"]))
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
     async def work(self, stop: asyncio.Event) -> None:
         """Read each changed session once and tell every agent socket."""

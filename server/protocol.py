@@ -21,6 +21,7 @@ from .errors import FrameError
 __all__ = [
     "ClientFrame",
     "CloseCode",
+    "ConsentGiven",
     "ErrorCode",
     "FieldAnswer",
     "Hello",
@@ -60,6 +61,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_SITE = "unknown_site"
     BAD_RESUME = "bad_resume"
     UNAVAILABLE = "unavailable"
+    CONSENT_REQUIRED = "consent_required"
 
 
 class CloseCode(IntEnum):
@@ -119,12 +121,22 @@ class Submit:
 
 
 @dataclass(frozen=True)
+class ConsentGiven:
+    """``consent``: the visitor agreed to the site's notice ``version`` (§12)."""
+
+    TYPE: ClassVar[str] = "consent"
+    id: str
+    version: str
+    marketing: bool = False
+
+
+@dataclass(frozen=True)
 class Ping:
     TYPE: ClassVar[str] = "ping"
     pass
 
 
-ClientFrame = Hello | VisitorMessage | FieldAnswer | Submit | Ping
+ClientFrame = Hello | VisitorMessage | FieldAnswer | Submit | ConsentGiven | Ping
 
 
 def _string(
@@ -206,6 +218,16 @@ def _submit(obj: dict[str, Any]) -> Submit:
     return Submit(id=_frame_id(obj))
 
 
+def _consent(obj: dict[str, Any]) -> ConsentGiven:
+    frame_id = _frame_id(obj)
+    version = _string(obj, "version", 64, frame_id=frame_id)
+    assert version is not None
+    marketing = obj.get("marketing", False)
+    if not isinstance(marketing, bool):
+        raise FrameError("field 'marketing' must be true or false", frame_id)
+    return ConsentGiven(id=frame_id, version=version, marketing=marketing)
+
+
 def _ping(obj: dict[str, Any]) -> Ping:
     return Ping()
 
@@ -215,6 +237,7 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], ClientFrame]] = {
     "message": _message,
     "field": _field,
     "submit": _submit,
+    "consent": _consent,
     "ping": _ping,
 }
 CLIENT_FRAME_TYPES = tuple(_PARSERS)
@@ -301,8 +324,10 @@ def welcome_frame(
     fields: dict[str, str],
     prompt: dict[str, Any] | None,
     user_id: str,
+    consent: dict[str, Any] | None = None,
 ) -> str:
-    """``welcome``; ``user_id`` (beyond §3) lets the widget keep the visitor id."""
+    """``welcome``; ``user_id`` (beyond §3) lets the widget keep the visitor id, and
+    ``consent`` is the notice to agree to first (§12)."""
     body: dict[str, Any] = {
         "type": "welcome",
         "session_id": session_id,
@@ -316,6 +341,8 @@ def welcome_frame(
     }
     if prompt is not None:
         body["prompt"] = prompt
+    if consent is not None:
+        body["consent"] = consent
     return _dump(body)
 
 

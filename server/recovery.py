@@ -17,7 +17,7 @@ from .units import parse_duration
 if TYPE_CHECKING:
     from .sites import Site
 
-__all__ = ["MAX_REMINDERS", "REMINDER", "REMINDER_EVENT_TYPE", "Recovery", "reminder_delays"]
+__all__ = ["MAX_REMINDERS", "REMINDER", "REMINDER_EVENT_TYPE", "Recovery", "reminder_plans"]
 
 MAX_REMINDERS = 3
 REMINDER = "reminder"
@@ -77,10 +77,15 @@ class Recovery(BaseModel):
         return subject
 
 
-def reminder_delays(sites: Mapping[str, Site]) -> dict[str, list[int]]:
-    """Per site with reminders, their delays in ms (what ``sweep.lua`` schedules)."""
+def reminder_plans(sites: Mapping[str, Site]) -> dict[str, dict[str, Any]]:
+    """Per site with reminders, what ``sweep.lua`` schedules: ``after`` (the delays in
+    ms) and ``marketing`` (whether the visitor must have ticked the site's marketing
+    opt-in, §12: on every site that asks consent)."""
     return {
-        site.id: [round(delay * 1000) for delay in site.recovery.reminders]
+        site.id: {
+            "after": [round(delay * 1000) for delay in site.recovery.reminders],
+            "marketing": site.consent is not None,
+        }
         for site in sites.values()
         if site.recovery is not None and site.recovery.reminders
     }

@@ -112,7 +112,7 @@ def connect_sentinel(
     that is no longer the master (``READONLY``) or that went away is dropped, so the
     next command, and pub/sub's next subscription, follow a failover.
     """
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
         parse_sentinels(addresses),
         sentinel_kwargs={"socket_timeout": 1, "socket_connect_timeout": 1},
     )

@@ -164,7 +164,7 @@ class Runtime:
                     continue
                 await self._notice(notice, ids)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
     async def _notice(self, notice: dict[str, object], abandoned: list[str]) -> None:
         if notice.get("hooks"):

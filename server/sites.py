@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from .conditions import Test, compiled, fields_named, parse_step, parse_when
+from .consent import Consent
 from .recovery import REMINDER, Recovery
 from .triggers import Trigger, unique_ids
 from .units import parse_duration
@@ -308,6 +309,8 @@ class Site(BaseModel):
     """How long a visitor waits for an agent before ``visitor.waiting`` (§10)."""
     recovery: Recovery | None = None
     """Reminder emails to the visitor after an abandonment (§11)."""
+    consent: Consent | None = None
+    """The notice a visitor agrees to before the first question (§12)."""
 
     @field_validator("id")
     @classmethod

@@ -314,12 +314,14 @@ class Store:
         completes: bool,
         completed_to: Sequence[Route] = ("",),
         agent: str = "",
+        stamp: str = "",
     ) -> VisitorResult:
         """Apply one visitor event atomically (dedupe, append, fields, deadline, outbox).
 
         ``completed_to``: the destinations (:data:`~chatlead.sites.Route`) that take the
         ``lead.completed`` event, when this event completes the session; ``agent``: who
-        the caller believes holds the session (``""``: no one; the store checks it).
+        the caller believes holds the session (``""``: no one; the store checks it);
+        ``stamp``: a field set to Redis' time now (ISO-8601).
         """
         shard = self.shard(session_id)
         event = {
@@ -331,6 +333,7 @@ class Store:
             "step": step,
             "completes": completes,
             "agent": agent,
+            **({"stamp": stamp} if stamp else {}),
             "max": MAX_TRANSCRIPT,
             "max_bytes": MAX_TRANSCRIPT_BYTES,
             **(
@@ -362,16 +365,16 @@ class Store:
         self,
         limit: int = 500,
         abandoned_to: Mapping[str, Sequence[Route]] | None = None,
-        reminders: Mapping[str, Sequence[int]] | None = None,
+        reminders: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> SweepResult:
         """Flag expired sessions in every shard (one round trip for all shards).
 
         ``abandoned_to``: per site, the event id suffixes of the destinations that take
         ``lead.abandoned`` (a site not in it: the webhook's). ``reminders``: per site,
-        its reminder delays (ms) after the abandonment.
+        its reminder plan (``recovery.reminder_plans``).
         """
         routes = json.dumps({site: list(s) for site, s in (abandoned_to or {}).items()} or {})
-        later = json.dumps({site: list(d) for site, d in (reminders or {}).items()} or {})
+        later = json.dumps(dict(reminders or {}) or {})
         args = (limit, self.retention_ms)
         calls = [
             (

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from . import metrics
 from .errors import StoreError
@@ -46,7 +47,7 @@ class Sweeper:
         store: Store,
         on_flagged: asyncio.Event | None = None,
         routes: Callable[[], Routes] | None = None,
-        reminders: Mapping[str, Sequence[int]] | None = None,
+        reminders: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         """``routes``: where abandoned leads go now (it changes with the REST hooks);
         ``None``: every site's webhook."""
@@ -54,7 +55,7 @@ class Sweeper:
         self.on_flagged = on_flagged
         self.routes = routes
         self.reminders = reminders
-        """Per site with reminder emails, their delays in ms (CONTRACT §11)."""
+        """Per site with reminder emails, what to schedule (``recovery.reminder_plans``, §11)."""
         self.unconfirmed: list[str] = []
         """Flagged sessions not yet confirmed durable, so not yet published."""
 

@@ -331,6 +331,7 @@ class Connection:
             command.completes,
             self.rt.routes.to(view.site.id, "lead.completed") if command.completes else (),
             command.agent,
+            command.stamp,
         )
         return self.core.stored(command, *result)
 

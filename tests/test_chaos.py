@@ -19,7 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 import websockets
 from chatlead import keys
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tests.conftest import OwnRedis, Receiver, hook_env, wait_for
 
@@ -101,7 +101,7 @@ class WidgetClient:
                     self.connects += 1
                     return ws
                 await ws.close()
-            except (ConnectionClosed, OSError, InvalidStatus, TimeoutError):
+            except (ConnectionClosed, OSError, InvalidHandshake, TimeoutError):
                 pass
             self.reconnects += 1
             await asyncio.sleep(RETRY_S)

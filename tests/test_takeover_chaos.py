@@ -19,7 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 import websockets
 from chatlead import keys
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tests.agent_client import make_agent
 from tests.conftest import OwnRedis
@@ -99,7 +99,7 @@ class AgentWorker:
                 await ws.recv()  # hello
                 await ws.send(json.dumps({"type": "join", "session_id": self.session_id}))
                 return ws
-            except (ConnectionClosed, OSError, InvalidStatus, TimeoutError):
+            except (ConnectionClosed, OSError, InvalidHandshake, TimeoutError):
                 await asyncio.sleep(RETRY_S)
 
     async def catch_up(self, base: str) -> None:

@@ -29,6 +29,7 @@ import aiosmtplib
 import httpx
 
 from .. import keys
+from ..consent import marketing_allowed
 from ..errors import DeliveryError
 from ..recovery import DEFAULT_SUBJECT
 from ..unsubscribe import Unsubscribe, address_hash
@@ -79,6 +80,8 @@ async def skip_reason(
     email = record.fields.get("email") or ""
     if not email:
         return "no email address"
+    if not marketing_allowed(site.consent, record.fields):
+        return "no marketing consent"
     if await Unsubscribe(redis).is_suppressed(site.id, email):
         return "the address is suppressed (unsubscribed, or refused by SMTP)"
     return None

@@ -5,8 +5,9 @@
 --       5 JSON {site: [destinations that take lead.abandoned: suffix or [suffix, condition]]}
 --         (a site missing from it: the webhook's, so nothing is dropped)
 --       6 the reminder event id pattern (session id, number, step; keys.REMINDER_EVENT),
---       7 JSON {site: [reminder delays ms]} (sites with reminders only, CONTRACT §11):
---         a session with an email gets one visitor.reminder event per delay, due then
+--       7 JSON {site: {"after": [reminder delays ms], "marketing": bool}} (sites with
+--         reminders only, CONTRACT §11): a session with an email (and, when "marketing",
+--         marketing consent, §12) gets one visitor.reminder event per delay, due then
 -- Returns {flagged session ids, next deadline ms or "", now ms, max ms flagged late}.
 -- Cost is proportional to the expired sessions only (ZRANGEBYSCORE ... LIMIT).
 local limit, ttl, tag, abandoned_id = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
@@ -44,11 +45,11 @@ for i = 1, #due, 2 do
       emit(tag, sid, site, 'lead.abandoned', string.format(abandoned_id, sid, n), now, ttl,
         routes[site] or {''})
     end
-    local delays = reminders[site]
-    if delays and #delays > 0 then
-      local email = redis.call('HGET', s .. ':fields', 'email')
-      if email and email ~= '' then
-        for step, delay in ipairs(delays) do
+    local plan = reminders[site]
+    if plan then
+      local c = redis.call('HMGET', s .. ':fields', 'email', 'marketing_consent')
+      if c[1] and c[1] ~= '' and (not plan.marketing or c[2] == 'true') then
+        for step, delay in ipairs(plan.after) do
           emit(tag, sid, site, 'visitor.reminder', string.format(ARGV[6], sid, n, step), now,
             ttl, {':reminder'}, now + delay)
         end

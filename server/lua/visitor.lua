@@ -9,7 +9,8 @@
 --        "completed_id": the lead.completed event id (keys.COMPLETED_EVENT), when it completes,
 --        "completed_to": the destinations that take it, each a suffix or
 --        [suffix, condition on the fields] (sites.Route),
---        "agent": the agent the caller believes holds the session, or ''}
+--        "agent": the agent the caller believes holds the session, or '',
+--        "stamp": a field to set to the time now (ISO-8601), or absent}
 --       The token bucket lives in the session hash, so it holds across every
 --       socket and every server process of the session.
 -- The session hash also holds `exp_due` (when its keys next get their retention TTL)
@@ -112,6 +113,10 @@ local first = seq + 1
 seq, written = append(KEYS[3], ev.bots, seq, now)
 bytes = bytes + written
 local updates = {}
+if ev.stamp then  -- e.g. consent_at (§12): Redis' clock, not a server process's
+  updates[1] = ev.stamp
+  updates[2] = iso_ms(now)
+end
 for k, v in pairs(ev.updates) do
   updates[#updates + 1] = k
   updates[#updates + 1] = v

@@ -141,6 +141,32 @@ window.__chatleadUI = (ctx) => {
     }
   };
 
+  // A notice to agree to first (§12): while a required one is open the visitor
+  // answers nothing else; a consent frame waiting to be sent counts as given.
+  const setConsent = (c) => {
+    const given = st.out.some((f) => f.type === "consent");
+    st.consent = c && !given && st.status !== "completed" ? c : null;
+    const focusWasIn = v.consentBox.contains(ctx.root.activeElement);
+    v.setConsent(st.consent);
+    const blocked = !!(st.consent && st.consent.required);
+    form.hidden = blocked || st.status === "completed";
+    if (blocked) v.choices.hidden = true;
+    else if (focusWasIn) input.focus();
+  };
+  v.agree.onclick = () => {
+    const frame = {
+      type: "consent",
+      id: uuid(),
+      version: st.consent.version,
+      marketing: v.consentBox.querySelector("input").checked,
+    };
+    st.out.push(frame);
+    setConsent(null);
+    setPrompt(st.prompt);
+    save();
+    net.send(frame);
+  };
+
   // --- panel -------------------------------------------------------------------
   const openPanel = (focus) => {
     panel.hidden = false;
@@ -150,7 +176,7 @@ window.__chatleadUI = (ctx) => {
     save();
     net.connect();
     scrollDown();
-    if (focus) (net.stopped ? v.closeBtn : form.hidden ? v.restart : input).focus();
+    if (focus) (net.stopped ? v.closeBtn : st.consent ? v.agree : form.hidden ? v.restart : input).focus();
   };
   const closePanel = () => {
     panel.hidden = true;
@@ -229,7 +255,7 @@ window.__chatleadUI = (ctx) => {
     if (o.status === "completed") setFinished(true);
   });
 
-  const FINAL = ["invalid_field", "session_closed", "bad_frame"]; // never accepted as sent
+  const FINAL = ["invalid_field", "session_closed", "bad_frame", "consent_required"]; // never accepted as sent
   const HANDLERS = {
     welcome(w) {
       if (st.sid && (w.session_id !== st.sid || !w.resumed)) resetSession();
@@ -242,6 +268,7 @@ window.__chatleadUI = (ctx) => {
       const answered = w.prompt && st.out.some((f) => f.name === w.prompt.field);
       setPrompt(answered ? null : w.prompt);
       setFinished(w.status === "completed");
+      setConsent(w.consent || null);
       save();
       scrollDown();
     },
@@ -297,12 +324,13 @@ window.__chatleadUI = (ctx) => {
       const r = byId.get(e.id);
       byId.delete(e.id);
       if (r) r.remove();
-      if (e.code === "invalid_field") {
+      if (e.code === "invalid_field" || e.code === "consent_required") {
         setPrompt(st.asked[e.id] || st.prompt);
         if (!input.value) input.value = frame.value || "";
         v.showError(e.message);
         input.focus();
       } else if (e.code === "session_closed") setFinished(true);
+      if (frame.type === "consent") setConsent(null); // the next welcome shows it again
       delete st.asked[e.id];
       save();
     },
@@ -350,6 +378,7 @@ window.__chatleadUI = (ctx) => {
   }
   setPrompt(st.prompt);
   setFinished(st.status === "completed");
+  setConsent(st.consent);
   showState();
   // resume at once (deliver queued frames, hear replies); a finished chat waits
   if (st.sid && st.status !== "completed") net.connect();

@@ -32,6 +32,7 @@ export const STRINGS = {
     company: "Your company",
     choice: "Your answer",
     agent: ["{name} joined the chat", "{name} left the chat", "{name} is typing…"],
+    agree: "Continue",
   },
   es: {
     title: "Chatea con nosotros",
@@ -60,6 +61,7 @@ export const STRINGS = {
     company: "Tu empresa",
     choice: "Tu respuesta",
     agent: ["{name} se unió al chat", "{name} salió del chat", "{name} está escribiendo…"],
+    agree: "Continuar",
   },
   fr: {
     title: "Discutons",
@@ -88,6 +90,7 @@ export const STRINGS = {
     company: "Votre entreprise",
     choice: "Votre réponse",
     agent: ["{name} a rejoint le chat", "{name} a quitté le chat", "{name} écrit…"],
+    agree: "Continuer",
   },
   de: {
     title: "Schreiben Sie uns",
@@ -116,6 +119,7 @@ export const STRINGS = {
     company: "Ihr Unternehmen",
     choice: "Ihre Antwort",
     agent: ["{name} ist dem Chat beigetreten", "{name} hat den Chat verlassen", "{name} schreibt…"],
+    agree: "Weiter",
   },
   pt: {
     title: "Fale connosco",
@@ -144,6 +148,7 @@ export const STRINGS = {
     company: "A sua empresa",
     choice: "A sua resposta",
     agent: ["{name} entrou no chat", "{name} saiu do chat", "{name} está digitando…"],
+    agree: "Continuar",
   },
   it: {
     title: "Scrivici",
@@ -172,6 +177,7 @@ export const STRINGS = {
     company: "La tua azienda",
     choice: "La tua risposta",
     agent: ["{name} è ora nella chat", "{name} ha lasciato la chat", "{name} sta scrivendo…"],
+    agree: "Continua",
   },
   nl: {
     title: "Chat met ons",
@@ -200,6 +206,7 @@ export const STRINGS = {
     company: "Je bedrijf",
     choice: "Je antwoord",
     agent: ["{name} neemt deel aan de chat", "{name} heeft de chat verlaten", "{name} typt…"],
+    agree: "Doorgaan",
   },
   pl: {
     title: "Napisz do nas",
@@ -228,6 +235,7 @@ export const STRINGS = {
     company: "Twoja firma",
     choice: "Twoja odpowiedź",
     agent: ["{name} jest teraz na czacie", "{name} opuszcza czat", "{name} pisze…"],
+    agree: "Dalej",
   },
   tr: {
     title: "Bize yazın",
@@ -256,6 +264,7 @@ export const STRINGS = {
     company: "Şirketiniz",
     choice: "Yanıtınız",
     agent: ["{name} sohbete katıldı", "{name} sohbetten ayrıldı", "{name} yazıyor…"],
+    agree: "Devam et",
   },
   ja: {
     title: "チャットでお問い合わせ",
@@ -284,6 +293,7 @@ export const STRINGS = {
     company: "会社名",
     choice: "回答",
     agent: ["{name}さんが参加しました", "{name}さんが退出しました", "{name}さんが入力中…"],
+    agree: "続ける",
   },
   ar: {
     title: "تحدث معنا",
@@ -312,6 +322,7 @@ export const STRINGS = {
     company: "شركتك",
     choice: "إجابتك",
     agent: ["انضم {name} إلى الدردشة", "غادر {name} الدردشة", "{name} يكتب…"],
+    agree: "متابعة",
   },
   he: {
     title: "דברו איתנו",
@@ -340,6 +351,7 @@ export const STRINGS = {
     company: "החברה שלך",
     choice: "התשובה שלך",
     agent: ["{name} הצטרף/ה לצ'אט", "{name} עזב/ה את הצ'אט", "{name} מקליד/ה…"],
+    agree: "המשך",
   },
 };
 

@@ -12,6 +12,7 @@ const SHELL = `<section class="p" id="p" role="dialog" aria-labelledby="h" hidde
 <p class="n" role="status" hidden></p>
 <div class="g" role="log" aria-live="polite" tabindex="0"></div>
 <div class="q" role="group" hidden></div>
+<div class="cs" role="group" aria-labelledby="ct" hidden><p id="ct"></p><label hidden><input type="checkbox"><span></span></label><button type="button"></button></div>
 <div class="d" hidden><p></p><button type="button"></button></div>
 <form novalidate><label class="sr" for="i"></label><input id="i" maxlength="1000" aria-describedby="e"><button class="k" type="button" hidden></button><button class="s" type="submit">${ICON_SEND}</button><p class="e" id="e" role="alert" hidden></p></form>
 </section>`;
@@ -43,11 +44,13 @@ export function createView(ctx, T, lang) {
     doneBox: $(".d"),
     restart: $(".d button"),
     form: $("form"),
-    label: $("label"),
-    input: $("input"),
+    label: $("form label"),
+    input: $("#i"),
     skip: $(".k"),
     closeBtn: $(".x"),
     err: $(".e"),
+    consentBox: $(".cs"),
+    agree: $(".cs button"),
   };
   $("h2").textContent = title;
   // the team's initial; with no data-title, the launcher's chat glyph instead of a letter
@@ -79,6 +82,20 @@ export function createView(ctx, T, lang) {
   v.skip.textContent = T.skip;
   v.doneBox.firstChild.textContent = T.done;
   v.restart.textContent = T.restart;
+  v.agree.textContent = T.agree;
+
+  // The site's notice (§12) before the first answer: its text, the marketing opt-in
+  // (unticked) when the site offers one; null hides it. Returns the checkbox.
+  v.setConsent = (c) => {
+    const box = v.consentBox;
+    box.hidden = !c;
+    if (!c) return;
+    box.querySelector("p").textContent = c.text;
+    const opt = box.querySelector("label");
+    opt.hidden = !c.marketing;
+    opt.querySelector("span").textContent = c.marketing || "";
+    opt.querySelector("input").checked = false;
+  };
 
   let clock = null;
   const time = (ts) => {

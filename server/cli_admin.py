@@ -42,6 +42,11 @@ def add_admin_commands(commands: Any) -> None:
     abandoned.add_argument("--site", default=None, help="one site (default all)")
     abandoned.add_argument("--format", choices=("table", "csv", "json"), default="table")
     abandoned.add_argument("--limit", type=int, default=None, help="rows (table: default 50)")
+    recovery = kinds.add_parser("recovery", help="what became of abandoned chats")
+    recovery.add_argument("--since", default=None, help="ISO date/time or 24h, 7d (default 30d)")
+    recovery.add_argument("--until", default=None, help="ISO date/time or relative (default now)")
+    recovery.add_argument("--site", default=None, help="one site (default all)")
+    recovery.add_argument("--format", choices=("table", "json"), default="table")
     deliveries = commands.add_parser("deliveries", help="the delivery log")
     actions = deliveries.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="newest first")
@@ -189,6 +194,8 @@ async def _report(runtime: Any, args: Any) -> int:
     reader = Reader(runtime)
     sites = reader.sites(args.site)
     period = parse_period(args.since, args.until, await reader.now_ms())
+    if args.report == "recovery":
+        return await _recovery(reader, sites, period, args.format)
     if args.format == "table":
         return await _report_table(reader, sites, period, args.limit or 50)
     out = sys.stdout
@@ -209,6 +216,27 @@ async def _report(runtime: Any, args: Any) -> int:
             out.write(separator + row_json.dump_json(row).decode())
             separator = ","
     out.write("]}\n")
+    return 0
+
+
+async def _recovery(reader: Any, sites: list[Site], period: Any, form: str) -> int:
+    from pydantic import TypeAdapter
+
+    from .admin.recovery_report import RecoveryReport
+
+    report = await reader.recovery(sites, period)
+    if form == "json":
+        sys.stdout.write(TypeAdapter(RecoveryReport).dump_json(report).decode() + "\n")
+        return 0
+    t = report.totals
+    median = report.median_seconds_to_recover
+    print(f"{report.first_day} .. {report.last_day}")
+    for stage in report.stages:
+        print(f"{stage.stage:<16} {stage.count:>7}")
+    print(f"recovery rate    {t.recovery_rate:>7.1%}")
+    print(f"median wait      {'-' if median is None else f'{median:.0f}s':>7}")
+    print("reminded by step " + ", ".join(f"{k}: {v}" for k, v in t.reminded.items()))
+    print("brought back by  " + (", ".join(f"{k}: {v}" for k, v in t.recovered_by.items()) or "-"))
     return 0
 
 

@@ -53,7 +53,9 @@ RELOAD_S = 1.0
 class ResumeLinks:
     """Make and check resume links; ``base`` is ``PUBLIC_URL`` (or the server's own)."""
 
-    def __init__(self, redis: aioredis.Redis, ttl_s: float, base: str, shards: int) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, ttl_s: float, base: str, shards: int, retention_ms: int
+    ) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
         self.base = base
@@ -61,6 +63,8 @@ class ResumeLinks:
         self._ring: KeyRing | None = None
         self._read_at = 0.0
         self._mark = redis.register_script(script_source("link_resume"))
+        self._step = redis.register_script(script_source("link_step"))
+        self.retention_ms = retention_ms
 
     async def ring(self, *, fresh: bool = False) -> KeyRing:
         """The keys (made now if there are none yet)."""
@@ -144,10 +148,19 @@ class ResumeLinks:
 
     async def mark_resumed(self, session_id: str) -> str | None:
         """Note that a link reopened the session; its status, or None when it is gone."""
-        key = keys.session(keys.shard_of(session_id, self.shards), session_id)
+        shard = keys.shard_of(session_id, self.shards)
         with Translated("marking a link resume"):
-            status = await self._mark(keys=[key], args=[])
+            status = await self._mark(
+                keys=[keys.session(shard, session_id)], args=[keys.tag(shard), self.retention_ms]
+            )
         return status.decode() if isinstance(status, bytes) else status or None
+
+    async def note_step(self, session_id: str, step: int) -> None:
+        """The link opened was the one in reminder step ``step`` (the return, if the
+        visitor comes back through it, counts as ``reminder:<step>``)."""
+        key = keys.session(keys.shard_of(session_id, self.shards), session_id)
+        with Translated("noting a reminder's link"):
+            await self._step(keys=[key], args=[step])
 
     async def owns(self, token: str, record: SessionRecord, site: Site) -> bool:
         """``token`` is a live link to ``record``, a session of ``site`` (a widget that

@@ -7,12 +7,16 @@ a page of our own with the widget. A dead link -- malformed, forged, of a key ro
 out, expired, or whose session is gone (expired or erased) -- is a ``410`` page with the
 site's name when it is known, and nothing else.
 
+The link in reminder step n carries ``?s=<n>``: a return through it is credited to
+``reminder:<n>`` (``recovered_by``).
+
 The fragment carries the same token: fragments never reach a server or a ``Referer``,
 and the widget removes it from the address bar at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import time
@@ -40,6 +44,8 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Robots-Tag": "noindex",
 }
+REMINDER_STEPS = ("1", "2", "3")
+"""``?s=<n>`` on the link in reminder step n (the return is credited to it)."""
 _GONE_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'"
 
 
@@ -86,6 +92,11 @@ async def resume_link(request: Request) -> Response:
         return found
     record, site = found
     token = request.path_params["token"]
+    step = request.query_params.get("s", "")
+    if step in REMINDER_STEPS and record.status.value == "abandoned":
+        runtime: Runtime = request.app.state.runtime
+        with contextlib.suppress(StoreError):  # attribution only: the link still works
+            await runtime.links.note_step(record.id, int(step))
     page = redirect_target(record.page.get("page_url"), site.allowed_origins)
     if page is not None:
         return RedirectResponse(fragment_url(page, token), 302, headers=_HEADERS)

@@ -106,6 +106,7 @@ class Runtime:
             self.settings.recovery_ttl,
             self.settings.link_base,
             self.store.shards,
+            self.store.retention_ms,
         )
         self.live = Live(
             self.store, self.takeover, self.sites, lambda: self.routes, self.delivery_wakeup

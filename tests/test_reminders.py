@@ -144,15 +144,22 @@ def _resume_token(message: Any) -> str:
 
 
 async def test_a_visitor_who_comes_back_gets_no_later_step(
-    app_factory: Any, tmp_path: Path, smtpd: Smtpd, rds: aioredis.Redis
+    app_factory: Any,
+    tmp_path: Path,
+    smtpd: Smtpd,
+    rds: aioredis.Redis,
+    http: httpx.AsyncClient,
+    redis_url: str,
 ) -> None:
     app = await _app(app_factory, tmp_path, smtpd.url(), config={"reminders": '["1s", "4s"]'})
     sid = await _leave(app)
     await wait_for(lambda: len(smtpd.handler.seen) == 1, 10)
     # the reminder's link brings the visitor back, who finishes the chat
-    async with Visitor.connect(
-        app.ws_url, site="acme", resume=_resume_token(smtpd.handler.messages[0])
-    ) as v:
+    token = _resume_token(smtpd.handler.messages[0])
+    text = smtpd.handler.messages[0].get_body(("plain",)).get_content()
+    assert f"{PUBLIC}/r/{token}?s=1" in text  # the link of step 1
+    assert (await http.get(f"{app.base}/r/{token}?s=1")).status_code == 302
+    async with Visitor.connect(app.ws_url, site="acme", resume=token) as v:
         assert v.welcome["session_id"] == sid
         v._n = 100
         await v.field("phone", "")
@@ -165,6 +172,18 @@ async def test_a_visitor_who_comes_back_gets_no_later_step(
     assert [m["Message-ID"] for m in smtpd.handler.messages] == [
         message_id(_step_id(sid, 1), SENDER)
     ]
+    shard = keys.shard_of(sid, 16)
+    assert await rds.hget(keys.session(shard, sid), "recovered_by") == "reminder:1"
+    # the recovery report: one step sent (the other settled unsent), credited to step 1
+    report = await http.get(
+        f"{app.base}/api/reports/recovery?site=acme", headers=admin_headers(redis_url)
+    )
+    totals = report.json()["totals"]
+    assert totals["reminded"] == {"1": 1, "2": 0, "3": 0}
+    assert totals["recovered_by"] == {"reminder:1": 1} and totals["link_opened"] == 1
+    assert totals["completed_after_recovery"] == 1 and totals["contactable"] == 1
+    [back] = report.json()["sessions"]
+    assert back["session_id"] == sid and back["status"] == "completed"
 
 
 async def test_reopened_then_left_again_skips_the_old_steps(

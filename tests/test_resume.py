@@ -189,7 +189,7 @@ async def test_rotating_the_keys_keeps_live_links_until_the_next_rotation(
     app = await _app(app_factory, receiver)
     _, token = await _abandon(app, receiver)
     client = connect_redis(redis_url)
-    links = ResumeLinks(client, 3600, "https://chat.example", 16)  # type: ignore[arg-type]
+    links = ResumeLinks(client, 3600, "https://chat.example", 16, 86_400_000)  # type: ignore[arg-type]
     try:
         await links.rotate()
         assert (await http.get(f"{app.base}/r/{token}")).status_code == 302

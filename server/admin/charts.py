@@ -14,9 +14,10 @@ from collections.abc import Sequence
 import pygal
 from pygal.style import Style
 
+from .recovery_report import Stage
 from .summary import DayCount, StepDropOff
 
-__all__ = ["COLORS", "count_ticks", "daily_chart", "drop_off_chart"]
+__all__ = ["COLORS", "count_ticks", "daily_chart", "drop_off_chart", "recovery_chart"]
 
 COLORS = {
     "started": "#1d4ed8",
@@ -24,6 +25,7 @@ COLORS = {
     "abandoned": "#b91c1c",
     "reached": "#1d4ed8",
     "stopped": "#b91c1c",
+    "recovery": "#047857",
 }
 
 _STYLE_ARGS = dict(
@@ -142,4 +144,34 @@ def daily_chart(days: Sequence[DayCount], *, width: int = 600, height: int = 340
         chart.add("Started", [day.started for day in days])
         chart.add("Completed", [day.completed for day in days])
         chart.add("Abandoned", [day.abandoned for day in days])
+    return _svg(chart)
+
+
+STAGE_LABELS = {
+    "abandoned": "Abandoned",
+    "contactable": "With contact",
+    "reminded": "Reminded",
+    "opened": "Link opened",
+    "recovered": "Recovered",
+    "completed": "Completed",
+}
+
+
+def recovery_chart(stages: Sequence[Stage], *, width: int = 760, height: int = 340) -> str:
+    """One bar per stage, abandoned -> with contact -> reminded -> link opened ->
+    recovered -> completed after recovery."""
+    chart = pygal.Bar(
+        style=_style("recovery"),
+        width=width,
+        height=height,
+        print_values=True,
+        print_values_position="top",
+        show_legend=False,
+        y_title="Sessions",
+        **_count_axis([stage.count for stage in stages]),
+        **_COMMON,
+    )
+    chart.x_labels = [STAGE_LABELS.get(stage.stage, stage.stage) for stage in stages]
+    if stages:
+        chart.add("Sessions", [stage.count for stage in stages])
     return _svg(chart)

@@ -22,6 +22,7 @@ from .erase import EraseResult
 from .health import HealthList
 from .inbox import InboxPage, MarkResult
 from .openapi_paths import PATHS
+from .recovery_report import RecoveryReport
 from .rows import AbandonedReport, SessionPage
 from .session_detail import SessionDetail
 from .summary import Summary
@@ -40,6 +41,7 @@ MODELS: tuple[type, ...] = (  # every answer of the API, serialised by pydantic
     HookList,
     InboxPage,
     MarkResult,
+    RecoveryReport,
     SessionDetail,
     SessionPage,
     Summary,

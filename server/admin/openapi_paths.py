@@ -152,6 +152,25 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/api/reports/recovery": {
+        "get": {
+            "operationId": "recoveryReport",
+            "summary": "What became of abandoned chats: reminded, opened, recovered, completed",
+            "description": (
+                "Counts over the whole UTC days the period touches, each on the day it "
+                "happened; `sessions` lists the newest recovered sessions of the period "
+                "with what brought each back (`link`, `reminder:<n>`, `returned`), and "
+                "`median_seconds_to_recover` covers all of them."
+            ),
+            "parameters": [_SITE, _SINCE, _UNTIL],
+            "responses": {
+                "200": _ok("RecoveryReport", "the report"),
+                "400": _error("a parameter is invalid (named in `param`)"),
+                "404": _error("unknown site"),
+                **_GUARDED,
+            },
+        }
+    },
     "/api/sessions": {
         "get": {
             "operationId": "listSessions",

@@ -35,6 +35,7 @@ from .inbox import (
 )
 from .index_merge import Entry, IndexMerge, filtered_page
 from .params import SESSION_ID, Period, QueryError, decode_cursor, encode_cursor
+from .recovery_report import RECOVERY_FIELDS, RecoveryReport, recovered_session, recovery_report
 from .rows import (
     ROW_WIDTH,
     AbandonedReport,
@@ -95,7 +96,10 @@ class Reader:
             raise QueryError("site", f"no site {site_id!r}")
         return [site]
 
-    async def summary(self, sites: Sequence[Site], period: Period) -> Summary:
+    async def _counters(
+        self, sites: Sequence[Site], period: Period
+    ) -> list[tuple[str, int, dict[str, str]]]:
+        """``(site, day, counter hash)`` of every shard for the days ``period`` touches."""
         order = [
             (site.id, day, shard)
             for site in sites
@@ -107,8 +111,31 @@ class Reader:
                 for site_id, day, shard in order:
                     pipe.hgetall(keys.site_stats(shard, site_id, day))
                 hashes = await pipe.execute()
-        counters = ((site, day, raw) for (site, day, _), raw in zip(order, hashes, strict=True))
-        return summarize(sites, period, counters)
+        return [(site, day, raw) for (site, day, _), raw in zip(order, hashes, strict=True)]
+
+    async def summary(self, sites: Sequence[Site], period: Period) -> Summary:
+        return summarize(sites, period, await self._counters(sites, period))
+
+    async def recovery(self, sites: Sequence[Site], period: Period) -> RecoveryReport:
+        """``/api/reports/recovery``: the counters, and every session recovered in the
+        period read from the ``recovered`` index (two pipelined round trips)."""
+        pairs = [(site, shard) for site in sites for shard in range(self.store.shards)]
+        with _READING:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for site, shard in pairs:
+                    index = keys.site_index(shard, site.id, "recovered")
+                    pipe.zrangebyscore(index, period.since_ms, period.until_ms - 1)
+                found = await pipe.execute()
+            ids = [
+                (shard, sid) for (_, shard), sids in zip(pairs, found, strict=True) for sid in sids
+            ]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for shard, sid in ids:
+                    pipe.hmget(keys.session(shard, sid), *RECOVERY_FIELDS)
+                rows = await pipe.execute()
+        back = [recovered_session(sid, row) for (_, sid), row in zip(ids, rows, strict=True)]
+        sessions = [row for row in back if row is not None]
+        return recovery_report(sites, period, await self._counters(sites, period), sessions)
 
     def _abandoned_index(
         self,

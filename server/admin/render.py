@@ -143,6 +143,17 @@ def percent(rate: float) -> str:
     return f"{rate * 100:.1f} %"
 
 
+def duration(seconds: float) -> str:
+    """A wait in the unit that reads best: ``45 s``, ``12 min``, ``3.5 h``, ``2.1 d``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
 def environment() -> Environment:
     """The admin's Jinja2 environment (autoescaping on, undefined names fail)."""
     env = Environment(
@@ -156,6 +167,7 @@ def environment() -> Environment:
         "when": local_time,
         "ago": relative_time,
         "percent": percent,
+        "duration": duration,
         "outcome": outcome,
     }
     env.filters.update(filters)
@@ -177,7 +189,13 @@ NOTICES = {
     "handled": "Marked handled.",
     "reopened": "Marked new again.",
 }
-SECTIONS = ("/admin/inbox", "/admin/live", "/admin/sessions", "/admin/deliveries")
+SECTIONS = (
+    "/admin/inbox",
+    "/admin/live",
+    "/admin/sessions",
+    "/admin/recovery",
+    "/admin/deliveries",
+)
 """Admin paths whose subpages light up their nav entry (the dashboard is ``/admin``)."""
 
 

@@ -167,6 +167,14 @@ async def summary_report(request: Request) -> Response:
 
 
 @endpoint
+async def recovery_report(request: Request) -> Response:
+    """``GET /api/reports/recovery?site=&since=&until=`` (CONTRACT §11)."""
+    reader = Reader(runtime_of(request))
+    sites = reader.sites(request.query_params.get("site") or None)
+    return _json(await reader.recovery(sites, await _period(request, reader)))
+
+
+@endpoint
 async def list_sessions(request: Request) -> Response:
     """``GET /api/sessions?site=&status=&since=&until=&cursor=&limit=``."""
     reader = Reader(runtime_of(request))
@@ -372,6 +380,7 @@ async def test_event(request: Request) -> Response:
 routes: list[BaseRoute] = [
     Route("/api/reports/abandoned", abandoned_report, methods=["GET"]),
     Route("/api/reports/summary", summary_report, methods=["GET"]),
+    Route("/api/reports/recovery", recovery_report, methods=["GET"]),
     Route("/api/sessions", list_sessions, methods=["GET"]),
     Route("/api/sessions/{session_id}", get_session, methods=["GET"]),
     Route("/api/sessions/{session_id}", delete_session, methods=["DELETE"]),

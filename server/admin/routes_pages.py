@@ -1,12 +1,13 @@
 """The admin pages (``/admin*``): server-rendered HTML, no CDN, working without script.
 
 Dashboard (totals per site, drop-off and per-day charts, abandoned leads with a
-CSV link, test-event buttons), the inbox (what each lead needs, new/handled,
-search, test events apart), the session list, one page per session (transcript,
-fields, deliveries, erase) and the delivery log (with replay). Every number and
-row comes from :class:`.queries.Reader`, so pages and API always agree. Forms are
-plain POSTs carrying the CSRF token (see :mod:`.auth`); sign-in and sign-out are
-in :mod:`.routes_login`, the look in :mod:`.render` and ``templates/``.
+CSV link, test-event buttons), recovery (what became of abandoned chats), the
+inbox (what each lead needs, new/handled, search, test events apart), the session
+list, one page per session (transcript, fields, deliveries, erase) and the
+delivery log (with replay). Every number and row comes from
+:class:`.queries.Reader`, so pages and API always agree. Forms are plain POSTs
+carrying the CSRF token (see :mod:`.auth`); sign-in and sign-out are in
+:mod:`.routes_login`, the look in :mod:`.render` and ``templates/``.
 """
 
 from __future__ import annotations
@@ -98,6 +99,29 @@ async def dashboard(request: Request) -> Response:
         csv_url="/api/reports/abandoned?" + csv_query,
         older_url=older,
         first_page=not query.get("cursor"),
+        show_site=site_id is None and len(runtime.sites) > 1,
+    )
+
+
+@page
+async def recovery_page(request: Request) -> Response:
+    runtime = runtime_of(request)
+    reader = Reader(runtime)
+    query = request.query_params
+    site_id = query.get("site") or None
+    since = query.get("since") or "30d"
+    period = parse_period(since, query.get("until"), await reader.now_ms())
+    report = await reader.recovery(reader.sites(site_id), period)
+    return render(
+        request,
+        "recovery.html",
+        report=report,
+        site_id=site_id,
+        since=since,
+        periods=_periods(since),
+        sites=list(runtime.sites),
+        labels=charts.STAGE_LABELS,
+        chart_svg=charts.recovery_chart(report.stages),
         show_site=site_id is None and len(runtime.sites) > 1,
     )
 
@@ -251,6 +275,7 @@ routes: list[BaseRoute] = [
     Route("/admin/inbox", inbox_page, methods=["GET"]),
     Route("/admin/inbox/{event_id}/handled", mark_action, methods=["POST"]),
     Route("/admin/sessions", sessions_page, methods=["GET"]),
+    Route("/admin/recovery", recovery_page, methods=["GET"]),
     Route("/admin/admin.js", SCRIPT.serve, methods=["GET"]),
     Route("/admin/admin.css", STYLESHEET.serve, methods=["GET"]),
 ]

@@ -221,7 +221,43 @@ def _abandoned(w: _Writer, rng: random.Random, site: str, days: int) -> bool:
     if contact:
         status = rng.choices(("delivered", "dead", "pending"), (0.85, 0.1, 0.05))[0]
         w.event(shard, sid, site, keys.abandoned_event(sid, 1), abandoned_at, status)
+        w.count(shard, site, abandoned_at, "contactable")
+        _recovery(w, rng, shard, site, sid, abandoned_at, bool(fields.get("email")))
     return contact
+
+
+def _recovery(
+    w: _Writer, rng: random.Random, shard: int, site: str, sid: str, left: int, email: bool
+) -> None:
+    """What the recovery report counts (CONTRACT §11): reminders to an email, a link
+    opened, a return (by link, reminder or on its own) and sometimes the lead."""
+    later = left + rng.randrange(20 * 60_000, 2 * DAY_MS)
+    steps = rng.choices((0, 1, 2), (0.3, 0.4, 0.3))[0] if email else 0
+    for step in range(1, steps + 1):
+        w.count(shard, site, min(left + step * 3_600_000, w.now - 1), f"reminded:{step}")
+    opened = rng.random() < 0.35
+    via = rng.choices(("link", "reminder:1", "reminder:2", "returned"), (4, 3, 1, 2))[0]
+    if via.startswith("reminder:") and int(via[-1]) > steps:
+        via = "link"
+    if not opened and via != "returned":
+        return
+    at = min(later, w.now - 1)
+    if opened:
+        w.count(shard, site, at, "link_opened")
+    if rng.random() < 0.55:
+        return  # looked, or came back only in spirit
+    meta: dict[str, object] = {"recovered": 1, "recovered_by": via, "recovered_at": at}
+    w.count(shard, site, at, "recovered")
+    w.count(shard, site, at, f"recovered:{via}")
+    w.index(shard, site, "recovered", at, sid)
+    if rng.random() < 0.6:
+        done = min(at + 90_000, w.now - 1)
+        meta |= {"status": "completed", "completed_at": done, "step": "done"}
+        w.count(shard, site, done, "completed")
+        w.count(shard, site, done, "recovered_completed")
+        w.index(shard, site, "completed", done, sid)
+    w.pipe.hset(keys.session(shard, sid), mapping=meta)
+    w.pending += 1
 
 
 def _completed(w: _Writer, rng: random.Random, site: str, days: int) -> None:

@@ -102,13 +102,22 @@ def _company(event: LeadEvent) -> str:
     return event.site.company or str(event.lead.get("company") or "") or event.site.id
 
 
+def _link(event: LeadEvent) -> str | None:
+    """The resume link, marked with this reminder's step (a return through it is
+    credited to ``reminder:<step>``)."""
+    if not event.resume_url:
+        return None
+    return f"{event.resume_url}?s={step_of(event.id)[1]}"
+
+
 def _text(event: LeadEvent, unsubscribe: str) -> str:
     lines = [f"You started a conversation with {_company(event)} but did not finish it.", ""]
     question = last_question(event.lead)
     if question:
         lines += ["We last asked:", "  " + question.replace("\n", "\n  "), ""]
-    if event.resume_url:
-        lines += [f"Pick up where you left off: {event.resume_url}", ""]
+    link = _link(event)
+    if link:
+        lines += [f"Pick up where you left off: {link}", ""]
     lines += ["-- ", f"No more reminders: {unsubscribe}"]
     return "\n".join(lines) + "\n"
 
@@ -122,8 +131,9 @@ def _html(event: LeadEvent, unsubscribe: str) -> str:
     if question:
         parts.append(f'<p>We last asked:</p><blockquote style="color:#374151">{_esc(question)}'
                      "</blockquote>")  # fmt: skip
-    if event.resume_url:
-        href = html.escape(event.resume_url, quote=True)
+    resume = _link(event)
+    if resume:
+        href = html.escape(resume, quote=True)
         parts.append(
             f'<p><a href="{href}" style="display:inline-block;padding:10px 18px;'
             'background:#2563eb;color:#fff;border-radius:6px;text-decoration:none">'

@@ -76,6 +76,13 @@ if outcome == 'dead' then
 else
   redis.call('ZREM', dead, eid)
 end
+-- a reminder step that reached the SMTP server (not one settled unsent), for the
+-- recovery report (§11); once, as the lease holder settles it once
+local step = eid:match('_(%d+):reminder$')
+local unsent = type(attempt.response) == 'string' and attempt.response:sub(1, 9) == 'not sent:'
+if step and outcome == 'delivered' and not unsent then
+  count(ARGV[9], redis.call('HGET', KEYS[2], 'site') or '', now, 'reminded:' .. step, ttl)
+end
 redis.call('HSET', KEYS[2], 'status', outcome, 'settled', now)
 redis.call('HDEL', KEYS[2], 'next')
 redis.call('LREM', KEYS[5], 0, eid)

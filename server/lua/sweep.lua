@@ -36,19 +36,20 @@ for i = 1, #due, 2 do
     count(tag, site, now, 'abandoned', ttl)
     count(tag, site, now, 'stop:' .. (m[3] or ''), ttl)
     index(tag, site, 'abandoned', now, sid, ttl)
-    local send = m[4] == 'always'
-    if m[4] == 'with-contact' then
-      local contact = redis.call('HMGET', s .. ':fields', 'email', 'phone')
-      send = (contact[1] and contact[1] ~= '') or (contact[2] and contact[2] ~= '')
+    local c = redis.call('HMGET', s .. ':fields', 'email', 'phone', 'marketing_consent')
+    local has_email = c[1] and c[1] ~= ''
+    local contactable = has_email or (c[2] and c[2] ~= '')
+    if contactable then
+      count(tag, site, now, 'contactable', ttl)  -- the recovery report (§11)
     end
+    local send = m[4] == 'always' or (m[4] == 'with-contact' and contactable)
     if send then
       emit(tag, sid, site, 'lead.abandoned', string.format(abandoned_id, sid, n), now, ttl,
         routes[site] or {''})
     end
     local plan = reminders[site]
     if plan then
-      local c = redis.call('HMGET', s .. ':fields', 'email', 'marketing_consent')
-      if c[1] and c[1] ~= '' and (not plan.marketing or c[2] == 'true') then
+      if has_email and (not plan.marketing or c[3] == 'true') then
         for step, delay in ipairs(plan.after) do
           emit(tag, sid, site, 'visitor.reminder', string.format(ARGV[6], sid, n, step), now,
             ttl, {':reminder'}, now + delay)

@@ -28,7 +28,7 @@
 local sid, ttl, tag = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local ev = cjson.decode(ARGV[4])
 local m = redis.call('HMGET', KEYS[1], 'status', 'seq', 'site', 'idle', 'tokens', 'tstamp',
-  'exp_due', 'queued', 'bytes', 'cut', 'agent', 'agent_seen', 'wait_from')
+  'exp_due', 'queued', 'bytes', 'cut', 'agent', 'agent_seen', 'wait_from', 'recovered')
 local status, seq, site = m[1], tonumber(m[2]), m[3]
 if not status then
   return {'gone'}
@@ -97,10 +97,12 @@ end
 local recovered = 0
 if status == 'abandoned' then
   -- what brought the visitor back (§11): a mark a resume link left, else a return
-  local via = redis.call('HGET', KEYS[1], 'resume_via')
-  redis.call('HSET', KEYS[1], 'status', 'open', 'recovered', '1', 'recovered_by', via or 'returned')
-  if via then redis.call('HDEL', KEYS[1], 'resume_via') end
+  local via = redis.call('HGET', KEYS[1], 'resume_via') or 'returned'
+  redis.call('HSET', KEYS[1], 'status', 'open', 'recovered', '1', 'recovered_by', via,
+    'recovered_at', now)
+  redis.call('HDEL', KEYS[1], 'resume_via', 'resume_step')
   count(tag, site, now, 'recovered', ttl)
+  count(tag, site, now, 'recovered:' .. via, ttl)
   index(tag, site, 'recovered', now, sid, ttl)
   recovered = 1
 end
@@ -156,6 +158,9 @@ if ev.completes then
   redis.call('HDEL', KEYS[1], 'deadline', 'queued')
   redis.call('ZREM', KEYS[6], sid)
   count(tag, site, now, 'completed', ttl)
+  if m[14] or recovered == 1 then
+    count(tag, site, now, 'recovered_completed', ttl)
+  end
   index(tag, site, 'completed', now, sid, ttl)
   emit(tag, sid, site, 'lead.completed', ev.completed_id, now, ttl, ev.completed_to)
 else

@@ -341,6 +341,7 @@ PAGES = {
     "inbox": "/admin/inbox",
     "sessions": "/admin/sessions",
     "session": "/admin/sessions/{sid}",
+    "recovery": "/admin/recovery",
     "deliveries": "/admin/deliveries",
 }
 SCREENS = {"desktop": (1440, 900), "phone": (390, 844)}

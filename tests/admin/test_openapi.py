@@ -36,6 +36,7 @@ def test_document_is_valid_openapi() -> None:
     assert paths == {
         "/api/reports/abandoned",
         "/api/reports/summary",
+        "/api/reports/recovery",
         "/api/sessions",
         "/api/inbox",
         "/api/inbox/{event_id}/handled",
@@ -128,7 +129,7 @@ def test_api_keeps_its_contract(live: ThreadedServer) -> None:
     """Generated requests for every operation: valid ones get only documented answers,
     invalid ones (negative mode) a documented 4xx; never a 5xx."""
     operations = _operations(live)
-    assert len(operations) == 19
+    assert len(operations) == 20
     seen: set[int] = set()
     for operation in operations:
         _fuzz(operation, GenerationMode.POSITIVE, CHECKS, seen)

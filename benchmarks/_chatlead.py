@@ -15,13 +15,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def start_server(
-    redis_url: str, port: int, settings: dict[str, str], preexec: Callable[[], None] | None = None
+    redis_url: str,
+    port: int,
+    settings: dict[str, str],
+    preexec: Callable[[], None] | None = None,
+    *,
+    flush: bool = True,
 ) -> subprocess.Popen[bytes]:
-    """Flush ``redis_url``, start the server with ``CHATLEAD_<settings>``, wait until ready."""
+    """Flush ``redis_url`` (unless ``flush`` is false: a restart on the same data), start
+    the server with ``CHATLEAD_<settings>``, wait until ready."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATLEAD_")}
     env["CHATLEAD_REDIS_URL"] = redis_url
     env.update({f"CHATLEAD_{key.upper()}": value for key, value in settings.items()})
-    subprocess.run(["redis-cli", "-u", redis_url, "flushdb"], check=True, capture_output=True)
+    if flush:
+        subprocess.run(["redis-cli", "-u", redis_url, "flushdb"], check=True, capture_output=True)
     server = subprocess.Popen(
         [sys.executable, "-m", "server", "serve", "--port", str(port)],
         env=env,

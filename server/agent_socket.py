@@ -66,6 +66,9 @@ class AgentConnection:
         self.agent = agent
         self.agent_id = agent.id
         self.joined: dict[str, int] = {}
+        self.joined_at: dict[str, float] = {}
+        """When each join was stored (``time.monotonic()``): a read sent before it may
+        predate the join and is no sign that the hold was lost."""
         """Sessions this socket holds -> the last seq it was sent."""
         self.own: set[tuple[str, int]] = set()
         """This socket's own messages (acked: not sent back as ``message``)."""
@@ -87,8 +90,9 @@ class AgentConnection:
     def joined_sessions(self) -> list[str]:
         return list(self.joined)
 
-    def changed(self, record: SessionRecord, now_ms: int) -> None:
-        """A session changed somewhere: its ``session`` frame, and what it missed."""
+    def changed(self, record: SessionRecord, now_ms: int, read_at: float) -> None:
+        """A session changed somewhere: its ``session`` frame, and what it missed
+        (``read_at``: when ``record`` was asked for, ``time.monotonic()``)."""
         seen = self.joined.get(record.id)
         if seen is not None or self.watches(record.site):
             self.send(session_frame(record, self.rt.sites[record.site], now_ms))
@@ -99,8 +103,9 @@ class AgentConnection:
                 self.send(transcript_frame(record.id, entry))
         self.own = {(s, q) for s, q in self.own if s != record.id or q > record.seq}
         self.joined[record.id] = max(seen, record.seq)
-        if record.holder(now_ms) != self.agent_id:
+        if record.holder(now_ms) != self.agent_id and read_at > self.joined_at[record.id]:
             del self.joined[record.id]  # given back, or lapsed and taken by another
+            del self.joined_at[record.id]
 
     def revoked(self) -> None:
         self.close(int(CloseCode.POLICY_VIOLATION))
@@ -262,6 +267,7 @@ class AgentConnection:
         for entry in record.transcript:
             self.send(transcript_frame(record.id, entry))
         self.joined[record.id] = record.seq
+        self.joined_at[record.id] = time.monotonic()
         self.rt.live.changed(record.id)  # the rest, and the session frame with its holder
 
     async def _leave(self, frame: Leave) -> None:
@@ -276,6 +282,7 @@ class AgentConnection:
             self.error(AgentError.NOT_JOINED, "you have not joined this chat")
             return
         self.joined.pop(record.id, None)
+        self.joined_at.pop(record.id, None)
         log.info("session_given_back session=%s agent=%s", record.id, self.agent_id)
 
     async def _say(self, frame: Say) -> None:
@@ -295,6 +302,7 @@ class AgentConnection:
             return
         if kind == "not_joined":
             self.joined.pop(frame.session_id, None)
+            self.joined_at.pop(frame.session_id, None)
             self.error(AgentError.NOT_JOINED, "you no longer hold this chat", frame.id)
         elif kind == "full":
             self.error(AgentError.BAD_FRAME, "this conversation is too long", frame.id)

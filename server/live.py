@@ -47,7 +47,7 @@ class AgentListener(Protocol):
     def watches(self, site_id: str) -> bool: ...
     def seen_seq(self, session_id: str) -> int | None: ...
     def joined_sessions(self) -> list[str]: ...
-    def changed(self, record: SessionRecord, now_ms: int) -> None: ...
+    def changed(self, record: SessionRecord, now_ms: int, read_at: float) -> None: ...
     def revoked(self) -> None: ...
 
 
@@ -167,12 +167,13 @@ class Live:
 
     async def _tell(self, session_id: str) -> None:
         seen = [s for sock in self.sockets if (s := sock.seen_seq(session_id)) is not None]
+        read_at = time.monotonic()
         record = await self.store.load_session(session_id, min(seen) if seen else -1)
         if record is None:
             return
         now_ms = int(time.time() * 1000)
         for sock in list(self.sockets):
-            sock.changed(record, now_ms)
+            sock.changed(record, now_ms, read_at)
         self._time_wait(record, now_ms)
 
     # --- visitor.waiting ------------------------------------------------------

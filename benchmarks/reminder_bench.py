@@ -72,7 +72,9 @@ async def _leave(url: str, n: int) -> str:
         await ws.send(json.dumps({"type": "hello", "site": "acme"}))
         welcome = json.loads(await ws.recv())
         for i, (name, value) in enumerate((("name", "Ada"), ("email", f"v{n}@example.com"))):
-            await ws.send(json.dumps({"type": "field", "id": f"f{i}", "name": name, "value": value}))
+            await ws.send(
+                json.dumps({"type": "field", "id": f"f{i}", "name": name, "value": value})
+            )
             while json.loads(await ws.recv())["type"] != "ack":
                 pass
     return str(welcome["session_id"])

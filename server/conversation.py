@@ -25,7 +25,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from . import consent, flow, protocol
+from . import consent, flow, protocol, spam
 from .decisions import NewSession, Reply, SessionView, VisitorCommand
 from .errors import FieldInvalid, FrameError, StoreError
 from .protocol import (
@@ -53,6 +53,7 @@ __all__ = [
     "Reply",
     "SessionView",
     "VisitorCommand",
+    "VisitorFrame",
     "token_hash",
 ]
 
@@ -220,6 +221,7 @@ class Conversation:
             "step": first.field if first else flow.DONE,
             **({"source": hello.source} if hello.source else {}),
             **page_meta(hello.page.url, hello.page.referrer, hello.attribution, hello.trigger),
+            **({"spam": spam.HONEYPOT} if spam.hello_reason(site.spam, hello.hp) else {}),
         }
         entries = [{"from": "bot", **reply} for reply in flow.opening(site, {})]
         return NewSession(session_id, resume_token, meta["uid"], meta, entries)
@@ -303,6 +305,7 @@ class Conversation:
             outcome.step,
             outcome.completes,
             view.agent,
+            spam=spam.answer_reason(view.site.spam, outcome.updates) or "",
         )
 
     def agreed(self, frame: VisitorFrame) -> Reply | VisitorCommand:

@@ -77,6 +77,8 @@ class VisitorCommand:
     """Who the decision assumed holds the session (the store checks it)."""
     stamp: str = ""
     """A field the store sets to its time now (``consent_at``), or ``""``."""
+    spam: str = ""
+    """Why this event flags the session spam (:mod:`chatlead.spam`), or ``""``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,6 +179,12 @@ def new_sessions(network: str) -> str:
     return f"{PREFIX}rate:sessions:{network}"
 
 
+def network_leads(site: str, network: str) -> str:
+    """Sorted set: session id -> when, the leads one client network completed on a site
+    in the last hour (``max_leads_per_ip``; its own slot)."""
+    return f"{PREFIX}rate:leads:{site}:{network}"
+
+
 def site_slots(site: str) -> str:
     """Sorted set: open socket id -> lease expiry (ms), for one site."""
     return f"{PREFIX}conns:site:{site}"

@@ -27,10 +27,11 @@ from . import keys
 from .loops import rest
 from .redis_client import REDIS_ERRORS, Translated
 from .scripts import Coalescer
+from .spam import IP_WINDOW_MS
 from .store import Store
 from .units import Rate
 
-__all__ = ["LEASE_MS", "ConnectionSlots", "NewSessions", "client_network"]
+__all__ = ["LEASE_MS", "ConnectionSlots", "LeadRate", "NewSessions", "client_network"]
 
 log = logging.getLogger("chatlead.limits")
 
@@ -68,6 +69,24 @@ class NewSessions:
         with Translated("in the new-session rate"):
             taken = await self._take.call([key], [self.rate.events, int(self.rate.per_s * 1000)])
         return bool(taken == 1)
+
+
+class LeadRate:
+    """How many leads one client network completed on a site in the last hour."""
+
+    def __init__(self, store: Store) -> None:
+        self._count = Coalescer(store.redis, store.script("lead_rate"))
+
+    async def completed(self, site: str, ip: str, session_id: str) -> int:
+        """Count ``session_id`` as a lead of ``ip``'s network; the hour's leads.
+
+        Raises:
+            StoreError: Redis is unreachable (the event is not stored either).
+        """
+        key = keys.network_leads(site, client_network(ip))
+        with Translated("in the lead rate"):
+            count = await self._count.call([key], [IP_WINDOW_MS, session_id])
+        return int(count)
 
 
 def _log_failed_release(done: asyncio.Future[object]) -> None:

@@ -97,6 +97,8 @@ class Hello:
     trigger: str | None = None
     resume: str | None = None
     """A resume link's token (``#chatlead-resume=``, CONTRACT §11)."""
+    hp: str | None = None
+    """What the widget's hidden honeypot input holds (§12: filled means a bot)."""
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,15 @@ def _hello(obj: dict[str, Any]) -> Hello:
         attribution=parse_attribution(obj.get("attribution")),
         trigger=parse_trigger(obj.get("trigger")),
         resume=_string(obj, "resume", MAX_RESUME, required=False),
+        hp=_honeypot(obj.get("hp")),
     )
+
+
+def _honeypot(value: Any) -> str | None:
+    """Lenient: whatever a bot put there counts as filled, never as a frame error."""
+    if value is None or value == "":
+        return None
+    return value[:MAX_SHORT] if isinstance(value, str) else "filled"
 
 
 def _message(obj: dict[str, Any]) -> VisitorMessage:

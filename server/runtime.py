@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from . import keys
 from .config import Settings
 from .hooks import Hooks
-from .limits import ConnectionSlots, NewSessions
+from .limits import ConnectionSlots, LeadRate, NewSessions
 from .live import Live
 from .redis_client import Translated
 from .resume_keys import ResumeLinks
@@ -89,6 +89,7 @@ class Runtime:
     delivery_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     slots: ConnectionSlots = field(init=False)
     new_sessions: NewSessions = field(init=False)
+    lead_rate: LeadRate = field(init=False)
     routes: Routes = field(init=False)
     hooks: Hooks = field(init=False)
     takeover: Takeover = field(init=False)
@@ -100,6 +101,7 @@ class Runtime:
         self.hooks = Hooks(self.store.redis)
         self.slots = ConnectionSlots(self.store)
         self.new_sessions = NewSessions(self.store, self.settings.new_sessions_per_ip)
+        self.lead_rate = LeadRate(self.store)
         self.takeover = Takeover(self.store)
         self.links = ResumeLinks(
             self.store.redis,

@@ -71,6 +71,8 @@ class SessionRecord:
     agent_seen_ms: int = 0
     wait_from_ms: int | None = None
     """When the visitor's first message no agent has answered was sent (§10)."""
+    spam: str | None = None
+    """Why the session is flagged spam (§12: kept from the destinations), or None."""
 
     def holder(self, now_ms: int) -> str:
         """The agent holding the session at ``now_ms`` (its hold lapses :data:`HOLD_MS`
@@ -111,6 +113,7 @@ def parse_session(
         agent_name=meta.get("agent_name", ""),
         agent_seen_ms=int(meta.get("agent_seen") or 0),
         wait_from_ms=_int(meta.get("wait_from")),
+        spam=meta.get("spam") or None,
     )
 
 

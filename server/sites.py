@@ -28,6 +28,7 @@ from pydantic import (
 from .conditions import Test, compiled, fields_named, parse_step, parse_when
 from .consent import Consent
 from .recovery import REMINDER, Recovery
+from .spam import Spam
 from .triggers import Trigger, unique_ids
 from .units import parse_duration
 
@@ -311,6 +312,8 @@ class Site(BaseModel):
     """Reminder emails to the visitor after an abandonment (§11)."""
     consent: Consent | None = None
     """The notice a visitor agrees to before the first question (§12)."""
+    spam: Spam = Spam()
+    """Which sessions are flagged spam and kept from the destinations (§12)."""
 
     @field_validator("id")
     @classmethod

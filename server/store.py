@@ -124,6 +124,8 @@ class Store:
                 "slot",
                 "unslot",
                 "session_rate",
+                "lead_rate",
+                "release",
                 "inbox_push",
             )
         }
@@ -315,13 +317,17 @@ class Store:
         completed_to: Sequence[Route] = ("",),
         agent: str = "",
         stamp: str = "",
+        spam: str = "",
+        min_fill_ms: int = 0,
     ) -> VisitorResult:
         """Apply one visitor event atomically (dedupe, append, fields, deadline, outbox).
 
         ``completed_to``: the destinations (:data:`~chatlead.sites.Route`) that take the
         ``lead.completed`` event, when this event completes the session; ``agent``: who
         the caller believes holds the session (``""``: no one; the store checks it);
-        ``stamp``: a field set to Redis' time now (ISO-8601).
+        ``stamp``: a field set to Redis' time now (ISO-8601); ``spam``: why this event
+        flags the session spam (:mod:`chatlead.spam`); ``min_fill_ms``: a completion
+        sooner than this after the start is spam too.
         """
         shard = self.shard(session_id)
         event = {
@@ -334,6 +340,8 @@ class Store:
             "completes": completes,
             "agent": agent,
             **({"stamp": stamp} if stamp else {}),
+            **({"spam": spam} if spam else {}),
+            **({"min_fill": min_fill_ms} if min_fill_ms and completes else {}),
             "max": MAX_TRANSCRIPT,
             "max_bytes": MAX_TRANSCRIPT_BYTES,
             **(

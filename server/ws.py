@@ -20,10 +20,17 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import Receive, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from . import keys, metrics, protocol
-from .conversation import STALE_RETRIES, ConnState, Conversation, Reply, VisitorCommand
+from . import keys, metrics, protocol, spam
+from .conversation import (
+    STALE_RETRIES,
+    ConnState,
+    Conversation,
+    Reply,
+    VisitorCommand,
+    VisitorFrame,
+)
 from .errors import FrameError, StoreError
-from .protocol import CloseCode, ErrorCode, FieldAnswer, Hello, Submit, VisitorMessage
+from .protocol import CloseCode, ErrorCode, Hello
 from .sites import Site
 
 if TYPE_CHECKING:
@@ -297,7 +304,7 @@ class Connection:
                 self.carry_out(
                     self.core.reloaded(await self.rt.store.load_session(view.id, view.seq))
                 )
-                assert isinstance(frame, VisitorMessage | FieldAnswer | Submit)
+                assert isinstance(frame, VisitorFrame)
                 again = self.core.decide(frame)
                 if isinstance(again, Reply):
                     self.carry_out(again)
@@ -320,6 +327,11 @@ class Connection:
     async def _store(self, command: VisitorCommand) -> Reply:
         view = self.core.view
         assert view is not None
+        site = view.site
+        flag = command.spam
+        if command.completes and site.spam.max_leads_per_ip and not flag:
+            leads = await self.rt.lead_rate.completed(site.id, self._client_ip(), view.id)
+            flag = spam.IP_RATE if leads > site.spam.max_leads_per_ip else ""
         result = await self.rt.store.visitor_event(
             view.id,
             command.client_id,
@@ -332,6 +344,8 @@ class Connection:
             self.rt.routes.to(view.site.id, "lead.completed") if command.completes else (),
             command.agent,
             command.stamp,
+            flag,
+            site.spam.min_fill_ms,
         )
         return self.core.stored(command, *result)
 

@@ -263,3 +263,19 @@ async def test_reminders_go_only_to_visitors_who_opted_in(
     assert [m["To"] for m in smtpd.handler.messages] == ["yes@example.com"]
     pending = rds.zscan_iter(keys.deliveries(shard), match=f"*{sids['no@example.com']}_reminder*")
     assert [e async for e in pending] == []
+
+
+async def test_a_consent_from_a_tab_that_fell_behind_is_decided_again(
+    app_factory: Any, tmp_path: Path, receiver: Receiver
+) -> None:
+    optional = CONSENT.replace('version = "2026-01"', 'version = "2026-01"\nrequired = false')
+    app = await _app(app_factory, tmp_path, receiver, consent=optional)
+    async with Visitor.connect(app.ws_url, site="acme") as first:
+        again = {
+            "session_id": first.welcome["session_id"],
+            "resume_token": first.welcome["resume_token"],
+        }
+        async with Visitor.connect(app.ws_url, site="acme", **again) as second:
+            assert (await first.field("name", "Ada"))["type"] == "ack"  # the other tab moves on
+            ack = await _agree(second, "k1")  # built on the older view: stale, then stored
+            assert ack["type"] == "ack"

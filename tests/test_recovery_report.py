@@ -196,34 +196,21 @@ async def test_ten_thousand_sessions_match_a_hand_count(
     print(f"recovery report over {SESSIONS} sessions: {json.dumps(totals)}")
 
     env = {**os.environ, "CHATLEAD_REDIS_URL": redis_url, "CHATLEAD_CONFIG": str(config)}
-    printed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "chatlead",
-            "report",
-            "recovery",
-            "--site",
-            "acme",
-            "--format",
-            "json",
-        ],
+    assert json.loads(_cli(env, "--format", "json"))["totals"] == totals
+    table = _cli(env)
+    assert f"abandoned        {SESSIONS:>7}" in table
+    assert f"recovered        {expected['recovered']:>7}" in table
+
+
+def _cli(env: dict[str, str], *extra: str) -> str:
+    """What ``chatlead report recovery --site acme`` prints."""
+    done = subprocess.run(
+        [sys.executable, "-m", "chatlead", "report", "recovery", "--site", "acme", *extra],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert printed.returncode == 0, printed.stderr
-    assert json.loads(printed.stdout)["totals"] == totals
-    table = subprocess.run(
-        [sys.executable, "-m", "chatlead", "report", "recovery", "--site", "acme"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert table.returncode == 0, table.stderr
-    assert f"abandoned        {SESSIONS:>7}" in table.stdout
-    assert f"recovered        {expected['recovered']:>7}" in table.stdout
+    assert done.returncode == 0, done.stderr
+    return done.stdout

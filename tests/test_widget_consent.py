@@ -4,23 +4,20 @@ lead carries what was agreed."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import redis
 
 from tests import widget_parts
-from tests.conftest import ServerProcess, free_port
+from tests.conftest import ServerProcess
 from tests.widget_parts import (
-    LOCAL_REDIS,
-    WIDGET_DB,
     LeadReceiver,
     answer,
     check_axe,
     host_page,
     lead_fields,
+    site_server,
     snap,
     wait_lead,
     wait_settled,
@@ -50,25 +47,9 @@ marketing = "Email me a link to finish later"
 def consent_server(
     lead_receiver: LeadReceiver, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    url = f"{LOCAL_REDIS}{WIDGET_DB}" if redis_url.startswith(LOCAL_REDIS) else redis_url
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
-    config = tmp_path_factory.mktemp("consent-server") / "sites.toml"
-    config.write_text(
-        SITE.format(origin=lead_receiver.origin, hook=lead_receiver.url), encoding="utf-8"
-    )
-    env = {
-        **os.environ,
-        "CHATLEAD_REDIS_URL": url,
-        "CHATLEAD_CONFIG": str(config),
-        "CHATLEAD_WEBHOOK_ALLOW_PRIVATE": "true",
-        "CHATLEAD_RETRY_SCHEDULE": "0,1s,1s",
-        "PYTHONUNBUFFERED": "1",
-    }
-    server = ServerProcess(env, free_port()).start()
-    yield server
-    server.terminate()
+    toml = SITE.format(origin=lead_receiver.origin, hook=lead_receiver.url)
+    with site_server(redis_url, tmp_path_factory.mktemp("consent-server"), toml) as server:
+        yield server
 
 
 @pytest.mark.parametrize("size", [(1440, 900), (390, 844)], ids=["desktop", "phone"])

@@ -5,7 +5,6 @@ reminder, by the link in it, gets no second one."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -13,20 +12,18 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-import redis
 
 from tests import widget_parts
 from tests.conftest import ServerProcess, free_port
 from tests.test_formats_email import Smtpd
 from tests.widget_parts import (
-    LOCAL_REDIS,
-    WIDGET_DB,
     LeadReceiver,
     answer,
     bubbles,
     host_page,
     lead_fields,
     poll,
+    site_server,
     snap,
     wait_settled,
 )
@@ -66,28 +63,14 @@ def reminder_server(
     redis_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServerProcess]:
-    url = f"{LOCAL_REDIS}{WIDGET_DB}" if redis_url.startswith(LOCAL_REDIS) else redis_url
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
-    config = tmp_path_factory.mktemp("reminder-server") / "sites.toml"
-    config.write_text(
-        SITE.format(origin=lead_receiver.origin, hook=lead_receiver.url), encoding="utf-8"
-    )
+    toml = SITE.format(origin=lead_receiver.origin, hook=lead_receiver.url)
     port = free_port()
-    env = {
-        **os.environ,
-        "CHATLEAD_REDIS_URL": url,
-        "CHATLEAD_CONFIG": str(config),
-        "CHATLEAD_WEBHOOK_ALLOW_PRIVATE": "true",
-        "CHATLEAD_SMTP_URL": smtpd.url(),
-        "CHATLEAD_RETRY_SCHEDULE": "0,1s,1s",
-        "CHATLEAD_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "PYTHONUNBUFFERED": "1",
-    }
-    server = ServerProcess(env, port).start()
-    yield server
-    server.terminate()
+    where = tmp_path_factory.mktemp("reminder-server")
+    public = f"http://127.0.0.1:{port}"
+    with site_server(
+        redis_url, where, toml, port, smtp_url=smtpd.url(), public_url=public
+    ) as server:
+        yield server
 
 
 def _leave(page: Any, server: ServerProcess, owner: LeadReceiver, email: str) -> str:

@@ -4,24 +4,21 @@ up on another -- a fresh browser context with nothing stored -- from the link in
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import redis
 
 from tests import widget_parts
 from tests.conftest import ServerProcess, free_port
 from tests.widget_parts import (
-    LOCAL_REDIS,
-    WIDGET_DB,
     LeadReceiver,
     answer,
     bubbles,
     host_page,
     lead_fields,
     poll,
+    site_server,
     wait_settled,
 )
 
@@ -66,29 +63,12 @@ def resume_server(
 ) -> Iterator[ServerProcess]:
     """``acme`` names the owner's origin (links lead back to its page); ``open`` allows
     any origin (links lead to the chat page of our own)."""
-    url = f"{LOCAL_REDIS}{WIDGET_DB}" if redis_url.startswith(LOCAL_REDIS) else redis_url
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
-    config = tmp_path_factory.mktemp("resume-server") / "sites.toml"
     hook = lead_receiver.url
-    config.write_text(
-        _site("acme", f'"{lead_receiver.origin}"', hook) + _site("open", '"*"', hook),
-        encoding="utf-8",
-    )
+    toml = _site("acme", f'"{lead_receiver.origin}"', hook) + _site("open", '"*"', hook)
     port = free_port()
-    env = {
-        **os.environ,
-        "CHATLEAD_REDIS_URL": url,
-        "CHATLEAD_CONFIG": str(config),
-        "CHATLEAD_WEBHOOK_ALLOW_PRIVATE": "true",
-        "CHATLEAD_RETRY_SCHEDULE": "0,1s,1s",
-        "CHATLEAD_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "PYTHONUNBUFFERED": "1",
-    }
-    server = ServerProcess(env, port).start()
-    yield server
-    server.terminate()
+    where = tmp_path_factory.mktemp("resume-server")
+    with site_server(redis_url, where, toml, port, public_url=f"http://127.0.0.1:{port}") as server:
+        yield server
 
 
 def _leave_a_chat(page: Any, server: ServerProcess, owner: LeadReceiver, site: str) -> str:

@@ -9,6 +9,7 @@ embedded server) and delivers leads to a local webhook receiver. Screenshots go 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -162,30 +163,41 @@ def lead_receiver() -> Iterator[LeadReceiver]:
     receiver.close()
 
 
-@pytest.fixture(scope="module")
-def chat_server(
-    lead_receiver: LeadReceiver, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+@contextlib.contextmanager
+def site_server(
+    redis_url: str, config_dir: Path, toml: str, port: int | None = None, **env: str
 ) -> Iterator[ServerProcess]:
-    # the local Redis when there is one (db 11), else the run's embedded server
+    """``chatlead serve`` on a flushed database (the local Redis' db 11 when there is one,
+    else the run's embedded server) with the sites of ``toml`` and ``CHATLEAD_<env>``."""
     url = f"{LOCAL_REDIS}{WIDGET_DB}" if redis_url.startswith(LOCAL_REDIS) else redis_url
     client = redis.Redis.from_url(url)
     client.flushdb()
     client.close()
-    tmp = tmp_path_factory.mktemp("widget-server")
-    config = tmp / "sites.toml"
-    config.write_text(SITE_TOML.format(hook=lead_receiver.url), encoding="utf-8")
-    env = {
-        **os.environ,
+    config = config_dir / "sites.toml"
+    config.write_text(toml, encoding="utf-8")
+    settings = {
         "CHATLEAD_REDIS_URL": url,
         "CHATLEAD_CONFIG": str(config),
-        "CHATLEAD_WEBHOOK_URL": lead_receiver.url,
         "CHATLEAD_WEBHOOK_ALLOW_PRIVATE": "true",
         "CHATLEAD_RETRY_SCHEDULE": "0,1s,1s",
         "PYTHONUNBUFFERED": "1",
+        **{f"CHATLEAD_{key.upper()}": value for key, value in env.items()},
     }
-    server = ServerProcess(env, free_port()).start()
-    yield server
-    server.terminate()
+    server = ServerProcess({**os.environ, **settings}, port or free_port()).start()
+    try:
+        yield server
+    finally:
+        server.terminate()
+
+
+@pytest.fixture(scope="module")
+def chat_server(
+    lead_receiver: LeadReceiver, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    toml = SITE_TOML.format(hook=lead_receiver.url)
+    where = tmp_path_factory.mktemp("widget-server")
+    with site_server(redis_url, where, toml, webhook_url=lead_receiver.url) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

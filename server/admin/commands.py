@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
+from .. import keys
 from ..keys import EVENT_ID
 from ..outbox import Outbox
 from ..redis_client import Translated
 from ..runtime import Runtime
 from .params import QueryError
 
-__all__ = ["replay", "send_test_event"]
+__all__ = ["release", "replay", "send_test_event"]
 
 _QUEUEING = Translated("queueing an event")
 
@@ -50,3 +53,27 @@ async def send_test_event(
         )
     runtime.delivery_wakeup.set()
     return ids
+
+
+async def release(runtime: Runtime, session_id: str) -> str:
+    """Forward a session flagged spam to its site's destinations (CONTRACT §12):
+    ``released`` | ``not_spam`` | ``gone``."""
+    store = runtime.store
+    shard = store.shard(session_id)
+    record_site = await store.redis.hget(keys.session(shard, session_id), "site")
+    routes = runtime.routes
+    site = str(record_site or "")
+    args: list[str | int] = [
+        keys.tag(shard),
+        session_id,
+        store.retention_ms,
+        keys.completed_event(session_id),
+        json.dumps(list(routes.to(site, "lead.completed"))),
+        keys.ABANDONED_EVENT,
+        json.dumps(list(routes.to(site, "lead.abandoned"))),
+    ]
+    with _QUEUEING:
+        outcome = await store.script("release")(keys=[keys.session(shard, session_id)], args=args)
+    if outcome == "released":
+        runtime.delivery_wakeup.set()
+    return str(outcome)

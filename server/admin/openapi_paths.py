@@ -11,92 +11,26 @@ from typing import Any
 from ..hooks import MAX_HOOKS
 from ..sites import EVENT_TYPES
 from .inbox import MAX_QUERY
-from .params import MAX_DAYS, MAX_LIMIT
+from .openapi_parts import (
+    CURSOR,
+    EVENT_ID,
+    GUARDED,
+    SESSION_ID,
+    SINCE,
+    SITE,
+    UNTIL,
+    created_answer,
+    error_answer,
+    json_body,
+    limit_param,
+    ok_answer,
+    path_param,
+    query_param,
+)
+from .params import MAX_DAYS
 
 __all__ = ["PATHS"]
 
-
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-
-
-def _ok(model: str, description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
-    }
-
-
-_GUARDED = {
-    "401": _error("missing or wrong admin token"),
-    "403": _error("refused: not a loopback client (no admin token set) or failed CSRF check"),
-    "429": _error("too many wrong tokens from this address; wait `Retry-After` seconds"),
-    "503": _error("Redis is unavailable"),
-}
-
-
-def _json_body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
-    """A required JSON object body with exactly these properties."""
-    schema = {
-        "type": "object",
-        "required": required,
-        "additionalProperties": False,
-        "properties": properties,
-    }
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
-def _created(model: str, description: str, conflict: str) -> dict[str, Any]:
-    """The answers of a ``POST`` that makes something from a JSON body naming a site."""
-    return {
-        "201": _ok(model, description),
-        "400": _error("the body is invalid (the key named in `param`)"),
-        "404": _error("unknown site"),
-        "409": _error(conflict),
-        "413": _error("the body is too large"),
-        **_GUARDED,
-    }
-
-
-def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
-
-
-def _path(name: str, description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": description,
-        "schema": {"type": "string"},
-    }
-
-
-_TIME = {"type": "string", "examples": ["7d", "24h", "2024-05-01", "2024-05-01T09:30:00Z"]}
-_CURSOR = _query(
-    "cursor", "`next_cursor` of the previous page; omit for the first page", {"type": "string"}
-)
-
-
-def _limit(default: int) -> dict[str, Any]:
-    schema = {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": default}
-    return _query("limit", "page size", schema)
-
-
-_SESSION_ID = _path("session_id", "24 lowercase hex digits")
-_SITE = _query("site", "a site id; default all sites", {"type": "string"})
-_SINCE = _query("since", "ISO-8601 date/time or relative (`7d`); default 30 days", _TIME)
-_UNTIL = _query("until", "ISO-8601 date/time or relative; default now", _TIME)
-_EVENT_ID = _path("event_id", "`evt_<session id>_completed|abandoned_<n>|test`")
 
 PATHS: dict[str, Any] = {
     "/api/reports/abandoned": {
@@ -112,12 +46,12 @@ PATHS: dict[str, Any] = {
                 "every row of the period as RFC 4180 CSV (UTF-8 with BOM, formula-safe)."
             ),
             "parameters": [
-                _SITE,
-                _SINCE,
-                _UNTIL,
-                _query("format", "answer format", {"type": "string", "enum": ["json", "csv"]}),
-                _CURSOR,
-                _limit(100),
+                SITE,
+                SINCE,
+                UNTIL,
+                query_param("format", "answer format", {"type": "string", "enum": ["json", "csv"]}),
+                CURSOR,
+                limit_param(100),
             ],
             "responses": {
                 "200": {
@@ -129,9 +63,9 @@ PATHS: dict[str, Any] = {
                         "text/csv": {"schema": {"type": "string"}},
                     },
                 },
-                "400": _error("a parameter is invalid (named in `param`)"),
-                "404": _error("unknown site"),
-                **_GUARDED,
+                "400": error_answer("a parameter is invalid (named in `param`)"),
+                "404": error_answer("unknown site"),
+                **GUARDED,
             },
         }
     },
@@ -143,12 +77,12 @@ PATHS: dict[str, Any] = {
                 "What the dashboard shows above its lead list: counted over the whole UTC "
                 "days the period touches (`first_day` .. `last_day`), per site and overall."
             ),
-            "parameters": [_SITE, _SINCE, _UNTIL],
+            "parameters": [SITE, SINCE, UNTIL],
             "responses": {
-                "200": _ok("Summary", "the summary"),
-                "400": _error("a parameter is invalid (named in `param`)"),
-                "404": _error("unknown site"),
-                **_GUARDED,
+                "200": ok_answer("Summary", "the summary"),
+                "400": error_answer("a parameter is invalid (named in `param`)"),
+                "404": error_answer("unknown site"),
+                **GUARDED,
             },
         }
     },
@@ -162,12 +96,12 @@ PATHS: dict[str, Any] = {
                 "with what brought each back (`link`, `reminder:<n>`, `returned`), and "
                 "`median_seconds_to_recover` covers all of them."
             ),
-            "parameters": [_SITE, _SINCE, _UNTIL],
+            "parameters": [SITE, SINCE, UNTIL],
             "responses": {
-                "200": _ok("RecoveryReport", "the report"),
-                "400": _error("a parameter is invalid (named in `param`)"),
-                "404": _error("unknown site"),
-                **_GUARDED,
+                "200": ok_answer("RecoveryReport", "the report"),
+                "400": error_answer("a parameter is invalid (named in `param`)"),
+                "404": error_answer("unknown site"),
+                **GUARDED,
             },
         }
     },
@@ -182,34 +116,34 @@ PATHS: dict[str, Any] = {
                 "`next_cursor`."
             ),
             "parameters": [
-                _SITE,
-                _query(
+                SITE,
+                query_param(
                     "status",
                     "only sessions in this state now; default all",
                     {"type": "string", "enum": ["open", "completed", "abandoned"]},
                 ),
-                _SINCE,
-                _UNTIL,
-                _CURSOR,
-                _limit(50),
+                SINCE,
+                UNTIL,
+                CURSOR,
+                limit_param(50),
             ],
             "responses": {
-                "200": _ok("SessionPage", "a page of sessions"),
-                "400": _error("a parameter is invalid (named in `param`)"),
-                "404": _error("unknown site"),
-                **_GUARDED,
+                "200": ok_answer("SessionPage", "a page of sessions"),
+                "400": error_answer("a parameter is invalid (named in `param`)"),
+                "404": error_answer("unknown site"),
+                **GUARDED,
             },
         }
     },
     "/api/sessions/{session_id}": {
-        "parameters": [_SESSION_ID],
+        "parameters": [SESSION_ID],
         "get": {
             "operationId": "getSession",
             "summary": "One session: transcript, fields, lead and delivery events",
             "responses": {
-                "200": _ok("SessionDetail", "the session"),
-                "404": _error("no such session (or not a session id)"),
-                **_GUARDED,
+                "200": ok_answer("SessionDetail", "the session"),
+                "404": error_answer("no such session (or not a session id)"),
+                **GUARDED,
             },
         },
         "delete": {
@@ -227,8 +161,29 @@ PATHS: dict[str, Any] = {
                         "application/json": {"schema": {"$ref": "#/components/schemas/Erase"}}
                     },
                 },
-                "404": _error("nothing stored for this session"),
-                **_GUARDED,
+                "404": error_answer("nothing stored for this session"),
+                **GUARDED,
+            },
+        },
+    },
+    "/api/sessions/{session_id}/release": {
+        "parameters": [SESSION_ID],
+        "post": {
+            "operationId": "releaseSession",
+            "summary": "Forward a session flagged spam to its site's destinations",
+            "description": (
+                "A completed session gets its `lead.completed` event, an abandoned one the "
+                "`lead.abandoned` of its last abandonment; an open one is unflagged and "
+                "forwarded when it ends."
+            ),
+            "responses": {
+                "200": {
+                    "description": "released",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "404": error_answer("no such session (or not a session id)"),
+                "409": error_answer("the session is not flagged spam (or was released)"),
+                **GUARDED,
             },
         },
     },
@@ -238,43 +193,43 @@ PATHS: dict[str, Any] = {
             "summary": "The delivery log, newest first",
             "description": "A filtered page may hold fewer items; follow `next_cursor`.",
             "parameters": [
-                _query(
+                query_param(
                     "status",
                     "only events in this state; default all",
                     {"type": "string", "enum": ["pending", "delivered", "dead"]},
                 ),
-                _CURSOR,
-                _limit(50),
+                CURSOR,
+                limit_param(50),
             ],
             "responses": {
-                "200": _ok("DeliveryPage", "a page of the log"),
-                "400": _error("a parameter is invalid"),
-                **_GUARDED,
+                "200": ok_answer("DeliveryPage", "a page of the log"),
+                "400": error_answer("a parameter is invalid"),
+                **GUARDED,
             },
         }
     },
     "/api/deliveries/{event_id}": {
-        "parameters": [_EVENT_ID],
+        "parameters": [EVENT_ID],
         "get": {
             "operationId": "getDelivery",
             "summary": "One event and its attempts",
             "responses": {
-                "200": _ok("DeliveryItem", "the event"),
-                "404": _error("no such event"),
-                **_GUARDED,
+                "200": ok_answer("DeliveryItem", "the event"),
+                "404": error_answer("no such event"),
+                **GUARDED,
             },
         },
     },
     "/api/deliveries/{event_id}/replay": {
-        "parameters": [_EVENT_ID],
+        "parameters": [EVENT_ID],
         "post": {
             "operationId": "replayDelivery",
             "summary": "Deliver a delivered or dead event again (same id)",
             "responses": {
-                "202": _ok("DeliveryItem", "queued; the event as it is now"),
-                "404": _error("no such event"),
-                "409": _error("the event is already waiting for delivery"),
-                **_GUARDED,
+                "202": ok_answer("DeliveryItem", "queued; the event as it is now"),
+                "404": error_answer("no such event"),
+                "409": error_answer("the event is already waiting for delivery"),
+                **GUARDED,
             },
         },
     },
@@ -290,23 +245,23 @@ PATHS: dict[str, Any] = {
                 "letters), `failing` (failures in the last hour and none delivered since), "
                 "`degraded` (failures or dead letters otherwise) or `idle` (no attempt)."
             ),
-            "parameters": [_SITE],
+            "parameters": [SITE],
             "responses": {
-                "200": _ok("HealthList", "the destinations, in config order"),
-                "404": _error("unknown site"),
-                **_GUARDED,
+                "200": ok_answer("HealthList", "the destinations, in config order"),
+                "404": error_answer("unknown site"),
+                **GUARDED,
             },
         }
     },
     "/api/sites/{site}/test-event": {
-        "parameters": [_path("site", "a site id")],
+        "parameters": [path_param("site", "a site id")],
         "post": {
             "operationId": "sendTestEvent",
             "summary": "Queue a signed sample lead (`lead.test`) to check the CRM side",
             "responses": {
-                "202": _ok("DeliveryItem", "queued"),
-                "404": _error("unknown site"),
-                **_GUARDED,
+                "202": ok_answer("DeliveryItem", "queued"),
+                "404": error_answer("unknown site"),
+                **GUARDED,
             },
         },
     },
@@ -320,45 +275,45 @@ PATHS: dict[str, Any] = {
                 "email, phone, company, site and what the visitor needs."
             ),
             "parameters": [
-                _query(
+                query_param(
                     "status",
                     "only new or only handled leads; default both",
                     {"type": "string", "enum": ["new", "handled"]},
                 ),
-                _query(
+                query_param(
                     "kind",
                     "real leads, test events or both; default leads",
                     {"type": "string", "enum": ["leads", "tests", "all"]},
                 ),
-                _query("q", "search text", {"type": "string", "maxLength": MAX_QUERY}),
-                _CURSOR,
-                _limit(50),
+                query_param("q", "search text", {"type": "string", "maxLength": MAX_QUERY}),
+                CURSOR,
+                limit_param(50),
             ],
             "responses": {
-                "200": _ok("InboxPage", "a page of the inbox"),
-                "400": _error("a parameter is invalid (named in `param`)"),
-                **_GUARDED,
+                "200": ok_answer("InboxPage", "a page of the inbox"),
+                "400": error_answer("a parameter is invalid (named in `param`)"),
+                **GUARDED,
             },
         }
     },
     "/api/inbox/{event_id}/handled": {
-        "parameters": [_EVENT_ID],
+        "parameters": [EVENT_ID],
         "post": {
             "operationId": "markInboxHandled",
             "summary": "Mark an inbox lead handled",
             "responses": {
-                "200": _ok("MarkResult", "the lead's status now"),
-                "404": _error("no such lead"),
-                **_GUARDED,
+                "200": ok_answer("MarkResult", "the lead's status now"),
+                "404": error_answer("no such lead"),
+                **GUARDED,
             },
         },
         "delete": {
             "operationId": "markInboxNew",
             "summary": "Mark an inbox lead new again",
             "responses": {
-                "200": _ok("MarkResult", "the lead's status now"),
-                "404": _error("no such lead"),
-                **_GUARDED,
+                "200": ok_answer("MarkResult", "the lead's status now"),
+                "404": error_answer("no such lead"),
+                **GUARDED,
             },
         },
     },
@@ -367,7 +322,7 @@ PATHS: dict[str, Any] = {
             "operationId": "addAgent",
             "summary": "Add an agent: a person who may watch and answer live chats of its sites",
             "description": "The token is shown only here; it is kept hashed.",
-            "requestBody": _json_body(
+            "requestBody": json_body(
                 ["id", "name"],
                 {
                     "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,39}$"},
@@ -379,25 +334,25 @@ PATHS: dict[str, Any] = {
                     },
                 },
             ),
-            "responses": _created(
+            "responses": created_answer(
                 "AgentMade", "added; the token is shown this once", "an agent with this id exists"
             ),
         },
         "get": {
             "operationId": "listAgents",
             "summary": "Every agent, oldest first (tokens are not shown)",
-            "responses": {"200": _ok("AgentList", "the agents"), **_GUARDED},
+            "responses": {"200": ok_answer("AgentList", "the agents"), **GUARDED},
         },
     },
     "/api/agents/{agent_id}": {
-        "parameters": [_path("agent_id", "the agent's id")],
+        "parameters": [path_param("agent_id", "the agent's id")],
         "delete": {
             "operationId": "removeAgent",
             "summary": "Remove an agent: its token stops working, its sockets close",
             "responses": {
                 "204": {"description": "removed"},
-                "404": _error("no such agent"),
-                **_GUARDED,
+                "404": error_answer("no such agent"),
+                **GUARDED,
             },
         },
     },
@@ -410,7 +365,7 @@ PATHS: dict[str, Any] = {
                 "(Standard Webhooks) with the returned secret, which is shown only here. "
                 "A target answering `410 Gone` is unsubscribed."
             ),
-            "requestBody": _json_body(
+            "requestBody": json_body(
                 ["target_url", "event"],
                 {
                     "target_url": {"type": "string", "format": "uri"},
@@ -418,23 +373,23 @@ PATHS: dict[str, Any] = {
                     "site": {"type": "string", "description": "default: every site"},
                 },
             ),
-            "responses": _created("HookCreated", "subscribed", f"already {MAX_HOOKS} hooks"),
+            "responses": created_answer("HookCreated", "subscribed", f"already {MAX_HOOKS} hooks"),
         },
         "get": {
             "operationId": "listHooks",
             "summary": "Every REST hook, oldest first (secrets are not shown)",
-            "responses": {"200": _ok("HookList", "the hooks"), **_GUARDED},
+            "responses": {"200": ok_answer("HookList", "the hooks"), **GUARDED},
         },
     },
     "/api/hooks/{hook_id}": {
-        "parameters": [_path("hook_id", "the id `POST /api/hooks` answered")],
+        "parameters": [path_param("hook_id", "the id `POST /api/hooks` answered")],
         "delete": {
             "operationId": "unsubscribeHook",
             "summary": "Unsubscribe a REST hook; deliveries to it stop",
             "responses": {
                 "204": {"description": "unsubscribed"},
-                "404": _error("no such hook"),
-                **_GUARDED,
+                "404": error_answer("no such hook"),
+                **GUARDED,
             },
         },
     },

@@ -188,6 +188,7 @@ NOTICES = {
     "logged_out": "You are signed out.",
     "handled": "Marked handled.",
     "reopened": "Marked new again.",
+    "released": "Released: the lead is on its way to the site's destinations.",
 }
 SECTIONS = (
     "/admin/inbox",

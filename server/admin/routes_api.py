@@ -26,7 +26,7 @@ from ..hooks import MAX_HOOKS, HookCreated, HookList, new_hook
 from ..routing import Routes
 from ..sites import EVENT_TYPES
 from .access import Endpoint, guard, runtime_of
-from .commands import replay, send_test_event
+from .commands import release, replay, send_test_event
 from .csv import csv_lines
 from .deliveries import DeliveryPage
 from .erase import erase_session
@@ -229,6 +229,20 @@ async def delete_session(request: Request) -> Response:
 
 
 @endpoint
+async def release_session(request: Request) -> Response:
+    """``POST /api/sessions/{id}/release``: forward a session flagged spam (§12)."""
+    session_id = request.path_params["session_id"]
+    if not SESSION_ID.match(session_id):
+        return _error(404, "not_found", "no such session")
+    outcome = await release(runtime_of(request), session_id)
+    if outcome == "gone":
+        return _error(404, "not_found", "no such session")
+    if outcome == "not_spam":
+        return _error(409, "not_spam", "the session is not flagged spam")
+    return JSONResponse({"session_id": session_id, "released": True}, headers=NO_STORE)
+
+
+@endpoint
 async def list_deliveries(request: Request) -> Response:
     """``GET /api/deliveries?status=pending|delivered|dead&cursor=&limit=``."""
     query = request.query_params
@@ -381,6 +395,7 @@ routes: list[BaseRoute] = [
     Route("/api/reports/abandoned", abandoned_report, methods=["GET"]),
     Route("/api/reports/summary", summary_report, methods=["GET"]),
     Route("/api/reports/recovery", recovery_report, methods=["GET"]),
+    Route("/api/sessions/{session_id}/release", release_session, methods=["POST"]),
     Route("/api/sessions", list_sessions, methods=["GET"]),
     Route("/api/sessions/{session_id}", get_session, methods=["GET"]),
     Route("/api/sessions/{session_id}", delete_session, methods=["DELETE"]),

@@ -22,11 +22,11 @@ from starlette.routing import BaseRoute, Route
 
 from . import charts
 from .access import read_form, runtime_of
-from .commands import replay, send_test_event
+from .commands import release, replay, send_test_event
 from .erase import erase_session
 from .health import DestinationHealth, targets
 from .inbox import parse_inbox_query
-from .params import SESSION_ID, delivery_status, parse_period, session_status
+from .params import SESSION_ID, Period, delivery_status, parse_period, session_status
 from .queries import Reader
 from .render import SCRIPT, STYLESHEET, back_to, page, redirect, render, with_notice
 from .routes_login import login, logout
@@ -55,6 +55,15 @@ async def _health(reader: Reader, now_ms: int) -> dict[str, Any]:
     }
 
 
+async def _scope(request: Request, reader: Reader) -> tuple[str | None, str, Period, int]:
+    """A report page's ``site`` (None: all), ``since`` (default 30d), their period, and
+    Redis' time now."""
+    query = request.query_params
+    since = query.get("since") or "30d"
+    now_ms = await reader.now_ms()
+    return query.get("site") or None, since, parse_period(since, query.get("until"), now_ms), now_ms
+
+
 # --- pages ------------------------------------------------------------------
 
 
@@ -63,10 +72,7 @@ async def dashboard(request: Request) -> Response:
     runtime = runtime_of(request)
     reader = Reader(runtime)
     query = request.query_params
-    site_id = query.get("site") or None
-    since = query.get("since") or "30d"
-    now_ms = await reader.now_ms()
-    period = parse_period(since, query.get("until"), now_ms)
+    site_id, since, period, now_ms = await _scope(request, reader)
     report = await reader.report(site_id, period, query.get("cursor"), PAGE_ROWS)
     health = await _health(reader, now_ms)
     items: list[DestinationHealth] = health.pop("health")
@@ -107,10 +113,7 @@ async def dashboard(request: Request) -> Response:
 async def recovery_page(request: Request) -> Response:
     runtime = runtime_of(request)
     reader = Reader(runtime)
-    query = request.query_params
-    site_id = query.get("site") or None
-    since = query.get("since") or "30d"
-    period = parse_period(since, query.get("until"), await reader.now_ms())
+    site_id, since, period, _ = await _scope(request, reader)
     report = await reader.recovery(reader.sites(site_id), period)
     return render(
         request,
@@ -263,12 +266,25 @@ async def erase_action(request: Request) -> Response:
     return redirect("/admin?notice=erased")
 
 
+@page
+async def release_action(request: Request) -> Response:
+    session_id = request.path_params["session_id"]
+    await read_form(request)  # the CSRF check
+    if not SESSION_ID.match(session_id):
+        return render(request, "error.html", 404, title="Not found", message="No such session.")
+    outcome = await release(runtime_of(request), session_id)
+    if outcome == "gone":
+        return render(request, "error.html", 404, title="Not found", message="No such session.")
+    return redirect(f"/admin/sessions/{session_id}?notice=released")
+
+
 routes: list[BaseRoute] = [
     Route("/admin", dashboard, methods=["GET"]),
     Route("/admin/login", login, methods=["GET", "POST"]),
     Route("/admin/logout", logout, methods=["POST"]),
     Route("/admin/sessions/{session_id}", session_page, methods=["GET"]),
     Route("/admin/sessions/{session_id}/erase", erase_action, methods=["POST"]),
+    Route("/admin/sessions/{session_id}/release", release_action, methods=["POST"]),
     Route("/admin/deliveries", deliveries_page, methods=["GET"]),
     Route("/admin/deliveries/{event_id}/replay", replay_action, methods=["POST"]),
     Route("/admin/sites/{site}/test-event", test_event_action, methods=["POST"]),

@@ -48,6 +48,8 @@ class SessionDetail:
     deliveries: list[DeliveryItem]
     resume_url: str | None = None
     """The visitor's resume link (§11) while the session is unfinished and it lives."""
+    spam: str | None = None
+    """Why it is flagged spam and kept from the destinations (§12), until released."""
 
 
 def _entry(raw: dict[str, Any]) -> TranscriptEntry:
@@ -88,4 +90,5 @@ def session_detail(
         lead=build_lead(record, site, abandoned=abandoned) if site else None,
         deliveries=deliveries,
         resume_url=resume_url,
+        spam=record.spam,
     )

@@ -34,6 +34,8 @@ class SiteSummary:
     recovered: int
     abandonment_rate: float
     drop_off: list[StepDropOff]
+    spam: int = 0
+    """Sessions flagged spam (§12): kept apart, forwarded only when released."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,7 @@ class Summary:
     drop_off: list[StepDropOff]
     sites: list[SiteSummary]
     daily: list[DayCount]
+    spam: int = 0
 
 
 _TOTALS = ("started", "completed", "abandoned", "recovered")
@@ -137,6 +140,7 @@ def summarize(
                 recovered=totals.get("recovered", 0),
                 abandonment_rate=_rate(abandoned, started),
                 drop_off=_drop_off(site, started, stops),
+                spam=totals.get("spam", 0),
             )
         )
     started = sum(s.started for s in summaries)
@@ -152,4 +156,5 @@ def summarize(
         drop_off=_merge_drop_off(s.drop_off for s in summaries),
         sites=summaries,
         daily=[DayCount(day_iso(day), **per_day[day]) for day in days],
+        spam=sum(s.spam for s in summaries),
     )

@@ -42,6 +42,18 @@ local function count(tag, site, now, field, ttl)
   redis.call('PEXPIRE', key, ttl + 86400000)
 end
 
+-- A spam session (§12) finished (completed, or abandoned): counted and listed apart,
+-- once per session (`spam_at` keeps when it was first).
+local function count_spam(tag, site, now, sid, session_key, ttl)
+  if redis.call('HSETNX', session_key, 'spam_at', now) == 1 then
+    count(tag, site, now, 'spam', ttl)
+  end
+  local key = tag .. 'idx:' .. site .. ':spam'
+  redis.call('ZADD', key, now, sid)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ttl)
+  redis.call('PEXPIRE', key, ttl)
+end
+
 -- Record a session in a per-site report index (time-ordered).
 local function index(tag, site, kind, now, sid, ttl)
   local key = tag .. 'idx:' .. site .. ':' .. kind

@@ -21,7 +21,8 @@ for i = 1, #due, 2 do
   local sid = due[i]
   redis.call('ZREM', KEYS[1], sid)
   local s = tag .. 's:' .. sid
-  local m = redis.call('HMGET', s, 'status', 'site', 'step', 'fwd', 'deadline', 'exp_due')
+  local m = redis.call('HMGET', s, 'status', 'site', 'step', 'fwd', 'deadline', 'exp_due',
+    'spam')
   -- the set may hold a time before the session's deadline (visitor.lua does not move
   -- it on every message): the deadline stored with the session decides
   local deadline = tonumber(m[5]) or tonumber(due[i + 1])
@@ -42,12 +43,16 @@ for i = 1, #due, 2 do
     if contactable then
       count(tag, site, now, 'contactable', ttl)  -- the recovery report (§11)
     end
-    local send = m[4] == 'always' or (m[4] == 'with-contact' and contactable)
+    -- a spam session (§12) is kept and counted, and forwarded only once released
+    local send = not m[7] and (m[4] == 'always' or (m[4] == 'with-contact' and contactable))
+    if m[7] then
+      count_spam(tag, site, now, sid, s, ttl)
+    end
     if send then
       emit(tag, sid, site, 'lead.abandoned', string.format(abandoned_id, sid, n), now, ttl,
         routes[site] or {''})
     end
-    local plan = reminders[site]
+    local plan = not m[7] and reminders[site]
     if plan then
       if has_email and (not plan.marketing or c[3] == 'true') then
         for step, delay in ipairs(plan.after) do

@@ -10,7 +10,11 @@
 --        "completed_to": the destinations that take it, each a suffix or
 --        [suffix, condition on the fields] (sites.Route),
 --        "agent": the agent the caller believes holds the session, or '',
---        "stamp": a field to set to the time now (ISO-8601), or absent}
+--        "stamp": a field to set to the time now (ISO-8601), or absent,
+--        "spam": why this event flags the session spam (chatlead.spam), or absent,
+--        "min_fill": ms; completing sooner than this after the start is spam, or absent}
+--       A spam session (`spam` in its hash) completes like any other, but its
+--       lead.completed is not written: it waits for POST /api/sessions/{id}/release.
 --       The token bucket lives in the session hash, so it holds across every
 --       socket and every server process of the session.
 -- The session hash also holds `exp_due` (when its keys next get their retention TTL)
@@ -28,7 +32,8 @@
 local sid, ttl, tag = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local ev = cjson.decode(ARGV[4])
 local m = redis.call('HMGET', KEYS[1], 'status', 'seq', 'site', 'idle', 'tokens', 'tstamp',
-  'exp_due', 'queued', 'bytes', 'cut', 'agent', 'agent_seen', 'wait_from', 'recovered')
+  'exp_due', 'queued', 'bytes', 'cut', 'agent', 'agent_seen', 'wait_from', 'recovered',
+  'spam', 'created')
 local status, seq, site = m[1], tonumber(m[2]), m[3]
 if not status then
   return {'gone'}
@@ -150,6 +155,17 @@ if refresh then
   set[#set + 1] = 'exp_due'
   set[#set + 1] = now + EXPIRE_EVERY_MS
 end
+local spam = m[15]
+if not spam and ev.spam then
+  spam = ev.spam
+  set[#set + 1] = 'spam'
+  set[#set + 1] = spam
+end
+if ev.completes and not spam and ev.min_fill and now - (tonumber(m[16]) or now) < ev.min_fill then
+  spam = 'min_fill'
+  set[#set + 1] = 'spam'
+  set[#set + 1] = spam
+end
 if ev.completes then
   set[#set + 1] = 'status'
   set[#set + 1] = 'completed'
@@ -162,7 +178,11 @@ if ev.completes then
     count(tag, site, now, 'recovered_completed', ttl)
   end
   index(tag, site, 'completed', now, sid, ttl)
-  emit(tag, sid, site, 'lead.completed', ev.completed_id, now, ttl, ev.completed_to)
+  if spam then
+    count_spam(tag, site, now, sid, KEYS[1], ttl)
+  else
+    emit(tag, sid, site, 'lead.completed', ev.completed_id, now, ttl, ev.completed_to)
+  end
 else
   move_deadline(set, KEYS[6], sid, now + tonumber(m[4]), m[8])
 end

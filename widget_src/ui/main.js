@@ -352,6 +352,7 @@ window.__chatleadUI = (ctx) => {
     if (Object.keys(attribution).length) h.attribution = attribution;
     if (ctx.trigger) h.trigger = ctx.trigger;
     if (ctx.resume) h.resume = ctx.resume;
+    if (v.honeypot.value) h.hp = v.honeypot.value.slice(0, 200); // only bots fill it (§12)
     if (st.sid && st.token) {
       h.session_id = st.sid;
       h.resume_token = st.token;

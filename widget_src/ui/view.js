@@ -14,7 +14,7 @@ const SHELL = `<section class="p" id="p" role="dialog" aria-labelledby="h" hidde
 <div class="q" role="group" hidden></div>
 <div class="cs" role="group" aria-labelledby="ct" hidden><p id="ct"></p><label hidden><input type="checkbox"><span></span></label><button type="button"></button></div>
 <div class="d" hidden><p></p><button type="button"></button></div>
-<form novalidate><label class="sr" for="i"></label><input id="i" maxlength="1000" aria-describedby="e"><button class="k" type="button" hidden></button><button class="s" type="submit">${ICON_SEND}</button><p class="e" id="e" role="alert" hidden></p></form>
+<form novalidate><input class="hp" name="website" tabindex="-1" autocomplete="off" aria-hidden="true"><label class="sr" for="i"></label><input id="i" maxlength="1000" aria-describedby="e"><button class="k" type="button" hidden></button><button class="s" type="submit">${ICON_SEND}</button><p class="e" id="e" role="alert" hidden></p></form>
 </section>`;
 
 export const el = (tag, cls, text) => {
@@ -50,6 +50,7 @@ export function createView(ctx, T, lang) {
     closeBtn: $(".x"),
     err: $(".e"),
     consentBox: $(".cs"),
+    honeypot: $(".hp"),
     agree: $(".cs button"),
   };
   $("h2").textContent = title;

@@ -27,6 +27,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import redis
 import websockets
 from _chatlead import start_server
 
@@ -111,7 +112,20 @@ def today(url: str, count: int) -> list[Any]:
     ]
 
 
-def run(redis_url: str, port: int, hook: str, spam: str, traffic: Any) -> list[list[str]]:
+def flagged(redis_url: str) -> int:
+    """Sessions flagged spam, from the per-day counters of every shard."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return sum(int(client.hget(key, "spam") or 0) for key in client.scan_iter("*stats:acme:*"))
+    finally:
+        client.close()
+
+
+def run(
+    redis_url: str, port: int, hook: str, spam: str, traffic: Any, waits: list[float]
+) -> tuple[list[int], int]:
+    """Run each crowd of ``traffic`` and count its sessions that reached the receiver
+    (waiting up to its ``waits`` for the deliveries); and the sessions flagged spam."""
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as config:
         config.write(
             f'[sites.acme]\n[sites.acme.webhook]\nurl = "{hook}"\n[sites.acme.spam]\n{spam}\n'
@@ -120,7 +134,11 @@ def run(redis_url: str, port: int, hook: str, spam: str, traffic: Any) -> list[l
     server = start_server(redis_url, port, settings)
     try:
         url = f"ws://127.0.0.1:{port}/ws"
-        return [asyncio.run(crowd(calls)) for calls in traffic(url)]
+        crowds = [asyncio.run(crowd(calls)) for calls in traffic(url)]
+        reached = [settle(ids, wait) for ids, wait in zip(crowds, waits, strict=True)]
+        refused = [sum(1 for s in ids if not s) for ids in crowds]
+        print(f"  refused at hello: {refused}")
+        return reached, flagged(redis_url)
     finally:
         server.terminate()
         server.wait()
@@ -149,21 +167,20 @@ def main() -> None:
     n = args.sessions
     try:
         every_rule = 'min_fill = "3s"\nmax_leads_per_ip = 5'
-        bot_ids, human_ids = run(
+        print(f"every rule on: {n} bots from one address, then {n} paced humans")
+        (bots_in, humans_in), spam = run(
             args.redis,
             port,
             hook,
             every_rule,
             lambda url: [bots(url, n), humans(url, n, args.pace)],
+            [10, 60],
         )
-        bots_in, humans_in = settle(bot_ids), settle(human_ids, 30)
-        refused = sum(1 for s in bot_ids if not s)
-        print(f"every rule on: bots {n} ({refused} refused at hello), reached the CRM: {bots_in}")
-        print(f"every rule on: humans {n}, completed {sum(1 for s in human_ids if s)}, "
-              f"reached the CRM: {humans_in}")  # fmt: skip
-        [today_ids] = run(args.redis, port, hook, "", lambda url: [today(url, n)])
-        print(f"defaults: today's traffic {n}, completed {sum(1 for s in today_ids if s)}, "
-              f"reached the CRM: {settle(today_ids, 30)}")  # fmt: skip
+        print(f"  bots reached the CRM: {bots_in}; humans reached the CRM: {humans_in}")
+        print(f"  flagged spam: {spam}")
+        print(f"defaults: {n} instant sessions, real domains, 100 per address")
+        (today_in,), spam = run(args.redis, port, hook, "", lambda url: [today(url, n)], [60])
+        print(f"  reached the CRM: {today_in}; flagged spam: {spam}")
     finally:
         receiver.shutdown()
 

@@ -320,7 +320,7 @@ def destination_dead(shard: int, site: str, destination: str) -> str:
 
 # --- report indexes (read by the admin API and erase) -------------------------
 
-INDEX_KINDS = ("started", "completed", "abandoned", "recovered")
+INDEX_KINDS = ("started", "completed", "abandoned", "recovered", "spam")
 """Every ``kind`` of :func:`site_index` the session scripts write."""
 
 

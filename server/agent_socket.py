@@ -274,10 +274,9 @@ class AgentConnection:
         record = await self._session(frame.session_id, -1)
         if record is None:
             return
-        bots = [
-            {"from": "bot", **say}
-            for say in flow.resuming(self.rt.sites[record.site], record.fields)
-        ]
+        site = self.rt.sites[record.site]
+        bots = [{"from": "bot", **say} for say in flow.resuming(site, record.fields)]
+        await self.rt.bookings.fill(site, bots, record.id)
         if not await self.rt.takeover.leave(record.id, self.agent.id, bots):
             self.error(AgentError.NOT_JOINED, "you have not joined this chat")
             return

@@ -12,13 +12,11 @@ The life of a connection::
     AWAITING_HELLO --hello--> READY --close--> CLOSING
            \\------------------close-------------/
 
-Anything else (a second hello is a frame error, not a transition) raises
-:class:`IllegalTransition`: a bug in the caller, never a client's doing.
+Anything else raises :class:`IllegalTransition`: a caller's bug, never a client's.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
 from collections.abc import Callable
@@ -39,7 +37,7 @@ from .protocol import (
     Submit,
     VisitorMessage,
 )
-from .session import SessionRecord, SessionStatus, Verdict, page_meta
+from .session import SessionRecord, SessionStatus, Verdict, page_meta, token_hash
 from .sites import Site
 from .units import TokenBucket
 
@@ -54,7 +52,6 @@ __all__ = [
     "SessionView",
     "VisitorCommand",
     "VisitorFrame",
-    "token_hash",
 ]
 
 STALE_RETRIES = 8
@@ -86,11 +83,6 @@ _NEXT: dict[ConnState, frozenset[ConnState]] = {
     ConnState.READY: frozenset({ConnState.CLOSING}),
     ConnState.CLOSING: frozenset(),
 }
-
-
-def token_hash(token: str) -> str:
-    """What the store keeps of a resume token."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _error(code: ErrorCode, message: str, frame_id: str | None = None) -> str:
@@ -183,9 +175,12 @@ class Conversation:
             and record.site == site.id
         )
 
-    def resumed(self, record: SessionRecord, site: Site, resume_token: str, now_ms: int) -> Reply:
-        """Ready on an existing session: the welcome with what the widget missed, and
-        the agent who holds it (or, when one held it once, that it left)."""
+    def resumed(
+        self, record: SessionRecord, site: Site, resume_token: str, now_ms: int, offers: Any = None
+    ) -> Reply:
+        """Ready on an existing session: the welcome with what the widget missed (and
+        ``offers``, a slot step's free slots), and the agent who holds it (or, when one
+        held it once, that it left)."""
         self.view = SessionView.of(record, site, record.holder(now_ms))
         self.advance(ConnState.READY)
         welcome = protocol.welcome_frame(
@@ -196,7 +191,7 @@ class Conversation:
             seq=record.seq,
             transcript=list(record.transcript),
             fields=record.fields,
-            prompt=self.view.prompt(),
+            prompt=self.view.prompt(offers),
             user_id=record.user_id,
             consent=self.view.consent(),
         )
@@ -226,7 +221,9 @@ class Conversation:
         entries = [{"from": "bot", **reply} for reply in flow.opening(site, {})]
         return NewSession(session_id, resume_token, meta["uid"], meta, entries)
 
-    def created(self, new: NewSession, site: Site, seq: int, now_ms: int) -> Reply:
+    def created(
+        self, new: NewSession, site: Site, seq: int, now_ms: int, offers: Any = None
+    ) -> Reply:
         """Ready on the new session: the welcome with the opening messages."""
         entries = [
             {**entry, "seq": number, "ts": now_ms}
@@ -242,7 +239,7 @@ class Conversation:
             seq=seq,
             transcript=entries,
             fields={},
-            prompt=self.view.prompt(),
+            prompt=self.view.prompt(offers),
             user_id=new.user_id,
             consent=self.view.consent(),
         )

@@ -33,11 +33,17 @@ class SessionView:
         name = record.agent_name if agent else ""
         return cls(record.id, site, record.seq, record.status, dict(record.fields), agent, name)
 
-    def prompt(self) -> dict[str, Any] | None:
+    def prompt(self, offers: list[dict[str, str]] | None = None) -> dict[str, Any] | None:
+        """The next question's prompt (``offers``: a slot step's free slots)."""
         if self.status is SessionStatus.COMPLETED or self.agent:
             return None  # done, or an agent holds it: free text to the agent
         step = flow.next_step(self.site, self.fields)
-        return flow.prompt_of(step) if step else None
+        if step is None:
+            return None
+        prompt = flow.prompt_of(step)
+        if offers is not None:
+            prompt["options"] = offers
+        return prompt
 
     def consent(self) -> dict[str, Any] | None:
         """The welcome's ``consent`` notice while the session has not agreed (§12)."""

@@ -49,6 +49,7 @@ _EXTRA_KINDS = {
     "message": FieldKind.TEXT,
 }
 _MIN_PHONE_DIGITS = 5
+_SLOT_VALUE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 _LIMITS = {FieldKind.NAME: 100, FieldKind.COMPANY: 200, FieldKind.TEXT: 1000}
 
 
@@ -185,6 +186,10 @@ def validate(site: Site, name: str, value: str) -> str:
         return _email(value)
     if kind is FieldKind.PHONE:
         return _phone(value, site.phone_region)
+    if kind is FieldKind.SLOT:  # on the grid, free, bookable: decided where Redis is
+        if not _SLOT_VALUE.match(value):
+            raise FieldInvalid("Please pick one of the times offered")
+        return value
     if kind is FieldKind.CHOICE:
         assert step is not None
         choice = step.choice(value)

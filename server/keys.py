@@ -179,6 +179,12 @@ def new_sessions(network: str) -> str:
     return f"{PREFIX}rate:sessions:{network}"
 
 
+def booking(site: str, slot: str) -> str:
+    """String: the session id holding appointment slot ``slot`` (its UTC start) on a
+    site (its own slot; :mod:`chatlead.booking`)."""
+    return f"{PREFIX}booking:{site}:{slot}"
+
+
 def network_leads(site: str, network: str) -> str:
     """Sorted set: session id -> when, the leads one client network completed on a site
     in the last hour (``max_leads_per_ip``; its own slot)."""

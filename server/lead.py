@@ -73,8 +73,14 @@ def build_lead(
         "company": site.company,
         "refId": record.ref_ids.get(suffix),
         "jobTypeId": job_type_of(site, record.fields),
-        "availabilityClassId": site.availability_class_id,
+        "availabilityClassId": _availability_class(site),
         "placeId": site.place_id,
     }
     lead.update({k: v for k, v in optional.items() if v})
     return lead
+
+
+def _availability_class(site: Site) -> str | None:
+    """The availability block's class (§12: the slots it offers), else the site's."""
+    own = site.availability.availability_class_id if site.availability else None
+    return own or site.availability_class_id

@@ -364,10 +364,18 @@ def lead_frame(status: str, session_id: str) -> str:
     return _dump({"type": "lead", "status": status, "session_id": session_id})
 
 
-def error_frame(code: ErrorCode, message: str, frame_id: str | None = None) -> str:
+def error_frame(
+    code: ErrorCode,
+    message: str,
+    frame_id: str | None = None,
+    prompt: dict[str, Any] | None = None,
+) -> str:
+    """``error``; ``prompt`` (a slot just booked by someone else, §12): ask again with it."""
     body: dict[str, Any] = {"type": "error", "code": code.value, "message": message}
     if frame_id is not None:
         body["id"] = frame_id
+    if prompt is not None:
+        body["prompt"] = prompt
     return _dump(body)
 
 

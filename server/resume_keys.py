@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from redis.exceptions import WatchError
 
 from . import keys
-from .conversation import token_hash
 from .redis_client import Translated
 from .resume_links import (
     KeyRing,
@@ -33,6 +32,7 @@ from .resume_links import (
     verify_token,
 )
 from .scripts import script_source
+from .session import token_hash
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from . import keys
+from .booking import Bookings
 from .config import Settings
 from .hooks import Hooks
 from .limits import ConnectionSlots, LeadRate, NewSessions
@@ -90,6 +91,7 @@ class Runtime:
     slots: ConnectionSlots = field(init=False)
     new_sessions: NewSessions = field(init=False)
     lead_rate: LeadRate = field(init=False)
+    bookings: Bookings = field(init=False)
     routes: Routes = field(init=False)
     hooks: Hooks = field(init=False)
     takeover: Takeover = field(init=False)
@@ -102,6 +104,7 @@ class Runtime:
         self.slots = ConnectionSlots(self.store)
         self.new_sessions = NewSessions(self.store, self.settings.new_sessions_per_ip)
         self.lead_rate = LeadRate(self.store)
+        self.bookings = Bookings(self.store)
         self.takeover = Takeover(self.store)
         self.links = ResumeLinks(
             self.store.redis,

@@ -8,6 +8,7 @@ parses what the store reads.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -16,7 +17,15 @@ from urllib.parse import parse_qs, urlsplit
 
 from .attribution import ATTRIBUTION_KEYS, CLICK_IDS, UTM_KEYS
 
-__all__ = ["HOLD_MS", "SessionRecord", "SessionStatus", "Verdict", "page_meta", "parse_session"]
+__all__ = [
+    "HOLD_MS",
+    "SessionRecord",
+    "SessionStatus",
+    "Verdict",
+    "page_meta",
+    "parse_session",
+    "token_hash",
+]
 
 
 class SessionStatus(StrEnum):
@@ -78,6 +87,11 @@ class SessionRecord:
         """The agent holding the session at ``now_ms`` (its hold lapses :data:`HOLD_MS`
         after its socket last touched it), or ``""``; ``_prelude.lua`` decides alike."""
         return self.agent if self.agent and now_ms - self.agent_seen_ms < HOLD_MS else ""
+
+
+def token_hash(token: str) -> str:
+    """What the store keeps of a resume token."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _int(value: str | None) -> int | None:

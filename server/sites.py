@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from .availability import Availability
 from .conditions import Test, compiled, fields_named, parse_step, parse_when
 from .consent import Consent
 from .recovery import REMINDER, Recovery
@@ -78,6 +79,7 @@ class FieldKind(StrEnum):
     COMPANY = "company"
     TEXT = "text"
     CHOICE = "choice"
+    SLOT = "slot"
 
 
 class ForwardPolicy(StrEnum):
@@ -314,6 +316,8 @@ class Site(BaseModel):
     """The notice a visitor agrees to before the first question (§12)."""
     spam: Spam = Spam()
     """Which sessions are flagged spam and kept from the destinations (§12)."""
+    availability: Availability | None = None
+    """The appointment slots a ``slot`` step offers (§12)."""
 
     @field_validator("id")
     @classmethod
@@ -351,6 +355,13 @@ class Site(BaseModel):
                     f"step {step.field!r} depends on {unknown[0]!r}, which no earlier step asks",
                 )
         return value
+
+    @model_validator(mode="after")
+    def _slots_need_availability(self) -> Site:
+        for i, step in enumerate(self.flow):
+            if step.kind is FieldKind.SLOT and self.availability is None:
+                raise FieldProblem(f"flow.{i}.kind", "a slot step needs [sites.<id>.availability]")
+        return self
 
     @field_validator("destinations")
     @classmethod

@@ -246,7 +246,9 @@ class Connection:
                 found = record, hello.resume_token
         if found is None:
             return False
-        self.carry_out(self.core.resumed(found[0], site, found[1], int(time.time() * 1000)))
+        record, token = found
+        offers = await self.rt.bookings.offers_for(site, record.fields, record.id)
+        self.carry_out(self.core.resumed(record, site, token, int(time.time() * 1000), offers))
         self._joined()
         return True
 
@@ -270,8 +272,10 @@ class Connection:
             secrets.token_urlsafe(24),
             "v_" + secrets.token_hex(8),
         )
+        await self.rt.bookings.fill(site, new.entries, new.session_id)
         seq, now = await self.rt.store.create_session(new.session_id, new.meta, new.entries)
-        self.carry_out(self.core.created(new, site, seq, now))
+        offers = await self.rt.bookings.offers_for(site, {}, new.session_id)
+        self.carry_out(self.core.created(new, site, seq, now, offers))
         self._joined()
         metrics.SESSIONS.labels("started").inc()
         log.info("session_started session=%s site=%s", new.session_id, site.id)
@@ -328,6 +332,10 @@ class Connection:
         view = self.core.view
         assert view is not None
         site = view.site
+        refused = await self.rt.bookings.hold(site, view, command)
+        if refused is not None:
+            return Reply((refused,))
+        await self.rt.bookings.fill(site, command.bots, view.id)
         flag = command.spam
         if command.completes and site.spam.max_leads_per_ip and not flag:
             leads = await self.rt.lead_rate.completed(site.id, self._client_ip(), view.id)

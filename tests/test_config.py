@@ -294,12 +294,20 @@ def test_bad_site_files_name_file_site_and_key(tmp_path: Path, body: str, needle
 def test_example_site_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("COPPER_API_KEY", "PULSE_API_KEY", "PULSE_API_SECRET"):
         monkeypatch.setenv(name, "k")
-    for name in ("ACME_WEBHOOK_SECRET", "ACME_WEBHOOK_SECRET_OLD", "FABRIKAM_SECRET"):
+    for name in (
+        "ACME_WEBHOOK_SECRET",
+        "ACME_WEBHOOK_SECRET_OLD",
+        "FABRIKAM_SECRET",
+        "QUICKFIX_SECRET",
+    ):
         monkeypatch.setenv(name, "whsec_c2VjcmV0")
     root = Path(__file__).resolve().parent.parent
     sites = load_sites(load_settings(config=root / "examples" / "sites.toml"))
-    assert set(sites) == {"acme", "brightsmile", "northwind", "fabrikam"}
+    assert set(sites) == {"acme", "brightsmile", "northwind", "fabrikam", "quickfix"}
     assert len(sites["acme"].destinations[0].secrets) == 2
+    quickfix = sites["quickfix"]
+    assert quickfix.availability is not None and quickfix.availability.offer == 6
+    assert quickfix.spam.min_fill == 3 and quickfix.spam.max_leads_per_ip == 5
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ from chatlead.conversation import (
     Reply,
     SessionView,
     VisitorCommand,
-    token_hash,
 )
 from chatlead.errors import FieldInvalid, FrameError, StoreError
 from chatlead.protocol import (
@@ -28,7 +27,7 @@ from chatlead.protocol import (
     VisitorMessage,
     parse_client_frame,
 )
-from chatlead.session import SessionRecord, SessionStatus, Verdict
+from chatlead.session import SessionRecord, SessionStatus, Verdict, token_hash
 from chatlead.sites import FlowStep, Site
 from chatlead.units import TokenBucket
 

@@ -34,6 +34,7 @@ from .. import keys
 from ..errors import StoreError
 from ..redis_client import REDIS_ERRORS, Translated
 from ..runtime import Runtime
+from ..sites import FieldKind
 
 __all__ = ["EraseResult", "erase_session", "rewrite_aof", "scrub_attempt"]
 
@@ -144,6 +145,7 @@ async def _erase_shard(runtime: Runtime, session_id: str) -> EraseResult:
             except WatchError:
                 continue
         deleted = int(results[0])
+        await _release_bookings(runtime, meta.get("site", ""), fields, session_id)
         # found: something of the person was still stored (a repeat finds nothing)
         return EraseResult(session_id, bool(deleted or dead or scrubbed), deleted, dead, scrubbed)
     raise StoreError(f"session {session_id} kept changing while being erased; try again")
@@ -228,6 +230,20 @@ async def _rewrite_after_current(redis: Any, node: dict[str, Any]) -> None:
         log.warning("aof_rewrite_not_started reason=previous rewrite still running")
     except REDIS_ERRORS as exc:
         log.warning("aof_rewrite_failed error=%s", exc)
+
+
+async def _release_bookings(
+    runtime: Runtime, site_id: str, fields: dict[str, str], session_id: str
+) -> None:
+    """Give up the appointment slots the session holds (each its own key and slot, so
+    after the transaction; a booking names the session id)."""
+    site = runtime.sites.get(site_id)
+    for step in site.flow if site else ():
+        value = fields.get(step.field)
+        if step.kind is FieldKind.SLOT and value:
+            key = keys.booking(site_id, value)
+            if await runtime.store.redis.get(key) == session_id:
+                await runtime.store.redis.delete(key)
 
 
 async def erase_session(runtime: Runtime, session_id: str) -> EraseResult:

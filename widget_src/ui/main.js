@@ -194,13 +194,19 @@ window.__chatleadUI = (ctx) => {
   });
 
   // --- sending -----------------------------------------------------------------
-  function send(raw, skipping) {
+  function send(raw, skipping, value) {
     const text = raw.trim();
     if (!text && !(skipping && prompt)) return;
     const id = uuid();
+    // a slot typed as it is shown: the time it names (§12)
+    const typed = prompt && prompt.kind === "slot" && value === undefined
+      ? (prompt.options || []).find((o) => String(o.label).toLowerCase() === text.toLowerCase())
+      : null;
+    if (typed) value = String(typed.value);
     const frame = prompt
-      ? { type: "field", id, name: prompt.field, value: text }
+      ? { type: "field", id, name: prompt.field, value: value ?? text }
       : { type: "message", id, text };
+    if (value !== undefined) frame.text = text; // shown while it is sent
     if (prompt) st.asked[id] = prompt;
     addPending(id, text);
     input.value = "";
@@ -325,8 +331,8 @@ window.__chatleadUI = (ctx) => {
       byId.delete(e.id);
       if (r) r.remove();
       if (e.code === "invalid_field" || e.code === "consent_required") {
-        setPrompt(st.asked[e.id] || st.prompt);
-        if (!input.value) input.value = frame.value || "";
+        setPrompt(e.prompt || st.asked[e.id] || st.prompt); // e.g. the next free slots
+        if (!input.value && !e.prompt) input.value = frame.value || "";
         v.showError(e.message);
         input.focus();
       } else if (e.code === "session_closed") setFinished(true);

@@ -183,7 +183,8 @@ export function createView(ctx, T, lang) {
       const label = String(o && o.label !== undefined ? o.label : o);
       const b = el("button", "", label);
       b.type = "button";
-      b.onclick = () => send(label);
+      // a slot (§12) is stored as its UTC start; the visitor sees its label
+      b.onclick = () => send(label, false, kind === "slot" ? String(o.value) : undefined);
       v.choices.append(b);
     }
     v.choices.hidden = !opts.length;

@@ -1,0 +1,126 @@
+"""Booked appointment slots in Redis (CONTRACT §12, Slots): what is offered, and holding
+one so that two visitors cannot book the same.
+
+A booking is ``booking:<site>:<slot start>`` -> the session id that holds it (its own
+slot, so any process and any Cluster node agrees). It is held while that session is open
+or completed; a session that was abandoned or is gone gives it up to the next visitor
+who picks it (``book.lua`` replaces it only if it still names the session we saw).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from . import flow, keys, protocol
+from .availability import Slot, free_slots, slot_at
+from .decisions import SessionView, VisitorCommand
+from .protocol import ErrorCode
+from .redis_client import Translated
+from .sites import FieldKind, Site
+from .store import Store
+
+__all__ = ["Bookings", "CANDIDATES"]
+
+CANDIDATES = 60
+"""Slots looked at for one offer (the first ``offer`` of them that nobody holds)."""
+_HOLDING = ("open", "completed")
+
+
+class Bookings:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.redis = store.redis
+        self._book = store.redis.register_script(
+            "local now = redis.call('GET', KEYS[1])\n"
+            "if now and now ~= ARGV[1] and now ~= ARGV[2] then return 0 end\n"
+            "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\n"
+            "return 1"
+        )
+
+    async def now_ms(self) -> int:
+        sec, usec = await self.redis.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
+    async def _holders(self, site: str, values: Sequence[str]) -> dict[str, str]:
+        """Who holds each of ``values`` now (an open or completed session), by value."""
+        if not values:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for value in values:
+                pipe.get(keys.booking(site, value))
+            named = await pipe.execute()
+        booked = {v: sid for v, sid in zip(values, named, strict=True) if sid}
+        if not booked:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in booked.values():
+                pipe.hget(keys.session(self.store.shard(sid), sid), "status")
+            status = await pipe.execute()
+        return {
+            v: sid for (v, sid), st in zip(booked.items(), status, strict=True) if st in _HOLDING
+        }
+
+    async def offer(self, site: Site, session_id: str) -> list[Slot]:
+        """The next free slots for ``session_id`` (its own booking counts as free)."""
+        av = site.availability
+        assert av is not None
+        with Translated("reading the free slots"):
+            now = await self.now_ms()
+            candidates = free_slots(av, now, set(), CANDIDATES)
+            held = await self._holders(site.id, [s.value for s in candidates])
+        taken = {v for v, sid in held.items() if sid != session_id}
+        return [s for s in candidates if s.value not in taken][: av.offer]
+
+    async def book(self, site: Site, value: str, session_id: str) -> Slot | None:
+        """Hold slot ``value`` for ``session_id``; the slot, or None when it is not one
+        the grid offers now or someone else holds it."""
+        av = site.availability
+        assert av is not None
+        key = keys.booking(site.id, value)
+        with Translated("booking a slot"):
+            slot = slot_at(av, value, await self.now_ms())
+            if slot is None:
+                return None
+            seen = await self.redis.get(key)
+            if seen and seen != session_id and (await self._holders(site.id, [value])):
+                return None  # held by an open or completed session
+            args = [seen or session_id, session_id, self.store.retention_ms]
+            done = await self._book(keys=[key], args=args)
+        return slot if done == 1 else None
+
+    async def offers_for(
+        self, site: Site, fields: dict[str, str], session_id: str
+    ) -> list[dict[str, str]] | None:
+        """The free slots when the next question is a slot step, else None."""
+        step = flow.next_step(site, fields)
+        if step is None or step.kind is not FieldKind.SLOT:
+            return None
+        return [s.option() for s in await self.offer(site, session_id)]
+
+    async def hold(self, site: Site, view: SessionView, command: VisitorCommand) -> str | None:
+        """Hold the slot a slot answer of ``command`` picks; None when it is held (or
+        the event picks none), else the ``invalid_field`` frame with the next free slots
+        (the slot is off the grid, or someone else holds it)."""
+        step = next(
+            (site.steps_by_field[n] for n in command.updates if n in site.steps_by_field), None
+        )
+        value = command.updates.get(step.field, "") if step else ""
+        if step is None or step.kind is not FieldKind.SLOT or not value:
+            return None
+        slot = await self.book(site, value, view.id)
+        if slot is not None:
+            if command.visitor_entry is not None:
+                command.visitor_entry["text"] = slot.label  # as the visitor read it
+            return None
+        prompt = flow.prompt_of(step)
+        prompt["options"] = [s.option() for s in await self.offer(site, view.id)]
+        gone = "That time is no longer free; please pick another"
+        return protocol.error_frame(ErrorCode.INVALID_FIELD, gone, command.client_id, prompt)
+
+    async def fill(self, site: Site, entries: Sequence[dict[str, Any]], session_id: str) -> None:
+        """Put the free slots into every slot prompt of ``entries`` (bot messages)."""
+        for entry in entries:
+            prompt = entry.get("prompt")
+            if prompt and prompt.get("kind") == FieldKind.SLOT.value:
+                prompt["options"] = [s.option() for s in await self.offer(site, session_id)]

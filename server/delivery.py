@@ -233,7 +233,8 @@ class Deliverer:
                 return "session data is gone (expired or erased)"
             abandoned = event.type == "lead.abandoned"
             suffix = destination.event_suffix()
-            lead = build_lead(record, site, abandoned=abandoned, suffix=suffix)
+            shown = site.for_variant(record.page.get("variant"))  # its flow orders the lead
+            lead = build_lead(record, shown, abandoned=abandoned, suffix=suffix)
             if (abandoned or event.type == REMINDER_EVENT_TYPE) and self.links is not None:
                 resume_url = await self.links.url(record)  # §11
         created = datetime.fromtimestamp(event.created_ms / 1000, UTC)

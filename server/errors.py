@@ -21,6 +21,7 @@ __all__ = [
     "ConfigError",
     "DeliveryError",
     "FieldInvalid",
+    "FieldProblem",
     "FrameError",
     "NotDurable",
     "StoreError",
@@ -66,3 +67,11 @@ class FieldInvalid(ChatleadError):
 
 class DeliveryError(ChatleadError):
     """A delivery could not be prepared (bad template, missing credentials...)."""
+
+
+class FieldProblem(ValueError):
+    """A rule across fields broken by one of them: the loaders name that field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field

@@ -51,7 +51,8 @@ HOLD_MS = 30_000
 _UTM = UTM_KEYS
 # Session hash fields copied into the lead as fields when present (§4, §13).
 # ``recovered_by``: what brought an abandoned visitor back (§11: link, returned, ...).
-PAGE_FIELDS = ("page_url", "referrer", *ATTRIBUTION_KEYS, "trigger", "recovered_by")
+# ``variant``: the experiment arm the visitor was given (§12).
+PAGE_FIELDS = ("page_url", "referrer", *ATTRIBUTION_KEYS, "trigger", "recovered_by", "variant")
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,13 @@ from pydantic import (
 )
 
 from .availability import Availability
-from .conditions import Test, compiled, fields_named, parse_step, parse_when
+from .conditions import Test, parse_when
 from .consent import Consent
+from .errors import FieldProblem
+from .experiments import MAX_VARIANTS, Variant
 from .recovery import REMINDER, Recovery
 from .spam import Spam
+from .steps import DEFAULT_FLOW, MAX_OPTIONS, Choice, FieldKind, FlowStep, check_flow
 from .triggers import Trigger, unique_ids
 from .units import parse_duration
 
@@ -54,14 +57,6 @@ __all__ = [
 ]
 
 
-class FieldProblem(ValueError):
-    """A rule across fields broken by one of them: the loaders name that field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
 def first_problem(exc: ValidationError) -> tuple[tuple[str | int, ...], str]:
     """Where the first error is (field path) and what it says, never the value given."""
     err = exc.errors()[0]
@@ -72,105 +67,11 @@ def first_problem(exc: ValidationError) -> tuple[tuple[str | int, ...], str]:
     return loc, str(err["msg"]).removeprefix("Value error, ")
 
 
-class FieldKind(StrEnum):
-    NAME = "name"
-    EMAIL = "email"
-    PHONE = "phone"
-    COMPANY = "company"
-    TEXT = "text"
-    CHOICE = "choice"
-    SLOT = "slot"
-
-
 class ForwardPolicy(StrEnum):
     ALWAYS = "always"
     WITH_CONTACT = "with-contact"
     NEVER = "never"
 
-
-_KIND_BY_FIELD = {"name": "name", "email": "email", "phone": "phone", "company": "company"}
-
-
-MAX_OPTIONS = 50
-"""Most options a choice step may offer (buttons a visitor can read)."""
-
-
-class Choice(BaseModel):
-    """One option of a choice step: what the visitor sees, what is stored, what it is
-    worth (CONTRACT §12). A bare string in TOML is its own label and value."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    label: str = Field(min_length=1, max_length=100)
-    value: str = Field(min_length=1, max_length=100)
-    score: int = Field(0, ge=-1000, le=1000)
-    job_type_id: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _bare(cls, data: Any) -> Any:
-        if isinstance(data, str):
-            return {"label": data, "value": data}
-        if isinstance(data, dict) and "value" not in data and "label" in data:
-            return {**data, "value": data["label"]}
-        return data
-
-
-class FlowStep(BaseModel):
-    """One question of a site's scripted conversation; ``when``: asked only when that
-    condition holds on the answers so far (:mod:`chatlead.conditions` normal form)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    field: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
-    ask: str = Field(min_length=1, max_length=500)
-    kind: FieldKind = FieldKind.TEXT
-    required: bool = False
-    options: tuple[Choice, ...] = Field(default=(), max_length=MAX_OPTIONS)
-    when: dict[str, Any] | None = None
-
-    @field_validator("when", mode="before")
-    @classmethod
-    def _when(cls, value: Any) -> dict[str, Any] | None:
-        return None if value is None else parse_step(value)
-
-    @cached_property
-    def asked_when(self) -> Test | None:
-        """``when`` as a function of the answers so far (``None``: always asked)."""
-        return None if self.when is None else compiled(self.when)
-
-    def choice(self, answer: str) -> Choice | None:
-        """The option an answer names, by value or label (case-insensitive)."""
-        return self._choices.get(answer.casefold())
-
-    @cached_property
-    def _choices(self) -> dict[str, Choice]:
-        by_label = {option.label.casefold(): option for option in reversed(self.options)}
-        return by_label | {option.value.casefold(): option for option in self.options}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _infer_kind(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "kind" not in data and "field" in data:
-            data = {**data, "kind": _KIND_BY_FIELD.get(data["field"], "text")}
-        return data
-
-    @model_validator(mode="after")
-    def _choice_has_options(self) -> FlowStep:
-        if (self.kind is FieldKind.CHOICE) != bool(self.options):
-            raise ValueError("options are required for kind 'choice' and only for it")
-        values = [option.value.casefold() for option in self.options]
-        if len(set(values)) != len(values):
-            raise ValueError("each option's value may appear once in a step")
-        return self
-
-
-DEFAULT_FLOW: tuple[FlowStep, ...] = (
-    FlowStep(field="name", ask="What's your name?", required=True),
-    FlowStep(field="email", ask="What's the best email to reach you?", required=True),
-    FlowStep(field="phone", ask="And a phone number? (optional)"),
-    FlowStep(field="message", ask="What can we help you with?"),
-)
 
 LEAD_EVENTS = ("lead.completed", "lead.abandoned")
 """The events a destination takes unless it names its own."""
@@ -318,6 +219,8 @@ class Site(BaseModel):
     """Which sessions are flagged spam and kept from the destinations (§12)."""
     availability: Availability | None = None
     """The appointment slots a ``slot`` step offers (§12)."""
+    variants: tuple[Variant, ...] = Field(default=(), max_length=MAX_VARIANTS)
+    """An experiment's arms, each a greeting and flow instead of the site's (§12)."""
 
     @field_validator("id")
     @classmethod
@@ -341,27 +244,38 @@ class Site(BaseModel):
 
     @field_validator("flow")
     @classmethod
-    def _unique_fields(cls, value: tuple[FlowStep, ...]) -> tuple[FlowStep, ...]:
-        names = [step.field for step in value]
-        if not names:
-            raise ValueError("a flow needs at least one step")
-        if len(set(names)) != len(names):
-            raise ValueError("each field may appear once in a flow")
-        for i, step in enumerate(value):
-            unknown = sorted(fields_named(step.when or {"all": []}) - set(names[:i]))
-            if unknown:
-                raise FieldProblem(
-                    f"{i}.when",
-                    f"step {step.field!r} depends on {unknown[0]!r}, which no earlier step asks",
-                )
-        return value
+    def _flow(cls, value: tuple[FlowStep, ...]) -> tuple[FlowStep, ...]:
+        return check_flow(value)
 
     @model_validator(mode="after")
     def _slots_need_availability(self) -> Site:
         for i, step in enumerate(self.flow):
             if step.kind is FieldKind.SLOT and self.availability is None:
                 raise FieldProblem(f"flow.{i}.kind", "a slot step needs [sites.<id>.availability]")
+        names = [variant.name for variant in self.variants]
+        if len(set(names)) != len(names):
+            raise FieldProblem("variants", "each variant name may appear once in a site")
         return self
+
+    def for_variant(self, name: str | None) -> Site:
+        """The site as variant ``name`` shows it (its greeting and flow); an unknown or
+        no variant: the site itself."""
+        return self._variant_sites.get(name or "", self)
+
+    @cached_property
+    def _variant_sites(self) -> dict[str, Site]:
+        own = {name: getattr(self, name) for name in type(self).model_fields}
+        return {
+            v.name: Site.model_validate(
+                own
+                | {
+                    "variants": (),
+                    "greeting": v.greeting or self.greeting,
+                    "flow": v.flow or self.flow,
+                }
+            )
+            for v in self.variants
+        }
 
     @field_validator("destinations")
     @classmethod

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import Receive, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from . import keys, metrics, protocol, spam
+from . import experiments, keys, metrics, protocol, spam
 from .conversation import (
     STALE_RETRIES,
     ConnState,
@@ -247,6 +247,7 @@ class Connection:
         if found is None:
             return False
         record, token = found
+        site = site.for_variant(record.page.get("variant"))  # the arm it was given (§12)
         offers = await self.rt.bookings.offers_for(site, record.fields, record.id)
         self.carry_out(self.core.resumed(record, site, token, int(time.time() * 1000), offers))
         self._joined()
@@ -265,13 +266,15 @@ class Connection:
         return True
 
     async def _create(self, site: Site, hello: Hello) -> None:
+        user_id = hello.user_id or "v_" + secrets.token_hex(8)
+        variant = experiments.choose(site.variants, site.id, user_id)  # never the hello's
+        if variant is not None:
+            site = site.for_variant(variant.name)
         new = Conversation.new_session(
-            site,
-            hello,
-            secrets.token_hex(12),
-            secrets.token_urlsafe(24),
-            "v_" + secrets.token_hex(8),
+            site, hello, secrets.token_hex(12), secrets.token_urlsafe(24), user_id
         )
+        if variant is not None:
+            new.meta["variant"] = variant.name
         await self.rt.bookings.fill(site, new.entries, new.session_id)
         seq, now = await self.rt.store.create_session(new.session_id, new.meta, new.entries)
         offers = await self.rt.bookings.offers_for(site, {}, new.session_id)

@@ -19,6 +19,7 @@ from ..agents import AgentList, AgentMade
 from ..hooks import HookCreated, HookList
 from .deliveries import DeliveryItem, DeliveryPage
 from .erase import EraseResult
+from .experiment_report import ExperimentReport
 from .health import HealthList
 from .inbox import InboxPage, MarkResult
 from .openapi_paths import PATHS
@@ -36,6 +37,7 @@ MODELS: tuple[type, ...] = (  # every answer of the API, serialised by pydantic
     AgentMade,
     DeliveryItem,
     DeliveryPage,
+    ExperimentReport,
     HealthList,
     HookCreated,
     HookList,

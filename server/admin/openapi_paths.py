@@ -105,6 +105,25 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/api/reports/experiments": {
+        "get": {
+            "operationId": "experimentsReport",
+            "summary": "Each variant's completion rate, Wilson interval and p-value",
+            "description": (
+                "Per site that runs an experiment, per variant: sessions, completed, "
+                "qualified, completion rate with its 95 % Wilson interval, and the two-sided "
+                "p-value of a two-proportion z-test against the first variant; counted over "
+                "the whole UTC days the period touches."
+            ),
+            "parameters": [SITE, SINCE, UNTIL],
+            "responses": {
+                "200": ok_answer("ExperimentReport", "the report"),
+                "400": error_answer("a parameter is invalid (named in `param`)"),
+                "404": error_answer("unknown site"),
+                **GUARDED,
+            },
+        }
+    },
     "/api/sessions": {
         "get": {
             "operationId": "listSessions",

@@ -23,6 +23,7 @@ from ..runtime import Runtime
 from ..scripts import run_each
 from ..sites import Site
 from .deliveries import DeliveryItem, delivery_item
+from .experiment_report import ExperimentReport, experiment_report
 from .health import DestinationHealth, destination_health, site_destinations
 from .inbox import (
     InboxPage,
@@ -115,6 +116,11 @@ class Reader:
 
     async def summary(self, sites: Sequence[Site], period: Period) -> Summary:
         return summarize(sites, period, await self._counters(sites, period))
+
+    async def experiments(self, sites: Sequence[Site], period: Period) -> ExperimentReport:
+        """``/api/reports/experiments``: the sites among ``sites`` that run one."""
+        running = [site for site in sites if site.variants]
+        return experiment_report(running, period, await self._counters(running, period))
 
     async def recovery(self, sites: Sequence[Site], period: Period) -> RecoveryReport:
         """``/api/reports/recovery``: the counters, and every session recovered in the
@@ -428,4 +434,6 @@ class Reader:
             )
         events = await self._session_deliveries(session_id, int(abandons or 0))
         link = await self.runtime.links.shown(record)
-        return session_detail(record, self.runtime.sites.get(record.site), events, link)
+        site = self.runtime.sites.get(record.site)
+        shown = site.for_variant(record.page.get("variant")) if site else None
+        return session_detail(record, shown, events, link)

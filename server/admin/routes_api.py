@@ -229,6 +229,14 @@ async def delete_session(request: Request) -> Response:
 
 
 @endpoint
+async def experiments_report(request: Request) -> Response:
+    """``GET /api/reports/experiments?site=&since=&until=`` (CONTRACT §12)."""
+    reader = Reader(runtime_of(request))
+    sites = reader.sites(request.query_params.get("site") or None)
+    return _json(await reader.experiments(sites, await _period(request, reader)))
+
+
+@endpoint
 async def release_session(request: Request) -> Response:
     """``POST /api/sessions/{id}/release``: forward a session flagged spam (§12)."""
     session_id = request.path_params["session_id"]
@@ -395,6 +403,7 @@ routes: list[BaseRoute] = [
     Route("/api/reports/abandoned", abandoned_report, methods=["GET"]),
     Route("/api/reports/summary", summary_report, methods=["GET"]),
     Route("/api/reports/recovery", recovery_report, methods=["GET"]),
+    Route("/api/reports/experiments", experiments_report, methods=["GET"]),
     Route("/api/sessions/{session_id}/release", release_session, methods=["POST"]),
     Route("/api/sessions", list_sessions, methods=["GET"]),
     Route("/api/sessions/{session_id}", get_session, methods=["GET"]),

@@ -74,6 +74,7 @@ async def dashboard(request: Request) -> Response:
     query = request.query_params
     site_id, since, period, now_ms = await _scope(request, reader)
     report = await reader.report(site_id, period, query.get("cursor"), PAGE_ROWS)
+    experiments = await reader.experiments(reader.sites(site_id), period)
     health = await _health(reader, now_ms)
     items: list[DestinationHealth] = health.pop("health")
     by_site: dict[str, list[DestinationHealth]] = {sid: [] for sid in runtime.sites}
@@ -92,6 +93,7 @@ async def dashboard(request: Request) -> Response:
         request,
         "dashboard.html",
         report=report,
+        experiments=experiments,
         overall=overall,
         site_id=site_id,
         since=since,

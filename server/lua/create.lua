@@ -23,6 +23,9 @@ end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('ZADD', KEYS[6], deadline, sid)
 count(tag, meta.site, now, 'started', ttl)
+if meta.variant then  -- the experiments report (§12)
+  count(tag, meta.site, now, 'variant_started:' .. meta.variant, ttl)
+end
 index(tag, meta.site, 'started', now, sid, ttl)
 expire({KEYS[1], KEYS[3]}, math.min(ttl, tonumber(ARGV[6])))
 watch(tag, sid)

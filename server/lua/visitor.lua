@@ -33,7 +33,7 @@ local sid, ttl, tag = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local ev = cjson.decode(ARGV[4])
 local m = redis.call('HMGET', KEYS[1], 'status', 'seq', 'site', 'idle', 'tokens', 'tstamp',
   'exp_due', 'queued', 'bytes', 'cut', 'agent', 'agent_seen', 'wait_from', 'recovered',
-  'spam', 'created')
+  'spam', 'created', 'variant')
 local status, seq, site = m[1], tonumber(m[2]), m[3]
 if not status then
   return {'gone'}
@@ -176,6 +176,13 @@ if ev.completes then
   count(tag, site, now, 'completed', ttl)
   if m[14] or recovered == 1 then
     count(tag, site, now, 'recovered_completed', ttl)
+  end
+  if m[17] then  -- the experiments report (§12): completed, and qualified, per variant
+    count(tag, site, now, 'variant_completed:' .. m[17], ttl)
+    local qualified = ev.updates.qualified or redis.call('HGET', KEYS[2], 'qualified')
+    if qualified == 'true' then
+      count(tag, site, now, 'variant_qualified:' .. m[17], ttl)
+    end
   end
   index(tag, site, 'completed', now, sid, ttl)
   if spam then

@@ -24,6 +24,7 @@ import pytest
 import pytest_asyncio
 import redis
 from chatlead.admin.seed import seed
+from chatlead.experiments import Variant
 from chatlead.sites import FlowStep, Site
 
 from tests.admin.serving import (
@@ -384,6 +385,7 @@ async def test_every_page_fits_a_phone_and_passes_axe(browser: Any) -> None:
                 ),
                 FlowStep(field="message", ask="Anything else we should know?"),
             ),
+            variants=(Variant(name="full"), Variant(name="quick", greeting="Quick quote?")),
         ),
     }
     SHOTS.mkdir(parents=True, exist_ok=True)

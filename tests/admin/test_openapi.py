@@ -37,6 +37,7 @@ def test_document_is_valid_openapi() -> None:
         "/api/reports/abandoned",
         "/api/reports/summary",
         "/api/reports/recovery",
+        "/api/reports/experiments",
         "/api/sessions",
         "/api/inbox",
         "/api/inbox/{event_id}/handled",
@@ -130,7 +131,7 @@ def test_api_keeps_its_contract(live: ThreadedServer) -> None:
     """Generated requests for every operation: valid ones get only documented answers,
     invalid ones (negative mode) a documented 4xx; never a 5xx."""
     operations = _operations(live)
-    assert len(operations) == 21
+    assert len(operations) == 22
     seen: set[int] = set()
     for operation in operations:
         _fuzz(operation, GenerationMode.POSITIVE, CHECKS, seen)

@@ -71,13 +71,18 @@ def _rate(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
-def _drop_off(site: Site, started: int, stops: dict[str, int]) -> list[StepDropOff]:
-    """Reached = started minus those who stopped at an earlier step (flow order)."""
+def _drop_off(
+    site: Site, started: int, stops: dict[str, int], asked: dict[str, int]
+) -> list[StepDropOff]:
+    """Reached = the sessions that were asked the step (``asked:<step>``, counted by
+    the scripts: with branching, not every session is); for days counted before that
+    counter existed, started minus those who stopped at an earlier step (flow order)."""
     out: list[StepDropOff] = []
     gone = 0
     for step in site.flow:
         stopped = stops.get(step.field, 0)
-        out.append(StepDropOff(step.field, step.ask, max(started - gone, stopped), stopped))
+        reached = asked.get(step.field, 0) if asked else started - gone
+        out.append(StepDropOff(step.field, step.ask, max(reached, stopped), stopped))
         gone += stopped
     # steps no longer in the flow (the flow was edited): keep them so totals add up
     known = {step.field for step in site.flow}
@@ -130,6 +135,7 @@ def summarize(
     for site in sites:
         totals = per_site[site.id]
         stops = {k[5:]: v for k, v in totals.items() if k.startswith("stop:")}
+        asked = {k[6:]: v for k, v in totals.items() if k.startswith("asked:")}
         started, abandoned = totals.get("started", 0), totals.get("abandoned", 0)
         summaries.append(
             SiteSummary(
@@ -139,7 +145,7 @@ def summarize(
                 abandoned=abandoned,
                 recovered=totals.get("recovered", 0),
                 abandonment_rate=_rate(abandoned, started),
-                drop_off=_drop_off(site, started, stops),
+                drop_off=_drop_off(site, started, stops, asked),
                 spam=totals.get("spam", 0),
             )
         )

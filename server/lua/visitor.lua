@@ -33,7 +33,7 @@ local sid, ttl, tag = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local ev = cjson.decode(ARGV[4])
 local m = redis.call('HMGET', KEYS[1], 'status', 'seq', 'site', 'idle', 'tokens', 'tstamp',
   'exp_due', 'queued', 'bytes', 'cut', 'agent', 'agent_seen', 'wait_from', 'recovered',
-  'spam', 'created', 'variant')
+  'spam', 'created', 'variant', 'step')
 local status, seq, site = m[1], tonumber(m[2]), m[3]
 if not status then
   return {'gone'}
@@ -130,6 +130,11 @@ for k, v in pairs(ev.updates) do
 end
 if #updates > 0 then
   redis.call('HSET', KEYS[2], unpack(updates))
+end
+-- a step asked for the first time in this session: the drop-off report's denominator
+-- (a branching flow skips some steps, §12)
+if ev.step ~= m[18] and ev.step ~= 'done' then
+  count(tag, site, now, 'asked:' .. ev.step, ttl)
 end
 -- one HSET for every session field this event changes
 local set = {'tokens', tostring(tokens - 1), 'tstamp', now, 'seq', seq, 'active', now,

@@ -32,8 +32,7 @@
 local sid, ttl, tag = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local ev = cjson.decode(ARGV[4])
 local m = redis.call('HMGET', KEYS[1], 'status', 'seq', 'site', 'idle', 'tokens', 'tstamp',
-  'exp_due', 'queued', 'bytes', 'cut', 'agent', 'agent_seen', 'wait_from', 'recovered',
-  'spam', 'created', 'variant', 'step')
+  'exp_due', 'queued', 'bytes', 'cut', 'agent', 'agent_seen', 'wait_from', 'step')
 local status, seq, site = m[1], tonumber(m[2]), m[3]
 if not status then
   return {'gone'}
@@ -133,7 +132,7 @@ if #updates > 0 then
 end
 -- a step asked for the first time in this session: the drop-off report's denominator
 -- (a branching flow skips some steps, §12)
-if ev.step ~= m[18] and ev.step ~= 'done' then
+if ev.step ~= m[14] and ev.step ~= 'done' then
   count(tag, site, now, 'asked:' .. ev.step, ttl)
 end
 -- one HSET for every session field this event changes
@@ -160,13 +159,16 @@ if refresh then
   set[#set + 1] = 'exp_due'
   set[#set + 1] = now + EXPIRE_EVERY_MS
 end
-local spam = m[15]
+-- what only a flagged or a completing event needs (§11, §12), read only then
+local late = (ev.spam or ev.completes)
+  and redis.call('HMGET', KEYS[1], 'spam', 'created', 'variant', 'recovered') or {}
+local spam = late[1]
 if not spam and ev.spam then
   spam = ev.spam
   set[#set + 1] = 'spam'
   set[#set + 1] = spam
 end
-if ev.completes and not spam and ev.min_fill and now - (tonumber(m[16]) or now) < ev.min_fill then
+if ev.completes and not spam and ev.min_fill and now - (tonumber(late[2]) or now) < ev.min_fill then
   spam = 'min_fill'
   set[#set + 1] = 'spam'
   set[#set + 1] = spam
@@ -179,14 +181,14 @@ if ev.completes then
   redis.call('HDEL', KEYS[1], 'deadline', 'queued')
   redis.call('ZREM', KEYS[6], sid)
   count(tag, site, now, 'completed', ttl)
-  if m[14] or recovered == 1 then
+  if late[4] or recovered == 1 then
     count(tag, site, now, 'recovered_completed', ttl)
   end
-  if m[17] then  -- the experiments report (§12): completed, and qualified, per variant
-    count(tag, site, now, 'variant_completed:' .. m[17], ttl)
+  if late[3] then  -- the experiments report (§12): completed, and qualified, per variant
+    count(tag, site, now, 'variant_completed:' .. late[3], ttl)
     local qualified = ev.updates.qualified or redis.call('HGET', KEYS[2], 'qualified')
     if qualified == 'true' then
-      count(tag, site, now, 'variant_qualified:' .. m[17], ttl)
+      count(tag, site, now, 'variant_qualified:' .. late[3], ttl)
     end
   end
   index(tag, site, 'completed', now, sid, ttl)

@@ -299,15 +299,19 @@ def test_example_site_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
         "ACME_WEBHOOK_SECRET_OLD",
         "FABRIKAM_SECRET",
         "QUICKFIX_SECRET",
+        "NORTHSTAR_SECRET",
     ):
         monkeypatch.setenv(name, "whsec_c2VjcmV0")
     root = Path(__file__).resolve().parent.parent
     sites = load_sites(load_settings(config=root / "examples" / "sites.toml"))
-    assert set(sites) == {"acme", "brightsmile", "northwind", "fabrikam", "quickfix"}
+    assert set(sites) == {"acme", "brightsmile", "northwind", "fabrikam", "quickfix", "northstar"}
     assert len(sites["acme"].destinations[0].secrets) == 2
     quickfix = sites["quickfix"]
     assert quickfix.availability is not None and quickfix.availability.offer == 6
     assert quickfix.spam.min_fill == 3 and quickfix.spam.max_leads_per_ip == 5
+    northstar = sites["northstar"]
+    assert [v.name for v in northstar.variants] == ["full", "quick"]
+    assert [s.field for s in northstar.for_variant("quick").flow] == ["budget", "email"]
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ idle_timeout = "2s"
 [sites.acme.webhook]
 url = "{hook}"
 [sites.acme.recovery]
-reminders = ["1s", "4s"]
+reminders = ["1s", "3s"]
 from = "Brightwater Plumbing <hello@brightwater.example>"
 subject = "Finish your quote request"
 """
@@ -147,5 +147,5 @@ def test_unsubscribing_from_the_first_reminder_stops_the_second(
     mail_client.get_by_role("heading", name="Stop reminders?").wait_for()
     mail_client.get_by_role("button", name="Unsubscribe").click()
     mail_client.get_by_role("heading", name="You are unsubscribed").wait_for()
-    time.sleep(5)  # past the second step's due time (4 s after the abandonment)
+    time.sleep(3.5)  # past the second step's due time (3 s after the abandonment)
     assert len([m for m in smtpd.handler.messages if m["To"] == "grace@example.com"]) == 1

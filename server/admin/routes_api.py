@@ -158,20 +158,24 @@ async def abandoned_report(request: Request) -> Response:
     return _json(await reader.report(site_id, period, query.get("cursor"), limit))
 
 
+async def _site_report(request: Request, report: Any) -> Response:
+    """A report over ``?site=`` (default all) and ``?since=&until=``: ``report(reader,
+    sites, period)``, as JSON."""
+    reader = Reader(runtime_of(request))
+    sites = reader.sites(request.query_params.get("site") or None)
+    return _json(await report(reader, sites, await _period(request, reader)))
+
+
 @endpoint
 async def summary_report(request: Request) -> Response:
     """``GET /api/reports/summary?site=&since=&until=``: totals, drop-off and per-day counts."""
-    reader = Reader(runtime_of(request))
-    sites = reader.sites(request.query_params.get("site") or None)
-    return _json(await reader.summary(sites, await _period(request, reader)))
+    return await _site_report(request, Reader.summary)
 
 
 @endpoint
 async def recovery_report(request: Request) -> Response:
     """``GET /api/reports/recovery?site=&since=&until=`` (CONTRACT §11)."""
-    reader = Reader(runtime_of(request))
-    sites = reader.sites(request.query_params.get("site") or None)
-    return _json(await reader.recovery(sites, await _period(request, reader)))
+    return await _site_report(request, Reader.recovery)
 
 
 @endpoint
@@ -231,9 +235,7 @@ async def delete_session(request: Request) -> Response:
 @endpoint
 async def experiments_report(request: Request) -> Response:
     """``GET /api/reports/experiments?site=&since=&until=`` (CONTRACT §12)."""
-    reader = Reader(runtime_of(request))
-    sites = reader.sites(request.query_params.get("site") or None)
-    return _json(await reader.experiments(sites, await _period(request, reader)))
+    return await _site_report(request, Reader.experiments)
 
 
 @endpoint

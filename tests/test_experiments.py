@@ -145,3 +145,8 @@ async def test_each_variant_shows_its_flow_and_is_reported(
     assert arms["short"]["p_value"] == round(two_proportion_p(3, 3, 0, 2) or 0, 6)
     low = wilson(3, 3).low
     assert math.isclose(arms["short"]["completion_interval"]["low"], low)
+    summary = await http.get(
+        f"{app.base}/api/reports/summary?site=acme", headers=admin_headers(redis_url)
+    )
+    [acme] = summary.json()["sites"]
+    assert (acme["qualified"], acme["qualified_rate"]) == (3, 1.0)  # per site, too

@@ -128,12 +128,16 @@ async def test_a_filled_honeypot_is_kept_back_and_released_on_demand(
     assert summary["spam"] == 1 and summary["completed"] == 2
     detail = (await http.get(f"{app.base}/api/sessions/{bot}", headers=auth)).json()
     assert detail["spam"] == "honeypot"
+    listed = await http.get(f"{app.base}/api/sessions?site=acme&status=spam", headers=auth)
+    assert [row["session_id"] for row in listed.json()["items"]] == [bot]  # listed apart
     # released: forwarded now, once
     answer = await http.post(f"{app.base}/api/sessions/{bot}/release", headers=auth)
     assert answer.status_code == 200 and answer.json() == {"session_id": bot, "released": True}
     await wait_for(lambda: any(e["data"]["sessionId"] == bot for e in receiver.events), 10)
     event = next(e for e in receiver.events if e["data"]["sessionId"] == bot)
     assert event["type"] == "lead.completed"
+    listed = await http.get(f"{app.base}/api/sessions?site=acme&status=spam", headers=auth)
+    assert listed.json()["items"] == []
     again = await http.post(f"{app.base}/api/sessions/{bot}/release", headers=auth)
     assert again.status_code == 409 and again.json()["error"] == "not_spam"
     assert (

@@ -138,8 +138,8 @@ PATHS: dict[str, Any] = {
                 SITE,
                 query_param(
                     "status",
-                    "only sessions in this state now; default all",
-                    {"type": "string", "enum": ["open", "completed", "abandoned"]},
+                    "only sessions in this state now (`spam`: held back as spam, §12); default all",
+                    {"type": "string", "enum": ["open", "completed", "abandoned", "spam"]},
                 ),
                 SINCE,
                 UNTIL,

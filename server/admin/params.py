@@ -203,7 +203,7 @@ def decode_cursor(text: str | None, member: re.Pattern[str]) -> tuple[int, str] 
     return int(match.group(1)), match.group(2)
 
 
-_SESSION_STATUSES = (None, "open", "completed", "abandoned")
+_SESSION_STATUSES = (None, "open", "completed", "abandoned", "spam")
 _DELIVERY_STATUSES = (None, "pending", "delivered", "dead")
 
 
@@ -211,11 +211,11 @@ def session_status(text: str | None) -> str | None:
     """The ``status`` filter of a session list.
 
     Raises:
-        QueryError: not open, completed or abandoned.
+        QueryError: not open, completed, abandoned or spam.
     """
     status = text or None
     if status not in _SESSION_STATUSES:
-        raise QueryError("status", "must be open, completed or abandoned")
+        raise QueryError("status", "must be open, completed, abandoned or spam")
     return status
 
 

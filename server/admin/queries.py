@@ -63,8 +63,9 @@ SCAN = 5000
 """Most index entries one filtered page looks at (such a page may be short)."""
 INBOX_CHUNK = 200
 """Inbox entries read per ``LRANGE`` (a page usually needs the first chunk only)."""
-SESSION_KINDS = {None: "started", "open": "started", "completed": "completed"}
-"""The report index a session list of each status walks (``abandoned`` walks its own)."""
+SESSION_KINDS = {None: "started", "open": "started", "completed": "completed", "spam": "spam"}
+"""The report index a session list of each status walks (``abandoned`` walks its own;
+``spam``: the sessions held back as spam, §12, until released)."""
 MAX_EVENTS_PER_SESSION = 50
 _READING = Translated("reading the admin data")
 
@@ -342,7 +343,7 @@ class Reader:
                 session_row(sid, site, score, page, at) for score, sid, site, page, at in entries
             ]
 
-        keep = (lambda row: row.status == status) if status else None
+        keep = (lambda row: row.status == status) if status and status != "spam" else None
         return SessionPage(*await filtered_page(merge, load, keep, limit))
 
     # --- the inbox --------------------------------------------------------------

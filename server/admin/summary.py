@@ -36,6 +36,10 @@ class SiteSummary:
     drop_off: list[StepDropOff]
     spam: int = 0
     """Sessions flagged spam (§12): kept apart, forwarded only when released."""
+    qualified: int = 0
+    """Completed leads whose score reached the site's ``qualified_at`` (§12)."""
+    qualified_rate: float = 0.0
+    """``qualified`` / ``completed``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +151,8 @@ def summarize(
                 abandonment_rate=_rate(abandoned, started),
                 drop_off=_drop_off(site, started, stops, asked),
                 spam=totals.get("spam", 0),
+                qualified=totals.get("qualified", 0),
+                qualified_rate=_rate(totals.get("qualified", 0), totals.get("completed", 0)),
             )
         )
     started = sum(s.started for s in summaries)

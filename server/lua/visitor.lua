@@ -184,10 +184,14 @@ if ev.completes then
   if late[4] or recovered == 1 then
     count(tag, site, now, 'recovered_completed', ttl)
   end
-  if late[3] then  -- the experiments report (§12): completed, and qualified, per variant
+  -- qualified leads (§12), per site and, for the experiments report, per variant
+  local qualified = (ev.updates.qualified or redis.call('HGET', KEYS[2], 'qualified')) == 'true'
+  if qualified then
+    count(tag, site, now, 'qualified', ttl)
+  end
+  if late[3] then
     count(tag, site, now, 'variant_completed:' .. late[3], ttl)
-    local qualified = ev.updates.qualified or redis.call('HGET', KEYS[2], 'qualified')
-    if qualified == 'true' then
+    if qualified then
       count(tag, site, now, 'variant_qualified:' .. late[3], ttl)
     end
   end

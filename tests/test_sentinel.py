@@ -210,7 +210,7 @@ async def _chat_through_a_kill(
 
     clients = [WidgetClient(f"r{round_}v{n}", [ws_url]) for n in range(VISITORS)]
     progress: asyncio.Queue[str] = asyncio.Queue()
-    runs = [asyncio.create_task(client.run(progress, deadline_s=45)) for client in clients]
+    runs = [asyncio.create_task(client.run(progress, deadline_s=90)) for client in clients]
     try:
         for _ in range(VISITORS * MESSAGES // 4):
             await progress.get()

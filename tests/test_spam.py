@@ -105,7 +105,7 @@ async def _flag(rds: aioredis.Redis, sid: str) -> str | None:
 
 async def _quiet(receiver: Receiver, sid: str) -> None:
     """Nothing for ``sid`` reached the receiver (given time to)."""
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(0.6)
     assert not [e for e in receiver.events if e["data"]["sessionId"] == sid]
 
 

@@ -23,7 +23,7 @@ end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('ZADD', KEYS[6], deadline, sid)
 count(tag, meta.site, now, 'started', ttl)
-if meta.step ~= 'done' then
+if meta.step and meta.step ~= 'done' then
   count(tag, meta.site, now, 'asked:' .. meta.step, ttl)  -- the first question
 end
 if meta.variant then  -- the experiments report (§12)

@@ -18,6 +18,8 @@ message = "Questions about our prices? Ask away."
 from __future__ import annotations
 
 import re
+import re._constants as re_constants
+import re._parser as re_parser
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -30,6 +32,23 @@ _ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 # what Python and the browsers' JavaScript read alike: no lookbehind, named groups,
 # inline flags, possessive quantifiers or atomic groups
 _NOT_PORTABLE = re.compile(r"\(\?(<[=!]|P?<|[aiLmsux-]+[:)]|>)|[*+?}]\+")
+
+
+def _nested_repeat(items: Any, inside: bool = False) -> bool:
+    """Whether a repeat without an upper bound holds another repeat (``(a+)+``,
+    ``(\\w+\\s?)*``): the pattern shape that backtracks exponentially on a miss."""
+    for op, arg in items:
+        if op in (re_constants.MAX_REPEAT, re_constants.MIN_REPEAT):
+            _low, high, sub = arg
+            if inside and high > 1:
+                return True
+            if _nested_repeat(sub, inside or high == re_constants.MAXREPEAT):
+                return True
+        elif op is re_constants.SUBPATTERN and _nested_repeat(arg[-1], inside):
+            return True
+        elif op is re_constants.BRANCH and any(_nested_repeat(b, inside) for b in arg[1]):
+            return True
+    return False
 
 
 class Trigger(BaseModel):
@@ -76,6 +95,11 @@ class Trigger(BaseModel):
             raise ValueError(f"url_matches is not a regular expression: {exc}") from None
         if _NOT_PORTABLE.search(value):
             raise ValueError("url_matches uses syntax browsers read differently; simplify it")
+        if _nested_repeat(re_parser.parse(value)):
+            raise ValueError(
+                "url_matches repeats a part that repeats itself (e.g. (a+)+), which can take"
+                " a browser seconds on one URL; simplify it"
+            )
         return value
 
     @model_validator(mode="after")

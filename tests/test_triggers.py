@@ -43,6 +43,8 @@ def test_triggers_load_with_durations_and_default_ids(tmp_path: Path) -> None:
         ("url_matches = '(unclosed'\nmessage = 'Hi'\n", "not a regular expression"),
         ("url_matches = '(?<=x)y'\nmessage = 'Hi'\n", "browsers read differently"),
         ("url_matches = '(?P<n>x)'\nmessage = 'Hi'\n", "browsers read differently"),
+        ("url_matches = '^(a+)+$'\nmessage = 'Hi'\n", "repeats a part that repeats itself"),
+        ("url_matches = '/(\\\\w+-?)*$'\nmessage = 'Hi'\n", "repeats a part that repeats"),
         ("after = 'soon'\nmessage = 'Hi'\n", "triggers.0.after"),
         ("id = 'a b'\nafter = '1s'\nmessage = 'Hi'\n", "not a trigger id"),
     ],

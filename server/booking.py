@@ -37,6 +37,9 @@ class Bookings:
             "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\n"
             "return 1"
         )
+        self._release = store.redis.register_script(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end"
+        )
 
     async def now_ms(self) -> int:
         sec, usec = await self.redis.time()
@@ -112,11 +115,20 @@ class Bookings:
         if slot is not None:
             if command.visitor_entry is not None:
                 command.visitor_entry["text"] = slot.label  # as the visitor read it
+            before = view.fields.get(step.field)
+            if before and before != value:  # a changed answer gives the first slot up
+                await self.release(site.id, before, view.id)
             return None
         prompt = flow.prompt_of(step)
         prompt["options"] = [s.option() for s in await self.offer(site, view.id)]
         gone = "That time is no longer free; please pick another"
         return protocol.error_frame(ErrorCode.INVALID_FIELD, gone, command.client_id, prompt)
+
+    async def release(self, site_id: str, value: str, session_id: str) -> None:
+        """Give slot ``value`` up if ``session_id`` holds it."""
+        key = keys.booking(site_id, value)
+        with Translated("giving a slot up"):
+            await self._release(keys=[key], args=[session_id])
 
     async def fill(self, site: Site, entries: Sequence[dict[str, Any]], session_id: str) -> None:
         """Put the free slots into every slot prompt of ``entries`` (bot messages)."""

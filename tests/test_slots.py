@@ -179,3 +179,24 @@ async def test_erasing_a_session_gives_up_its_slot(
         assert await rds.get(keys.booking("acme", first)) is None
     finally:
         await rds.aclose()
+
+
+async def test_a_changed_slot_gives_the_first_one_up(
+    app_factory: Any, tmp_path: Path, receiver: Receiver, redis_url: str
+) -> None:
+    import redis.asyncio as aioredis
+    from chatlead import keys
+
+    app = await app_factory(config=_config(tmp_path, receiver), webhook_allow_private=True)
+    v, ctx, offer = await _to_the_slot(app.ws_url)
+    first, second = (o["value"] for o in offer["options"][:2])
+    rds = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        assert (await v.field("appointment", first))["type"] == "ack"
+        assert (await v.field("appointment", second))["type"] == "ack"  # re-answered
+        sid = v.welcome["session_id"]
+        assert await rds.get(keys.booking("acme", second)) == sid
+        assert await rds.get(keys.booking("acme", first)) is None
+    finally:
+        await rds.aclose()
+        await ctx.__aexit__(None, None, None)

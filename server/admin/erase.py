@@ -241,9 +241,7 @@ async def _release_bookings(
     for step in site.flow if site else ():
         value = fields.get(step.field)
         if step.kind is FieldKind.SLOT and value:
-            key = keys.booking(site_id, value)
-            if await runtime.store.redis.get(key) == session_id:
-                await runtime.store.redis.delete(key)
+            await runtime.bookings.release(site_id, value, session_id)
 
 
 async def erase_session(runtime: Runtime, session_id: str) -> EraseResult:

@@ -41,9 +41,13 @@ class Bookings:
             "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end"
         )
 
-    async def now_ms(self) -> int:
-        sec, usec = await self.redis.time()
-        return int(sec) * 1000 + int(usec) // 1000
+    async def _holding(self, sessions: Sequence[str]) -> list[bool]:
+        """Whether each of ``sessions`` still holds its bookings (open or completed)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in sessions:
+                pipe.hget(keys.session(self.store.shard(sid), sid), "status")
+            status = await pipe.execute()
+        return [st in _HOLDING for st in status]
 
     async def _holders(self, site: str, values: Sequence[str]) -> dict[str, str]:
         """Who holds each of ``values`` now (an open or completed session), by value."""
@@ -56,20 +60,15 @@ class Bookings:
         booked = {v: sid for v, sid in zip(values, named, strict=True) if sid}
         if not booked:
             return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for sid in booked.values():
-                pipe.hget(keys.session(self.store.shard(sid), sid), "status")
-            status = await pipe.execute()
-        return {
-            v: sid for (v, sid), st in zip(booked.items(), status, strict=True) if st in _HOLDING
-        }
+        holding = await self._holding(list(booked.values()))
+        return {v: sid for (v, sid), held in zip(booked.items(), holding, strict=True) if held}
 
     async def offer(self, site: Site, session_id: str) -> list[Slot]:
         """The next free slots for ``session_id`` (its own booking counts as free)."""
         av = site.availability
         assert av is not None
         with Translated("reading the free slots"):
-            now = await self.now_ms()
+            now = await self.store.now_ms()
             candidates = free_slots(av, now, set(), CANDIDATES)
             held = await self._holders(site.id, [s.value for s in candidates])
         taken = {v for v, sid in held.items() if sid != session_id}
@@ -82,11 +81,11 @@ class Bookings:
         assert av is not None
         key = keys.booking(site.id, value)
         with Translated("booking a slot"):
-            slot = slot_at(av, value, await self.now_ms())
+            slot = slot_at(av, value, await self.store.now_ms())
             if slot is None:
                 return None
             seen = await self.redis.get(key)
-            if seen and seen != session_id and (await self._holders(site.id, [value])):
+            if seen and seen != session_id and (await self._holding([str(seen)]))[0]:
                 return None  # held by an open or completed session
             args = [seen or session_id, session_id, self.store.retention_ms]
             done = await self._book(keys=[key], args=args)
@@ -105,11 +104,10 @@ class Bookings:
         """Hold the slot a slot answer of ``command`` picks; None when it is held (or
         the event picks none), else the ``invalid_field`` frame with the next free slots
         (the slot is off the grid, or someone else holds it)."""
-        step = next(
-            (site.steps_by_field[n] for n in command.updates if n in site.steps_by_field), None
-        )
+        steps = (site.steps_by_field.get(name) for name in command.updates)
+        step = next((s for s in steps if s is not None and s.kind is FieldKind.SLOT), None)
         value = command.updates.get(step.field, "") if step else ""
-        if step is None or step.kind is not FieldKind.SLOT or not value:
+        if step is None or not value:
             return None
         slot = await self.book(site, value, view.id)
         if slot is not None:
@@ -130,9 +128,14 @@ class Bookings:
         with Translated("giving a slot up"):
             await self._release(keys=[key], args=[session_id])
 
-    async def fill(self, site: Site, entries: Sequence[dict[str, Any]], session_id: str) -> None:
-        """Put the free slots into every slot prompt of ``entries`` (bot messages)."""
+    async def fill(
+        self, site: Site, entries: Sequence[dict[str, Any]], session_id: str
+    ) -> list[dict[str, str]] | None:
+        """Put the free slots into the slot prompt of ``entries`` (bot messages), if one
+        asks; those slots, else None."""
         for entry in entries:
             prompt = entry.get("prompt")
             if prompt and prompt.get("kind") == FieldKind.SLOT.value:
                 prompt["options"] = [s.option() for s in await self.offer(site, session_id)]
+                return list(prompt["options"])
+        return None

@@ -24,7 +24,7 @@ from enum import Enum
 from typing import Any
 
 from . import consent, flow, protocol, spam
-from .decisions import NewSession, Reply, SessionView, VisitorCommand
+from .decisions import NewSession, Offers, Reply, SessionView, VisitorCommand
 from .errors import FieldInvalid, FrameError, StoreError
 from .protocol import (
     ClientFrame,
@@ -176,7 +176,7 @@ class Conversation:
         )
 
     def resumed(
-        self, record: SessionRecord, site: Site, resume_token: str, now_ms: int, offers: Any = None
+        self, record: SessionRecord, site: Site, token: str, now_ms: int, offers: Offers = None
     ) -> Reply:
         """Ready on an existing session: the welcome with what the widget missed (and
         ``offers``, a slot step's free slots), and the agent who holds it (or, when one
@@ -185,7 +185,7 @@ class Conversation:
         self.advance(ConnState.READY)
         welcome = protocol.welcome_frame(
             session_id=record.id,
-            resume_token=resume_token,
+            resume_token=token,
             status=record.status.value,
             resumed=True,
             seq=record.seq,
@@ -222,7 +222,7 @@ class Conversation:
         return NewSession(session_id, resume_token, meta["uid"], meta, entries)
 
     def created(
-        self, new: NewSession, site: Site, seq: int, now_ms: int, offers: Any = None
+        self, new: NewSession, site: Site, seq: int, now_ms: int, offers: Offers = None
     ) -> Reply:
         """Ready on the new session: the welcome with the opening messages."""
         entries = [

@@ -11,7 +11,10 @@ from .protocol import CloseCode
 from .session import SessionRecord, SessionStatus
 from .sites import Site
 
-__all__ = ["NewSession", "Reply", "SessionView", "VisitorCommand"]
+__all__ = ["NewSession", "Offers", "Reply", "SessionView", "VisitorCommand"]
+
+Offers = list[dict[str, str]] | None
+"""A slot step's free slots (``{label, value}``) for a prompt, or None (§12)."""
 
 
 @dataclass(slots=True)
@@ -33,7 +36,7 @@ class SessionView:
         name = record.agent_name if agent else ""
         return cls(record.id, site, record.seq, record.status, dict(record.fields), agent, name)
 
-    def prompt(self, offers: list[dict[str, str]] | None = None) -> dict[str, Any] | None:
+    def prompt(self, offers: Offers = None) -> dict[str, Any] | None:
         """The next question's prompt (``offers``: a slot step's free slots)."""
         if self.status is SessionStatus.COMPLETED or self.agent:
             return None  # done, or an agent holds it: free text to the agent

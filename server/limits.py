@@ -142,8 +142,7 @@ class ConnectionSlots:
         """
         if not self._held:
             return
-        now_s, now_us = await self.store.redis.time()
-        expiry = now_s * 1000 + now_us // 1000 + self.lease_ms
+        expiry = await self.store.now_ms() + self.lease_ms
         async with self.store.redis.pipeline(transaction=False) as pipe:
             for key, ids in list(self._held.items()):
                 pipe.zadd(key, dict.fromkeys(ids, expiry), xx=True)

@@ -193,7 +193,7 @@ class Outbox:
         delivered like any other; their ids."""
         session_id = secrets.token_hex(12)
         shard = self.store.shard(session_id)
-        now = int(await self._now_ms())
+        now = await self.store.now_ms()
         ids = [keys.test_event(session_id) + suffix for suffix in suffixes]
         async with self.redis.pipeline(transaction=True) as pipe:
             for event_id in ids:
@@ -220,10 +220,6 @@ class Outbox:
         pipe.zadd(keys.outbox_due(shard), {event_id: now})
         pipe.zadd(keys.deliveries(shard), {event_id: now})
 
-    async def _now_ms(self) -> int:
-        sec, usec = await self.redis.time()
-        return int(sec) * 1000 + int(usec) // 1000
-
     async def push_inbox(self, payload: dict[str, Any]) -> bool:
         """The built-in inbox: where leads go when a site has no webhook.
 
@@ -240,7 +236,7 @@ class Outbox:
         event_key = keys.event(self.store.shard(keys.event_session(event_id)), event_id)
         if await self.redis.hexists(event_key, "erased"):
             return False
-        now = await self._now_ms()
+        now = await self.store.now_ms()
         raw = json.dumps({**payload, "at": now})
         test = payload.get("type") == "lead.test"
         key = keys.INBOX_TESTS if test else keys.INBOX

@@ -141,6 +141,16 @@ class Store:
         self.plan = WaitPlan(durability, durability_timeout)
         """What confirms a write that is acknowledged to someone (none under ``memory``)."""
 
+    async def now_ms(self) -> int:
+        """Redis' clock in ms, the one the scripts use.
+
+        Raises:
+            StoreError: Redis is unreachable.
+        """
+        with Translated("reading Redis' clock"):
+            sec, usec = await self.redis.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
     def script(self, name: str) -> AsyncScript:
         return self._scripts[name]
 

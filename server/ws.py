@@ -275,9 +275,9 @@ class Connection:
         )
         if variant is not None:
             new.meta["variant"] = variant.name
-        await self.rt.bookings.fill(site, new.entries, new.session_id)
+        # the opening's question is the welcome's prompt: the same free slots
+        offers = await self.rt.bookings.fill(site, new.entries, new.session_id)
         seq, now = await self.rt.store.create_session(new.session_id, new.meta, new.entries)
-        offers = await self.rt.bookings.offers_for(site, {}, new.session_id)
         self.carry_out(self.core.created(new, site, seq, now, offers))
         self._joined()
         metrics.SESSIONS.labels("started").inc()

@@ -93,8 +93,7 @@ async def _erase_shard(runtime: Runtime, session_id: str) -> EraseResult:
     session_keys = keys.session_keys(shard, session_id)
     redis = store.redis
     for _ in range(WATCH_RETRIES):
-        now_s, now_us = await redis.time()  # outside the transaction: TIME names no key
-        now = int(now_s) * 1000 + int(now_us) // 1000
+        now = await store.now_ms()  # outside the transaction: TIME names no key
         abandons = await redis.hget(keys.session(shard, session_id), "abandons")
         event_ids = await _event_ids(runtime, shard, session_id, int(abandons or 0))
         event_keys = [keys.event(shard, eid) for eid in event_ids]

@@ -81,9 +81,7 @@ class Reader:
 
     async def now_ms(self) -> int:
         """Redis' clock, the one the session scripts use."""
-        with _READING:
-            sec, usec = await self.redis.time()
-        return int(sec) * 1000 + int(usec) // 1000
+        return await self.store.now_ms()
 
     def sites(self, site_id: str | None) -> list[Site]:
         """The sites in scope.

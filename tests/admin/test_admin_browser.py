@@ -285,6 +285,23 @@ async def test_erase_button(admin: Admin) -> None:
     await expect(admin.page.locator(".empty")).to_be_visible()
 
 
+async def test_the_spam_tab_and_the_release_button(admin: Admin) -> None:
+    spam = [(name, "bot@mailinator.com" if name == "email" else value) for name, value in LEAK]
+    sid = await visit(admin.served, spam)  # a disposable address: held back (§12)
+    await wait_status(admin.served, sid, "completed")
+    await admin.open("/admin/sessions")
+    await admin.page.get_by_role("link", name="Spam", exact=True).click()
+    await admin.page.get_by_role("link", name="Ada Lovelace").click()
+    await expect(admin.page.get_by_role("heading", name="Held back as spam")).to_be_visible()
+    await expect(admin.page.get_by_text("spam: disposable")).to_be_visible()
+    await admin.click("button", "Release and send")
+    await admin.notice("Released: the lead is on its way")
+    await wait_delivery(admin.served, f"evt_{sid}_completed", "delivered")
+    await expect(admin.page.get_by_role("heading", name="Held back as spam")).to_have_count(0)
+    await admin.open("/admin/sessions?status=spam")
+    await expect(admin.page.locator(".empty")).to_be_visible()
+
+
 async def test_sessions_list_pages_and_filters(admin: Admin) -> None:
     ids = [await visit(admin.served, [("name", f"Visitor {n}")]) for n in range(3)]
     done = await visit(admin.served, LEAK)

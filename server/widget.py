@@ -30,9 +30,11 @@ and no framing. Styles may be inline: the widget styles its shadow root with a
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import hashlib
 import html
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,8 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
+
+from .sites import Site
 
 __all__ = [
     "SCRIPT",
@@ -79,7 +83,10 @@ class StaticScript:
 
     @classmethod
     def read(cls, path: Path) -> StaticScript:
-        body = path.read_bytes()
+        return cls.of(path.read_bytes())
+
+    @classmethod
+    def of(cls, body: bytes) -> StaticScript:
         return cls(
             body=body,
             gzipped=gzip.compress(body, compresslevel=9, mtime=0),
@@ -132,6 +139,9 @@ SCRIPT = StaticScript.read(STATIC_DIR / "chatlead.js")
 UI_NAME = _ui_name()
 UI = StaticScript.read(STATIC_DIR / UI_NAME)
 _DEMO_TEMPLATE = (STATIC_DIR / "demo.html").read_text(encoding="utf-8")
+_TRIGGERS_CHUNK = (STATIC_DIR / "chatlead-triggers.js").read_text(encoding="utf-8")
+_TRIGGERS_SLOT = "__CHATLEAD_TRIGGERS__"
+_NO_TRIGGERS = StaticScript.of(b"")
 
 
 def demo_csp(page: str) -> str:
@@ -222,6 +232,26 @@ async def ui_script(request: Request) -> Response:
     return RedirectResponse(UI_NAME, status_code=302, headers={"Cache-Control": "no-cache"})
 
 
+def triggers_script(site: Site | None) -> StaticScript:
+    """``/widget/triggers/<site>.js``: the proactive openers of ``site`` with its triggers
+    written in (CONTRACT §13), or an empty script for a site without any (or unknown)."""
+    if site is None or not site.triggers:
+        return _NO_TRIGGERS
+    # ASCII-only JSON is a JavaScript expression as it stands (no U+2028 surprises)
+    rules = [t.model_dump(exclude_none=True) for t in site.triggers]
+    return _with_triggers(json.dumps(rules, ensure_ascii=True))
+
+
+@functools.lru_cache(maxsize=256)
+def _with_triggers(rules: str) -> StaticScript:
+    return StaticScript.of(_TRIGGERS_CHUNK.replace(_TRIGGERS_SLOT, rules).encode())
+
+
+async def site_triggers(request: Request) -> Response:
+    site = request.app.state.runtime.sites.get(request.path_params["site"])
+    return triggers_script(site).response(request, SHORT_CACHE)
+
+
 async def demo(request: Request) -> Response:
     site_id = request.query_params.get("site") or getattr(
         request.app.state, "default_site_id", None
@@ -242,5 +272,6 @@ routes: list[BaseRoute] = [
     Route("/widget/chatlead.js", widget_script, methods=["GET"]),
     Route("/widget/chatlead.{version}.js", versioned_script, methods=["GET"]),
     Route("/widget/chatlead-ui.{build}.js", ui_script, methods=["GET"]),
+    Route("/widget/triggers/{site}.js", site_triggers, methods=["GET"]),
     Route("/demo", demo, methods=["GET"]),
 ]

@@ -55,7 +55,7 @@ def test_ui_fits_12_kb_gzipped() -> None:
 def test_the_loader_names_the_one_ui_build_literally() -> None:
     assert re.fullmatch(r"chatlead-ui\.[A-Za-z0-9_-]{6,}\.js", widget.UI_NAME)
     assert sorted(p.name for p in widget.STATIC_DIR.glob("chatlead-ui.*.js")) == [widget.UI_NAME]
-    assert f'/widget/{widget.UI_NAME}"' in JS_PATH.read_text(encoding="utf-8")
+    assert f'"{widget.UI_NAME}"' in JS_PATH.read_text(encoding="utf-8")
 
 
 async def test_ui_is_cached_for_a_year(client: httpx.AsyncClient) -> None:

@@ -1,6 +1,7 @@
 // Builds the widget into ../widget_static/ (checked in, so Python users need no Node):
 //   chatlead.js              the loader (the embed URL; names the UI file literally)
 //   chatlead-ui.<hash>.js    the chat UI; <hash> = first 10 base64url chars of its SHA-256
+//   chatlead-triggers.js     the proactive openers, served per site (server/widget.py)
 // `node build.mjs --check` builds in memory and fails if the checked-in files differ.
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
@@ -45,7 +46,9 @@ const ui = await bundle("ui/main.js");
 const hash = createHash("sha256").update(ui).digest("base64url").slice(0, 10);
 const uiName = `chatlead-ui.${hash}.js`;
 const loader = await bundle("loader.js", { UI_FILE: JSON.stringify(uiName) });
-const files = { "chatlead.js": loader, [uiName]: ui };
+// served per site with the site's triggers in place of __CHATLEAD_TRIGGERS__ (server/widget.py)
+const triggers = await bundle("triggers.js");
+const files = { "chatlead.js": loader, [uiName]: ui, "chatlead-triggers.js": triggers };
 
 const stale = readdirSync(out).filter((f) => /^chatlead-ui\..+\.js$/.test(f) && f !== uiName);
 if (check) {

@@ -130,6 +130,9 @@ function boot(script) {
     get trigger() {
       return trigger;
     },
+    set trigger(why) {
+      trigger = why;
+    },
     get resume() {
       return resume;
     },
@@ -144,12 +147,16 @@ function boot(script) {
   };
   ctx.state(false, false, OPEN[lang] || OPEN.en);
 
+  const js = (name) => {
+    const s = doc.createElement("script");
+    s.src = base + "/widget/" + name;
+    doc.head.append(s);
+    return s;
+  };
   const load = () => {
     if (ui || tag) return;
     launcher.setAttribute("aria-busy", "true");
-    tag = doc.createElement("script");
-    tag.src = base + "/widget/" + UI_FILE;
-    tag.async = true;
+    tag = js(UI_FILE);
     tag.onload = () => {
       launcher.removeAttribute("aria-busy");
       const mount = win.__chatleadUI;
@@ -165,7 +172,6 @@ function boot(script) {
       tag.remove();
       tag = null;
     };
-    doc.head.append(tag);
   };
   const open = (focus, why) => {
     draw();
@@ -185,6 +191,7 @@ function boot(script) {
   win.chatlead = {
     open: () => open(true, "api"),
     close: () => ui && ui.close(),
+    _c: ctx, // for the site's triggers script
   };
 
   // a resume link (CONTRACT §11): take the token out of the address bar, open at once
@@ -231,5 +238,6 @@ function boot(script) {
     whenLoaded(() => {
       draw();
       idle(restore);
+      idle(() => js("triggers/" + site + ".js"));
     });
 }

@@ -34,6 +34,7 @@ __all__ = [
     "hello_frame",
     "parse_agent_frame",
     "session_frame",
+    "history_frame",
     "transcript_frame",
 ]
 
@@ -204,6 +205,18 @@ def session_frame(record: SessionRecord, site: Site, now_ms: int) -> str:
     elif record.wait_from_ms is not None and record.status.value == "open":
         body["waiting_since"] = iso_ms(record.wait_from_ms)
     return _dump(body)
+
+
+def history_frame(session_id: str, user_id: str, rows: list[tuple[str, str, int]]) -> str:
+    """A ``history`` frame after a join: the signed-in visitor's other chats (§13)."""
+    earlier = [
+        {"session_id": sid, "status": status, "created_at": iso_ms(ms)}
+        for sid, status, ms in rows
+        if sid != session_id
+    ]
+    return _dump(
+        {"type": "history", "session_id": session_id, "user_id": user_id, "sessions": earlier}
+    )
 
 
 def hello_frame(agent_id: str, name: str) -> str:

@@ -31,6 +31,7 @@ from .agent_protocol import (
     Watch,
     agent_error_frame,
     hello_frame,
+    history_frame,
     parse_agent_frame,
     session_frame,
     transcript_frame,
@@ -266,6 +267,9 @@ class AgentConnection:
             log.info("session_taken_over session=%s agent=%s", record.id, self.agent_id)
         for entry in record.transcript:
             self.send(transcript_frame(record.id, entry))
+        if record.identified:
+            rows = await self.rt.store.user_sessions(record.site, record.user_id)
+            self.send(history_frame(record.id, record.user_id, rows))
         self.joined[record.id] = record.seq
         self.joined_at[record.id] = time.monotonic()
         self.rt.live.changed(record.id)  # the rest, and the session frame with its holder

@@ -212,7 +212,7 @@ class Conversation:
             "idle": str(int(site.idle_timeout * 1000)),
             "fwd": site.forward_abandoned.value,
             "tok": token_hash(resume_token),
-            "uid": hello.user_id or user_id,
+            "uid": user_id,
             "step": first.field if first else flow.DONE,
             **({"source": hello.source} if hello.source else {}),
             **page_meta(hello.page.url, hello.page.referrer, hello.attribution, hello.trigger),

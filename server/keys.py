@@ -10,6 +10,7 @@ inbox, CRM rate budgets) are never touched from a per-session script.
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import zlib
 
@@ -41,6 +42,7 @@ __all__ = [
     "session_events_glob",
     "shard_of",
     "test_event",
+    "user_sessions",
 ]
 
 PREFIX = "chatlead:"
@@ -183,6 +185,13 @@ def booking(site: str, slot: str) -> str:
     """String: the session id holding appointment slot ``slot`` (its UTC start) on a
     site (its own slot; :mod:`chatlead.booking`)."""
     return f"{PREFIX}booking:{site}:{slot}"
+
+
+def user_sessions(site: str, user_id: str) -> str:
+    """Sorted set: session id -> created (ms), the sessions of one identified user on a
+    site (§13; its own slot). The id is hashed: a key name is no place for it."""
+    digest = hashlib.sha256(user_id.encode()).hexdigest()[:32]
+    return f"{PREFIX}user:{site}:{digest}"
 
 
 def network_leads(site: str, network: str) -> str:

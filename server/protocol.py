@@ -17,6 +17,7 @@ import orjson
 
 from .attribution import parse_attribution, parse_trigger
 from .errors import FrameError
+from .identity import Identity, parse_identity
 
 __all__ = [
     "ClientFrame",
@@ -98,6 +99,8 @@ class Hello:
     resume: str | None = None
     """A resume link's token (``#chatlead-resume=``, CONTRACT §11)."""
     hp: str | None = None
+    identity: Identity | None = None
+    """The page's signed-in user, as the tag names it (``data-user-id``/``-hash``, §13)."""
     """What the widget's hidden honeypot input holds (§12: filled means a bot)."""
 
 
@@ -197,6 +200,7 @@ def _hello(obj: dict[str, Any]) -> Hello:
         trigger=parse_trigger(obj.get("trigger")),
         resume=_string(obj, "resume", MAX_RESUME, required=False),
         hp=_honeypot(obj.get("hp")),
+        identity=parse_identity(obj.get("identity")),
     )
 
 

@@ -83,6 +83,8 @@ class SessionRecord:
     """When the visitor's first message no agent has answered was sent (§10)."""
     spam: str | None = None
     """Why the session is flagged spam (§12: kept from the destinations), or None."""
+    identified: bool = False
+    """``user_id`` is the site's own signed-in user, proven by its hash (§13)."""
 
     def holder(self, now_ms: int) -> str:
         """The agent holding the session at ``now_ms`` (its hold lapses :data:`HOLD_MS`
@@ -129,6 +131,7 @@ def parse_session(
         agent_seen_ms=int(meta.get("agent_seen") or 0),
         wait_from_ms=_int(meta.get("wait_from")),
         spam=meta.get("spam") or None,
+        identified=meta.get("identified") == "1",
     )
 
 

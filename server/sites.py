@@ -221,6 +221,8 @@ class Site(BaseModel):
     """The appointment slots a ``slot`` step offers (§12)."""
     variants: tuple[Variant, ...] = Field(default=(), max_length=MAX_VARIANTS)
     """An experiment's arms, each a greeting and flow instead of the site's (§12)."""
+    identity_secret: Annotated[str | None, Field(min_length=16, repr=False)] = None
+    """Proves the page's signed-in user (``data-user-hash``, :mod:`chatlead.identity`)."""
 
     @field_validator("id")
     @classmethod

@@ -46,6 +46,8 @@ MAX_TRANSCRIPT_BYTES = 256 * 1024
 """Transcript size per session; beyond it the oldest visitor texts are replaced by a
 marker (the fields are kept)."""
 EMPTY_SESSION_TTL_MS = 3600_000
+# an identified user's history keeps their latest sessions
+MAX_USER_SESSIONS = 50
 """How long a session is kept while its visitor has sent nothing (at least twice its
 idle timeout, at most the retention)."""
 HASH = "hash"
@@ -274,6 +276,32 @@ class Store:
             ],
         )
         return int(result[0]), int(result[1])
+
+    async def remember_user(
+        self, site: str, user_id: str, session_id: str, created_ms: int
+    ) -> None:
+        """Add a session to its identified user's history (kept for the retention)."""
+        key = keys.user_sessions(site, user_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(key, {session_id: created_ms})
+            pipe.zremrangebyrank(key, 0, -(MAX_USER_SESSIONS + 1))
+            pipe.pexpire(key, self.retention_ms)
+            await pipe.execute()
+
+    async def user_sessions(self, site: str, user_id: str) -> list[tuple[str, str, int]]:
+        """``(id, status, created ms)`` of the user's sessions on ``site``, newest first
+        (the last 50; an erased or expired one is left out)."""
+        found = await self.redis.zrevrange(keys.user_sessions(site, user_id), 0, -1)
+        ids = [str(sid) for sid in found]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in ids:
+                pipe.hmget(keys.session(self.shard(sid), sid), "status", "created")
+            rows = await pipe.execute()
+        return [
+            (sid, status, int(created))
+            for sid, (status, created) in zip(ids, rows, strict=True)
+            if status is not None and created is not None
+        ]
 
     async def read(self, reads: Sequence[tuple[str, int | str]]) -> list[Any]:
         """Read keys of one shard in one atomic step (``read.lua``).

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import Receive, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from . import experiments, keys, metrics, protocol, spam
+from . import experiments, identity, keys, metrics, protocol, spam
 from .conversation import (
     STALE_RETRIES,
     ConnState,
@@ -39,6 +39,22 @@ if TYPE_CHECKING:
 __all__ = ["Connection"]
 
 log = logging.getLogger("chatlead.ws")
+IDENTITY_WARN_EVERY_S = 60.0
+_identity_warned: dict[str, float] = {}
+
+
+def _warn_identity(site_id: str) -> None:
+    """A hash that does not prove its user id: logged once a minute per site (a page
+    that signs wrongly does it on every visit), without the id itself."""
+    now = time.monotonic()
+    if now - _identity_warned.get(site_id, -IDENTITY_WARN_EVERY_S) >= IDENTITY_WARN_EVERY_S:
+        _identity_warned[site_id] = now
+        log.warning(
+            "identity_hash_mismatch site=%s (data-user-hash is not the HMAC-SHA256 of"
+            " data-user-id under the site's identity_secret; the visitor is anonymous)",
+            site_id,
+        )
+
 
 OUTBOX_FRAMES = 256
 
@@ -266,7 +282,16 @@ class Connection:
         return True
 
     async def _create(self, site: Site, hello: Hello) -> None:
-        user_id = hello.user_id or "v_" + secrets.token_hex(8)
+        who = identity.resolve(
+            site.id,
+            site.identity_secret,
+            hello.identity,
+            hello.user_id,
+            "v_" + secrets.token_hex(8),
+        )
+        if who.mismatch:
+            _warn_identity(site.id)
+        user_id = who.user_id
         variant = experiments.choose(site.variants, site.id, user_id)  # never the hello's
         if variant is not None:
             site = site.for_variant(variant.name)
@@ -275,9 +300,13 @@ class Connection:
         )
         if variant is not None:
             new.meta["variant"] = variant.name
+        if who.identified:
+            new.meta["identified"] = "1"
         # the opening's question is the welcome's prompt: the same free slots
         offers = await self.rt.bookings.fill(site, new.entries, new.session_id)
         seq, now = await self.rt.store.create_session(new.session_id, new.meta, new.entries)
+        if who.identified:
+            await self.rt.store.remember_user(site.id, user_id, new.session_id, now)
         self.carry_out(self.core.created(new, site, seq, now, offers))
         self._joined()
         metrics.SESSIONS.labels("started").inc()

@@ -238,9 +238,10 @@ def test_a_new_session_stores_a_hash_of_its_token_never_the_token() -> None:
     assert new.meta["tok"] == token_hash(TOKEN) and TOKEN not in json.dumps(new.meta)
 
 
-def test_a_new_session_keeps_the_widgets_visitor_id() -> None:
+def test_a_new_session_stores_the_user_id_it_is_given() -> None:
+    # the socket resolves it from hello.user_id and hello.identity (test_identity.py)
     new = Conversation.new_session(SITE, Hello(site="acme", user_id="v_mine"), "s1", TOKEN, "v_1")
-    assert new.user_id == new.meta["uid"] == "v_mine"
+    assert new.user_id == new.meta["uid"] == "v_1"
 
 
 def test_a_new_session_records_the_page_and_source() -> None:

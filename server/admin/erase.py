@@ -145,6 +145,8 @@ async def _erase_shard(runtime: Runtime, session_id: str) -> EraseResult:
                 continue
         deleted = int(results[0])
         await _release_bookings(runtime, meta.get("site", ""), fields, session_id)
+        if meta.get("identified") and meta.get("uid"):  # off the user's history
+            await redis.zrem(keys.user_sessions(meta["site"], meta["uid"]), session_id)
         # found: something of the person was still stored (a repeat finds nothing)
         return EraseResult(session_id, bool(deleted or dead or scrubbed), deleted, dead, scrubbed)
     raise StoreError(f"session {session_id} kept changing while being erased; try again")

@@ -48,7 +48,7 @@ from .rows import (
     row_values,
     session_row,
 )
-from .session_detail import SessionDetail, session_detail
+from .session_detail import SessionDetail, earlier_sessions, session_detail
 from .summary import Summary, summarize
 
 __all__ = ["Reader"]
@@ -435,4 +435,8 @@ class Reader:
         link = await self.runtime.links.shown(record)
         site = self.runtime.sites.get(record.site)
         shown = site.for_variant(record.page.get("variant")) if site else None
-        return session_detail(record, shown, events, link)
+        earlier = []
+        if record.identified:
+            rows = await self.store.user_sessions(record.site, record.user_id)
+            earlier = earlier_sessions(rows, record.id)
+        return session_detail(record, shown, events, link, earlier)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -13,7 +14,13 @@ from ..sites import Site
 from .deliveries import DeliveryItem
 from .params import iso_ms
 
-__all__ = ["SessionDetail", "TranscriptEntry", "session_detail"]
+__all__ = [
+    "EarlierSession",
+    "SessionDetail",
+    "TranscriptEntry",
+    "earlier_sessions",
+    "session_detail",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +32,22 @@ class TranscriptEntry:
     field: str | None
     name: str | None = None
     """An agent's name (``from`` is ``agent``: CONTRACT §10)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EarlierSession:
+    """Another chat of the same identified user."""
+
+    id: str
+    status: str
+    created_at: str
+
+
+def earlier_sessions(rows: list[tuple[str, str, int]], session_id: str) -> list[EarlierSession]:
+    """The user's other chats, from :meth:`Store.user_sessions` rows."""
+    return [
+        EarlierSession(sid, status, iso_ms(ms)) for sid, status, ms in rows if sid != session_id
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +73,9 @@ class SessionDetail:
     """The visitor's resume link (§11) while the session is unfinished and it lives."""
     spam: str | None = None
     """Why it is flagged spam and kept from the destinations (§12), until released."""
+    identified: bool = False
+    """``user_id`` is the site's signed-in user (§13); ``earlier`` lists their chats."""
+    earlier: list[EarlierSession] = dataclass_field(default_factory=list)
 
 
 def _entry(raw: dict[str, Any]) -> TranscriptEntry:
@@ -70,6 +96,7 @@ def session_detail(
     site: Site | None,
     deliveries: list[DeliveryItem],
     resume_url: str | None = None,
+    earlier: list[EarlierSession] | None = None,
 ) -> SessionDetail:
     """The ``/api/sessions/{id}`` view; ``lead`` is null when the site is gone."""
     abandoned = record.status is SessionStatus.ABANDONED
@@ -91,4 +118,6 @@ def session_detail(
         deliveries=deliveries,
         resume_url=resume_url,
         spam=record.spam,
+        identified=record.identified,
+        earlier=earlier or [],
     )

@@ -357,6 +357,8 @@ window.__chatleadUI = (ctx) => {
     const attribution = { ...load("chatlead:first"), ...load("chatlead:touch") };
     if (Object.keys(attribution).length) h.attribution = attribution;
     if (ctx.trigger) h.trigger = ctx.trigger;
+    // the page's signed-in user (data-user-id, data-user-hash: §13); the server checks it
+    if (ctx.ds.userId) h.identity = { id: ctx.ds.userId, hash: ctx.ds.userHash || "" };
     if (ctx.resume) h.resume = ctx.resume;
     if (v.honeypot.value) h.hp = v.honeypot.value.slice(0, 200); // only bots fill it (§12)
     if (st.sid && st.token) {

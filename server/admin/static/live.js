@@ -137,6 +137,11 @@
     hello: function (f) { state.me = f.agent || null; renderAll(); },
     session: function (f) { upsert(f); },
     message: function (f) { addMessage(f); },
+    // a signed-in visitor's other chats, sent after a join
+    history: function (f) {
+      var s = state.sessions.get(f.session_id);
+      if (s) { s.earlier = f.sessions || []; renderAll(); }
+    },
     ack: function (f) { ack(f); },
     error: function (f) { showError(f); }
   };

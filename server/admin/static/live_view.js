@@ -143,7 +143,20 @@
         row.appendChild(el("dd", null, typeof pair[1] === "object" ? JSON.stringify(pair[1]) : pair[1]));
         ui.fields.appendChild(row);
       });
-      ui.fields.hidden = s.fields.length === 0;
+      if (s.earlier && s.earlier.length) {
+        var row = el("div", "chat-field");
+        row.appendChild(el("dt", null, "Earlier chats"));
+        var dd = el("dd");
+        s.earlier.slice(0, 5).forEach(function (e, i) {
+          if (i) { dd.appendChild(document.createTextNode(", ")); }
+          var a = el("a", null, new Date(e.created_at).toLocaleDateString() + " (" + e.status + ")");
+          a.href = "/admin/sessions/" + encodeURIComponent(e.session_id);
+          dd.appendChild(a);
+        });
+        row.appendChild(dd);
+        ui.fields.appendChild(row);
+      }
+      ui.fields.hidden = ui.fields.children.length === 0;
       var atBottom = ui.scroll.scrollHeight - ui.scroll.scrollTop - ui.scroll.clientHeight < 40;
       var seqs = Array.from(s.messages.keys()).sort(function (a, b) { return a - b; });
       var items = seqs.map(function (seq) { return bubble(s.messages.get(seq), false); });

@@ -380,6 +380,7 @@ def test_the_readme_site_file_blocks_load(monkeypatch: pytest.MonkeyPatch, tmp_p
     for name in ("PIPEDRIVE_TOKEN", "COPPER_API_KEY", "ACME_WEBHOOK_SECRET"):
         monkeypatch.setenv(name, "whsec_c2VjcmV0" if "SECRET" in name else "k")
     monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/x")
+    monkeypatch.setenv("ACME_IDENTITY_SECRET", "a-long-enough-identity-secret")
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     blocks = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
     assert len(blocks) >= 2

@@ -278,7 +278,7 @@ class AgentConnection:
         record = await self._session(frame.session_id, -1)
         if record is None:
             return
-        site = self.rt.sites[record.site].for_variant(record.page.get("variant"))
+        site = self.rt.sites[record.site].for_session(record.page)
         bots = [{"from": "bot", **say} for say in flow.resuming(site, record.fields)]
         await self.rt.bookings.fill(site, bots, record.id)
         if not await self.rt.takeover.leave(record.id, self.agent.id, bots):

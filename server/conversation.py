@@ -215,6 +215,7 @@ class Conversation:
             "uid": user_id,
             "step": first.field if first else flow.DONE,
             **({"source": hello.source} if hello.source else {}),
+            **({"lang": hello.lang} if hello.lang else {}),
             **page_meta(hello.page.url, hello.page.referrer, hello.attribution, hello.trigger),
             **({"spam": spam.HONEYPOT} if spam.hello_reason(site.spam, hello.hp) else {}),
         }

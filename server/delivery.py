@@ -233,7 +233,7 @@ class Deliverer:
                 return "session data is gone (expired or erased)"
             abandoned = event.type == "lead.abandoned"
             suffix = destination.event_suffix()
-            shown = site.for_variant(record.page.get("variant"))  # its flow orders the lead
+            shown = site.for_session(record.page)  # its flow orders the lead
             lead = build_lead(record, shown, abandoned=abandoned, suffix=suffix)
             if (abandoned or event.type == REMINDER_EVENT_TYPE) and self.links is not None:
                 resume_url = await self.links.url(record)  # §11

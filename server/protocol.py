@@ -18,6 +18,7 @@ import orjson
 from .attribution import parse_attribution, parse_trigger
 from .errors import FrameError
 from .identity import Identity, parse_identity
+from .texts import language
 
 __all__ = [
     "ClientFrame",
@@ -99,6 +100,8 @@ class Hello:
     resume: str | None = None
     """A resume link's token (``#chatlead-resume=``, CONTRACT §11)."""
     hp: str | None = None
+    lang: str | None = None
+    """The widget's language (one of :data:`chatlead.texts.LANGUAGES`), else None."""
     identity: Identity | None = None
     """The page's signed-in user, as the tag names it (``data-user-id``/``-hash``, §13)."""
     """What the widget's hidden honeypot input holds (§12: filled means a bot)."""
@@ -201,6 +204,7 @@ def _hello(obj: dict[str, Any]) -> Hello:
         resume=_string(obj, "resume", MAX_RESUME, required=False),
         hp=_honeypot(obj.get("hp")),
         identity=parse_identity(obj.get("identity")),
+        lang=language(obj.get("lang")),
     )
 
 

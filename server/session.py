@@ -52,7 +52,15 @@ _UTM = UTM_KEYS
 # Session hash fields copied into the lead as fields when present (§4, §13).
 # ``recovered_by``: what brought an abandoned visitor back (§11: link, returned, ...).
 # ``variant``: the experiment arm the visitor was given (§12).
-PAGE_FIELDS = ("page_url", "referrer", *ATTRIBUTION_KEYS, "trigger", "recovered_by", "variant")
+PAGE_FIELDS = (
+    "page_url",
+    "referrer",
+    *ATTRIBUTION_KEYS,
+    "trigger",
+    "recovered_by",
+    "variant",
+    "lang",
+)
 
 
 @dataclass(frozen=True)

@@ -225,6 +225,10 @@ def _site_from_toml(site_id: str, raw: dict[str, Any], settings: Settings, path:
     except ValidationError as exc:
         loc, message = first_problem(exc)
         raise ConfigError(f"{key(*loc)}: {message}") from None
+    try:
+        site.check_texts()
+    except FieldProblem as exc:
+        raise ConfigError(f"{key(exc.field)}: {exc}") from None
     _check_when(
         site,
         lambda name: (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Any
@@ -33,6 +33,7 @@ from .experiments import MAX_VARIANTS, Variant
 from .recovery import REMINDER, Recovery
 from .spam import Spam
 from .steps import DEFAULT_FLOW, MAX_OPTIONS, Choice, FieldKind, FlowStep, check_flow
+from .texts import Texts, check_texts, translated
 from .triggers import Trigger, unique_ids
 from .units import parse_duration
 
@@ -221,6 +222,8 @@ class Site(BaseModel):
     """The appointment slots a ``slot`` step offers (§12)."""
     variants: tuple[Variant, ...] = Field(default=(), max_length=MAX_VARIANTS)
     """An experiment's arms, each a greeting and flow instead of the site's (§12)."""
+    texts: dict[str, Texts] = {}
+    """The greeting, questions, labels, consent and trigger bubbles per language (§13)."""
     identity_secret: Annotated[str | None, Field(min_length=16, repr=False)] = None
     """Proves the page's signed-in user (``data-user-hash``, :mod:`chatlead.identity`)."""
 
@@ -258,6 +261,34 @@ class Site(BaseModel):
         if len(set(names)) != len(names):
             raise FieldProblem("variants", "each variant name may appear once in a site")
         return self
+
+    def check_texts(self) -> None:
+        """Every translation names something this site (or one of its variants) has.
+
+        Raises:
+            FieldProblem: naming the key, e.g. ``texts.es.asks.budget``.
+        """
+        flows = [self.flow, *(v.flow for v in self.variants if v.flow)]
+        check_texts(self.texts, flows, [t.id for t in self.triggers], self.consent)
+
+    def for_session(self, page: Mapping[str, str]) -> Site:
+        """The site as a session's visitor sees it: its variant, in its language."""
+        return self.for_variant(page.get("variant")).for_language(page.get("lang"))
+
+    def for_language(self, lang: str | None) -> Site:
+        """The site in ``lang`` where ``[sites.<id>.texts.<lang>]`` translates it; any
+        other language: the site itself."""
+        return self._language_sites.get(lang or "", self)
+
+    @cached_property
+    def _language_sites(self) -> dict[str, Site]:
+        own = {name: getattr(self, name) for name in type(self).model_fields}
+        return {
+            lang: Site.model_validate(
+                own | {"texts": {}} | translated(self.greeting, self.flow, self.consent, words)
+            )
+            for lang, words in self.texts.items()
+        }
 
     def for_variant(self, name: str | None) -> Site:
         """The site as variant ``name`` shows it (its greeting and flow); an unknown or

@@ -238,7 +238,15 @@ def triggers_script(site: Site | None) -> StaticScript:
     if site is None or not site.triggers:
         return _NO_TRIGGERS
     # ASCII-only JSON is a JavaScript expression as it stands (no U+2028 surprises)
-    rules = [t.model_dump(exclude_none=True) for t in site.triggers]
+    rules = [
+        t.model_dump(exclude_none=True)
+        | {
+            "texts": {
+                lang: w.triggers[t.id] for lang, w in site.texts.items() if t.id in w.triggers
+            }
+        }
+        for t in site.triggers
+    ]
     return _with_triggers(json.dumps(rules, ensure_ascii=True))
 
 

@@ -263,7 +263,7 @@ class Connection:
         if found is None:
             return False
         record, token = found
-        site = site.for_variant(record.page.get("variant"))  # the arm it was given (§12)
+        site = site.for_session(record.page)  # the arm it was given (§12)
         offers = await self.rt.bookings.offers_for(site, record.fields, record.id)
         self.carry_out(self.core.resumed(record, site, token, int(time.time() * 1000), offers))
         self._joined()
@@ -295,6 +295,7 @@ class Connection:
         variant = experiments.choose(site.variants, site.id, user_id)  # never the hello's
         if variant is not None:
             site = site.for_variant(variant.name)
+        site = site.for_language(hello.lang)
         new = Conversation.new_session(
             site, hello, secrets.token_hex(12), secrets.token_urlsafe(24), user_id
         )

@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+from chatlead import identity, ws
+from chatlead.identity import Identity, parse_identity, resolve, user_hash
 
-from server import identity, ws
-from server.identity import Identity, parse_identity, resolve, user_hash
 from tests.agent_client import AgentClient, make_agent
 from tests.conftest import Visitor, admin_headers
 

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from chatlead.identity import user_hash
 
-from server.identity import user_hash
 from tests import widget_parts
 from tests.conftest import ServerProcess
 from tests.widget_parts import (

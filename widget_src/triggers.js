@@ -5,8 +5,8 @@
 // tiny request and runs nothing. The loader fetches it once the page has loaded and the
 // browser is idle, and hands over its context as window.chatlead._c.
 //
-// Each trigger is {id, message, after (s), scroll (%), exit_intent, url_contains,
-// url_matches, every (s)}; every condition given must hold. When the last one does, the
+// Each trigger is {id, message, texts ({lang: message}), after (s), scroll (%),
+// exit_intent, url_contains, url_matches, every (s)}; every condition given must hold. When the last one does, the
 // message shows as a bubble by the launcher (and the UI starts loading, so a click opens at
 // once). A visitor sees each trigger at most once per `every` (kept in localStorage; without
 // it, once per page view). A chat opened from the bubble, or from the launcher while the
@@ -86,7 +86,7 @@ function watch(ctx, list) {
     bubble.lang = lang;
     bubble.innerHTML = '<button class="tm" type="button"></button><button class="tx" type="button">×</button>';
     const [text, close] = bubble.children;
-    text.textContent = t.message;
+    text.textContent = (t.texts || {})[lang] || t.message;
     close.setAttribute("aria-label", DISMISS[lang] || DISMISS.en);
     text.onclick = () => ctx.launcher.click();
     close.onclick = hide;

@@ -434,7 +434,7 @@ class Reader:
         events = await self._session_deliveries(session_id, int(abandons or 0))
         link = await self.runtime.links.shown(record)
         site = self.runtime.sites.get(record.site)
-        shown = site.for_variant(record.page.get("variant")) if site else None
+        shown = site.for_session(record.page) if site else None
         earlier = []
         if record.identified:
             rows = await self.store.user_sessions(record.site, record.user_id)

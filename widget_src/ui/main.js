@@ -348,6 +348,7 @@ window.__chatleadUI = (ctx) => {
       type: "hello",
       site: ctx.site,
       user_id: uid,
+      lang: ctx.wrap.lang, // the bot speaks it where the site has texts for it
       page: {
         url: location.href.slice(0, 2000),
         title: document.title.slice(0, 200),

@@ -10,6 +10,7 @@ import errno
 import functools
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -153,9 +154,16 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .listener import HeadTimeoutProtocol, concurrency_limit, raise_fd_limit
 
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     fd_limit = raise_fd_limit()  # before the embedded server and the workers: they inherit it
     limit = concurrency_limit(fd_limit)
-    log.info("fd_limit nofile=%d limit_concurrency=%d", fd_limit, limit)
+    log.info(
+        "fd_limit nofile=%d soft_was=%d hard=%d limit_concurrency=%d",
+        fd_limit,
+        soft,
+        hard,
+        limit,
+    )
     port = sock.getsockname()[1]
     for name, value in (("HOST", settings.host), ("PORT", port)):
         os.environ[f"CHATLEAD_{name}"] = str(value)  # what the app (and workers) load

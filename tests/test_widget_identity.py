@@ -78,3 +78,16 @@ def test_the_tag_names_the_user_or_the_visitor_stays_anonymous(
     assert (user_id == "cust-7") is signed and (signed or user_id.startswith("v_"))
     if not signed:
         assert "identity_hash_mismatch site=acme" in identity_server.output()
+
+
+def test_identify_names_a_user_who_signed_in_after_the_page_loaded(
+    identity_server: ServerProcess, lead_receiver: LeadReceiver, new_page: Callable[..., Any]
+) -> None:
+    page = new_page()
+    host_page(page, identity_server, lead_receiver, "spa", "<main><h1>App</h1></main>", site=SITE)
+    page.get_by_role("button", name="Open chat").wait_for()
+    page.evaluate(
+        "([id, hash]) => window.chatlead.identify(id, hash)",
+        ["cust-8", user_hash(SECRET, "cust-8")],
+    )
+    assert chat(page, lead_receiver)["data"]["userId"] == "cust-8"

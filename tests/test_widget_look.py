@@ -268,7 +268,7 @@ def test_right_to_left_is_mirrored(
         site=SITE, lang="ar", title="سباكة برايتووتر", accent="#0a5a8c",
     )  # fmt: skip
     page.get_by_role("button", name="افتح الدردشة").click()
-    page.get_by_text("What's your name?").wait_for()
+    page.get_by_text("ما اسمك؟").wait_for()  # the site's own Arabic (texts.ar)
     assert widget_eval(page, "const w = root.querySelector('.w'); return [w.lang, w.dir];") == [
         "ar",
         "rtl",

@@ -4,6 +4,7 @@ bubble opens names the trigger in the lead."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from tests import widget_parts
 from tests.conftest import ServerProcess
 from tests.widget_parts import (
+    ARTIFACTS,
     SITE,
     SITE_TOML,
     LeadReceiver,
@@ -52,6 +54,9 @@ url_contains = "/checkout"
 exit_intent = true
 every = "1h"
 message = "Before you go: any question we can answer?"
+
+[sites.acme.texts.es.triggers]
+pricing = "¿Dudas sobre los precios? Pregunta."
 """
 
 # performance.now() when the bubble entered the widget, recorded by the page itself
@@ -72,6 +77,14 @@ def trigger_server(
     where: Path = tmp_path_factory.mktemp("trigger-server")
     with site_server(redis_url, where, toml) as server:
         yield server
+
+
+def record(what: str, delay_ms: float) -> None:
+    """Keep the measured delay from condition to bubble (tests/artifacts/, for the notes)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / "trigger-delays.json"
+    seen = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps(seen | {what: round(delay_ms, 1)}, indent=1))
 
 
 def bubble_text(page: Any) -> str | None:
@@ -103,6 +116,7 @@ def test_after_shows_the_bubble_on_time_and_opens_the_chat_it_names(
     open_page(page, trigger_server, lead_receiver, "pricing", tall=False)
     page.wait_for_function("() => window.__bubbleAt", timeout=5000)
     shown = page.evaluate("() => window.__bubbleAt")
+    record("after", shown - 1500)
     assert 1500 <= shown < 1600, f"bubble at {shown:.0f} ms, condition at 1500 ms"
     assert bubble_text(page) == "Questions about our prices? Ask away."
     check_axe(page, "trigger bubble")
@@ -137,6 +151,7 @@ def test_scroll_shows_within_100_ms_and_only_where_the_url_matches(
         "() => { window.scrollTo(0, document.body.scrollHeight * 0.7); return performance.now(); }"
     )
     page.wait_for_function("() => window.__bubbleAt")
+    record("scroll", page.evaluate("() => window.__bubbleAt") - scrolled)
     assert page.evaluate("() => window.__bubbleAt") - scrolled < 100
     assert bubble_text(page) == "Finding what you need?"
     check_axe(page, "trigger bubble, mobile")
@@ -167,11 +182,27 @@ def test_exit_intent_on_desktop_and_the_launcher_click_counts(
         " bubbles: true})); return performance.now(); }"
     )
     page.wait_for_function("() => window.__bubbleAt")
+    record("exit_intent", page.evaluate("() => window.__bubbleAt") - left)
     assert page.evaluate("() => window.__bubbleAt") - left < 100
     page.get_by_role("button", name="Open chat").click()  # the launcher, bubble showing
     page.get_by_text("What's your name?").wait_for()
     assert bubble_text(page) is None
     assert finish(page, lead_receiver, "Exi Tintent")["trigger"] == "leaving"
+
+
+def test_the_bubble_speaks_the_pages_language(
+    trigger_server: ServerProcess, lead_receiver: LeadReceiver, new_page: Callable[..., Any]
+) -> None:
+    page = new_page()
+    page.add_init_script(WATCH_BUBBLE)
+    host_page(
+        page, trigger_server, lead_receiver, "es/pricing", "<main><h1>Precios</h1></main>",
+        site=SITE, lang="es",
+    )  # fmt: skip
+    page.wait_for_function("() => window.__bubbleAt", timeout=5000)
+    assert bubble_text(page) == "¿Dudas sobre los precios? Pregunta."
+    page.get_by_role("button", name="Descartar").click()
+    assert bubble_text(page) is None
 
 
 def test_a_site_without_triggers_gets_an_empty_script(

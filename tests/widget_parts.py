@@ -75,6 +75,21 @@ ask = "What do you need help with?"
 [[sites.acme.flow]]
 field = "message"
 ask = "Anything else we should know?"
+
+[sites.acme.texts.ar]
+greeting = "مرحبًا! يمكنني تجهيز عرض سعر لك خلال دقيقة."
+
+[sites.acme.texts.ar.asks]
+name = "ما اسمك؟"
+email = "ما أفضل بريد إلكتروني للتواصل معك؟"
+phone = "ورقم هاتف؟ (اختياري)"
+service = "بماذا يمكننا مساعدتك؟"
+message = "هل هناك شيء آخر يجب أن نعرفه؟"
+
+[sites.acme.texts.ar.options.service]
+Leak = "تسرّب"
+drain = "انسداد الصرف"
+"Water heater" = "سخان الماء"
 """
 
 if not Path(CHROMIUM).exists():

@@ -26,7 +26,7 @@ function addSheet(root, text) {
     sheet.replaceSync(text);
     root.adoptedStyleSheets = [...root.adoptedStyleSheets, sheet];
   } catch {
-    const style = document.createElement("style");
+    const style = doc.createElement("style");
     style.textContent = text;
     root.append(style);
   }
@@ -36,7 +36,7 @@ function addSheet(root, text) {
 // A hex colour is read here; any other CSS colour is resolved by the browser later, when
 // idle, as resolving it forces a style pass over the host page.
 function accent(wrap, color, idle) {
-  if (!color || !(window.CSS && CSS.supports("color", color))) return;
+  if (!color || !(win.CSS && CSS.supports("color", color))) return;
   wrap.style.setProperty("--a", color);
   const fg = (rgb) => {
     const lum = rgb
@@ -107,8 +107,8 @@ function boot(script) {
   // the launcher's two faces: a chat bubble, and a close cross while the panel is open
   wrap.innerHTML =
     '<button class="l" type="button" aria-expanded="false" aria-controls="p">' +
-    '<svg class="b" viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M12 3C6.5 3 2 6.8 2 11.5c0 2.4 1.2 4.6 3.1 6.1L4.5 21l3.9-2c1.1.4 2.3.5 3.6.5 5.5 0 10-3.8 10-8.5S17.5 3 12 3z"/></svg>' +
-    '<svg class="c" viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M6 6l12 12M18 6L6 18" stroke="currentColor" stroke-width="2.6" stroke-linecap="round" fill="none"/></svg>' +
+    '<svg class="b" viewBox="0 0 24 24" aria-hidden="true"><path d="M12 3C6.5 3 2 6.8 2 11.5c0 2.4 1.2 4.6 3.1 6.1L4.5 21l3.9-2c1.1.4 2.3.5 3.6.5 5.5 0 10-3.8 10-8.5S17.5 3 12 3z"/></svg>' +
+    '<svg class="c" viewBox="0 0 24 24" aria-hidden="true"><path d="M6 6l12 12M18 6L6 18" stroke="currentColor" stroke-width="2.6" stroke-linecap="round" fill="none"/></svg>' +
     "<i hidden></i></button>";
   const launcher = wrap.firstChild;
   const badge = launcher.lastChild;
@@ -191,6 +191,11 @@ function boot(script) {
   win.chatlead = {
     open: () => open(true, "api"),
     close: () => ui && ui.close(),
+    // a user who signs in after the page loaded: their next chat carries it (§13)
+    identify(id, hash) {
+      ds.userId = id;
+      ds.userHash = hash;
+    },
     _c: ctx, // for the site's triggers script
   };
 

@@ -152,6 +152,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from .lean_websocket import LeanWebSocketProtocol
     from .listener import HeadTimeoutProtocol, concurrency_limit, raise_fd_limit
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -174,6 +175,7 @@ def _serve(args: argparse.Namespace) -> int:
         # a request head (or WebSocket upgrade) must arrive within HEADER_TIMEOUT
         http=functools.partial(HeadTimeoutProtocol, head_timeout=settings.header_timeout),  # type: ignore[arg-type]
         limit_concurrency=limit,
+        ws=LeanWebSocketProtocol,  # less kept per idle socket
         ws_max_size=settings.max_frame,
         ws_per_message_deflate=False,
         # a client that stops reading (and so never answers pings) is dropped

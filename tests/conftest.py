@@ -34,6 +34,7 @@ import websockets
 from chatlead import keys
 from chatlead.app import create_app
 from chatlead.config import Settings
+from chatlead.lean_websocket import LeanWebSocketProtocol
 from chatlead.store import Store
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -241,6 +242,7 @@ async def start_app(
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         create_app(settings),
+        ws=LeanWebSocketProtocol,  # what `chatlead serve` runs
         ws_max_size=settings.max_frame,
         ws_per_message_deflate=False,
         log_level="warning",

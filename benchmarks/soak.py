@@ -55,6 +55,7 @@ class Tally:
     completed: int = 0
     abandoned: int = 0
     resumed: int = 0
+    idle_returns: int = 0
     latencies: list[float] = field(default_factory=list)
 
     def p99_ms(self) -> float:
@@ -140,17 +141,29 @@ async def active(url: str, n: int, interval: float, tally: Tally, stop: asyncio.
         await ws.close()  # type: ignore[attr-defined]
 
 
-async def idle(url: str, count: int) -> list[object]:
-    held: list[object] = []
-    slots = asyncio.Semaphore(100)
-
-    async def one() -> None:
-        async with slots:
-            ws, _ = await connect(url)
-            held.append(ws)
-
-    await asyncio.gather(*(one() for _ in range(count)))
-    return held
+async def idle(url: str, n: int, tally: Tally, stop: asyncio.Event) -> None:
+    """One idle widget: connected, silent. When the server lets it go (its session was
+    abandoned after ``IDLE_TIMEOUT``), it comes back a moment later and resumes, as a tab
+    left open does."""
+    rnd = random.Random(-n)
+    hello: dict[str, object] = {}
+    while not stop.is_set():
+        ws, welcome = await connect(url, **hello)
+        hello = {
+            "session_id": welcome["session_id"],
+            "resume_token": welcome["resume_token"],
+            "last_seq": welcome["seq"],
+        }
+        closed = asyncio.ensure_future(ws.wait_closed())  # type: ignore[attr-defined]
+        await asyncio.wait(
+            [closed, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        if not closed.done():
+            closed.cancel()
+            await ws.close()  # type: ignore[attr-defined]
+            return
+        tally.idle_returns += 1
+        await asyncio.sleep(rnd.random() * 2)
 
 
 def serve(redis_url: str, port: int, idle_timeout: str) -> subprocess.Popen[bytes]:
@@ -192,6 +205,7 @@ async def main() -> int:
     parser.add_argument("--idle-timeout", default="30s")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--out", default=None, help="write the samples as JSON here")
+    parser.add_argument("--warmup", type=float, default=WARMUP_S, help="seconds before RSS counts")
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -211,7 +225,9 @@ async def main() -> int:
             await asyncio.sleep(0.1)
         tally = Tally()
         stop = asyncio.Event()
-        held = await idle(url, args.idle)
+        idlers = [asyncio.create_task(idle(url, n, tally, stop)) for n in range(args.idle)]
+        while int(gauge((await http.get("/metrics")).text, "chatlead_connections")) < args.idle:
+            await asyncio.sleep(0.5)
         interval = args.active / args.rate
         seats = [
             asyncio.create_task(active(url, n, interval, tally, stop)) for n in range(args.active)
@@ -238,9 +254,7 @@ async def main() -> int:
             samples.append(sample)
             print("  ".join(str(sample[k]) for k in sample), flush=True)
         stop.set()
-        await asyncio.wait(seats, timeout=30)
-        for ws in held:
-            await ws.close()  # type: ignore[attr-defined]
+        await asyncio.wait([*seats, *idlers], timeout=30)
         await asyncio.sleep(2)
         metrics = (await http.get("/metrics")).text
         left_sockets = gauge(metrics, "chatlead_connections")
@@ -248,18 +262,19 @@ async def main() -> int:
     server.terminate()
     server.wait()
 
-    warm = next(s for s in samples if s["t"] >= WARMUP_S)
+    warm = next((s for s in samples if s["t"] >= args.warmup), samples[-1])
     growth = samples[-1]["rss_kib"] / warm["rss_kib"] - 1
     problems = []
     if growth > RSS_GROWTH_LIMIT:
-        problems.append(f"RSS grew {growth:.1%} after {WARMUP_S:.0f} s (limit 5 %)")
+        problems.append(f"RSS grew {growth:.1%} after {args.warmup:.0f} s (limit 5 %)")
     if tally.unacked:
         problems.append(f"{tally.unacked} messages not acknowledged")
     if left_sockets or left_slots:
         problems.append(f"after every socket closed: {left_sockets} sockets, {left_slots} slots")
     print(
         f"\n{args.minutes:g} min: {tally.acked} acked of {tally.sent}, {tally.completed} "
-        f"completed, {tally.abandoned} abandoned, {tally.resumed} resumed; RSS "
+        f"completed, {tally.abandoned} abandoned, {tally.resumed} resumed, "
+        f"{tally.idle_returns} idle widgets back after being let go; RSS "
         f"{warm['rss_kib']} KiB at {warm['t']} s -> {samples[-1]['rss_kib']} KiB "
         f"({growth:+.1%}); fds {min(s['fds'] for s in samples)}-{max(s['fds'] for s in samples)}; "
         f"p99 ack max {max(s['p99_ms'] for s in samples)} ms; after close: {left_sockets:g} "

@@ -38,7 +38,6 @@ __all__ = [
 ]
 
 DONE = "done"
-THANKS = "Thanks! We have everything we need and will be in touch soon."
 _EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9._%+\-']+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 # Free-text fields that are not in the site's flow but that the lead understands.
 _EXTRA_KINDS = {
@@ -124,9 +123,9 @@ def job_type_of(site: Site, fields: Mapping[str, str]) -> str | None:
     return site.job_type_id
 
 
-def _ask(step: FlowStep | None) -> tuple[dict[str, Any], ...]:
+def _ask(site: Site, step: FlowStep | None) -> tuple[dict[str, Any], ...]:
     if step is None:
-        return ({"text": THANKS},)
+        return ({"text": site.thanks},)
     return ({"text": step.ask, "prompt": prompt_of(step)},)
 
 
@@ -134,12 +133,12 @@ def resuming(site: Site, fields: Mapping[str, str]) -> tuple[dict[str, Any], ...
     """What the bot says when an agent gives the chat back: the next unanswered step's
     question (nothing when every step is answered: the visitor may just submit)."""
     step = next_step(site, fields)
-    return _ask(step) if step else ()
+    return _ask(site, step) if step else ()
 
 
 def opening(site: Site, fields: dict[str, str]) -> tuple[dict[str, Any], ...]:
     """Greeting plus the first question of a new session."""
-    return ({"text": site.greeting},) + _ask(next_step(site, fields))
+    return ({"text": site.greeting},) + _ask(site, next_step(site, fields))
 
 
 def _kind_of(site: Site, name: str) -> tuple[FieldKind, FlowStep | None]:
@@ -233,7 +232,7 @@ def _advance(site: Site, fields: dict[str, str], updates: dict[str, str]) -> Out
     step = next_step(site, merged)
     return Outcome(
         updates=updates,
-        replies=_ask(step),
+        replies=_ask(site, step),
         step=step.field if step else DONE,
         completes=step is None,
     )
@@ -265,14 +264,14 @@ def on_message(site: Site, fields: dict[str, str], text: str) -> Outcome:
         return Outcome(updates=updates, step=DONE)
     if after is current:
         return Outcome(updates=updates, step=after.field)
-    return Outcome(updates=updates, replies=_ask(after), step=after.field)
+    return Outcome(updates=updates, replies=_ask(site, after), step=after.field)
 
 
 def on_submit(site: Site, fields: dict[str, str]) -> Outcome:
     """The visitor is done: complete with whatever was captured."""
     current = next_step(site, fields)
     return Outcome(
-        replies=({"text": THANKS},),
+        replies=({"text": site.thanks},),
         step=current.field if current else DONE,
         completes=True,
     )

@@ -33,7 +33,7 @@ from .experiments import MAX_VARIANTS, Variant
 from .recovery import REMINDER, Recovery
 from .spam import Spam
 from .steps import DEFAULT_FLOW, MAX_OPTIONS, Choice, FieldKind, FlowStep, check_flow
-from .texts import Texts, check_texts, translated
+from .texts import THANKS, Texts, check_texts, translated
 from .triggers import Trigger, unique_ids
 from .units import parse_duration
 
@@ -198,6 +198,8 @@ class Site(BaseModel):
     forward_abandoned: ForwardPolicy = ForwardPolicy.WITH_CONTACT
     phone_region: str = "US"
     greeting: str = "Hi! Leave us a few details and we'll get back to you."
+    thanks: Annotated[str, Field(min_length=1, max_length=500)] = THANKS
+    """What the bot says once the flow is done."""
     flow: tuple[FlowStep, ...] = DEFAULT_FLOW
     destinations: tuple[Destination, ...] = (Destination(),)
     """Where events go; the default is the built-in inbox (CONTRACT §9)."""
@@ -285,7 +287,9 @@ class Site(BaseModel):
         own = {name: getattr(self, name) for name in type(self).model_fields}
         return {
             lang: Site.model_validate(
-                own | {"texts": {}} | translated(self.greeting, self.flow, self.consent, words)
+                own
+                | {"texts": {}}
+                | translated(self.greeting, self.thanks, self.flow, self.consent, words)
             )
             for lang, words in self.texts.items()
         }

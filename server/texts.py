@@ -8,6 +8,7 @@ so a translation of a question the flow does not ask stops the start, naming the
 ```toml
 [sites.acme.texts.es]
 greeting = "¡Hola! Te preparamos un presupuesto en un minuto."
+thanks = "¡Gracias! Te escribimos enseguida."
 asks = { name = "¿Cómo te llamas?", email = "¿Tu correo electrónico?" }
 options = { service = { leak = "Fuga", drain = "Desagüe" } }
 consent = { text = "Guardamos tus datos para responderte.", marketing = "Enviadme ofertas" }
@@ -26,10 +27,13 @@ from .consent import Consent
 from .errors import FieldProblem
 from .steps import FieldKind, FlowStep
 
-__all__ = ["LANGUAGES", "Texts", "check_texts", "language", "translated"]
+__all__ = ["LANGUAGES", "THANKS", "Texts", "check_texts", "language", "translated"]
 
 LANGUAGES = ("en", "es", "fr", "de", "pt", "it", "nl", "pl", "tr", "ja", "ar", "he")
 """The widget's languages (``ar`` and ``he`` right to left)."""
+
+THANKS = "Thanks! We have everything we need and will be in touch soon."
+"""What the bot says once the flow is done, unless the site says otherwise."""
 
 Line = Annotated[str, Field(min_length=1, max_length=500)]
 Label = Annotated[str, Field(min_length=1, max_length=100)]
@@ -48,6 +52,7 @@ class Texts(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     greeting: Line | None = None
+    thanks: Line | None = None
     asks: dict[str, Line] = {}
     """A step's question, by its field."""
     options: dict[str, dict[str, Label]] = {}
@@ -76,11 +81,12 @@ def _step(step: FlowStep, texts: Texts) -> FlowStep:
 
 
 def translated(
-    greeting: str, flow: tuple[FlowStep, ...], consent: Consent | None, texts: Texts
+    greeting: str, thanks: str, flow: tuple[FlowStep, ...], consent: Consent | None, texts: Texts
 ) -> dict[str, Any]:
-    """The site keys ``texts`` changes: ``greeting``, ``flow`` and ``consent``."""
+    """The site keys ``texts`` changes: ``greeting``, ``thanks``, ``flow`` and ``consent``."""
     changed: dict[str, Any] = {
         "greeting": texts.greeting or greeting,
+        "thanks": texts.thanks or thanks,
         "flow": tuple(_step(step, texts) for step in flow),
     }
     if consent is not None and texts.consent is not None:

@@ -31,7 +31,7 @@ def test_answers_advance_through_the_flow_and_complete() -> None:
     assert fields == {"name": "Ada", "email": "Ada@example.com", "phone": "+12025550143"}
     last = flow.on_field(SITE, fields, "message", "Leaky tap")
     assert last.completes and last.step == flow.DONE
-    assert last.replies == ({"text": flow.THANKS},)
+    assert last.replies == ({"text": SITE.thanks},)
 
 
 def test_empty_value_skips_optional_but_not_required() -> None:

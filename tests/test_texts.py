@@ -47,6 +47,7 @@ message = "Questions about prices?"
 
 [sites.shop.texts.es]
 greeting = "¡Hola! Un presupuesto en un minuto."
+thanks = "¡Gracias! Te escribimos pronto."
 asks = { name = "¿Cómo te llamas?", service = "¿Qué necesitas?", email = "¿Tu correo?" }
 options = { service = { leak = "Fuga" } }
 consent = { text = "Guardamos tus datos para responderte.", marketing = "Enviadme ofertas" }
@@ -64,6 +65,7 @@ def test_a_site_in_spanish(tmp_path: Path) -> None:
     site = _load(tmp_path, SITE_TOML)["shop"]
     es = site.for_language("es")
     assert es.greeting == "¡Hola! Un presupuesto en un minuto."
+    assert es.thanks == "¡Gracias! Te escribimos pronto." and site.thanks.startswith("Thanks!")
     assert [s.ask for s in es.flow] == ["¿Cómo te llamas?", "¿Qué necesitas?", "¿Tu correo?"]
     assert [(o.label, o.value) for o in es.flow[1].options] == [
         ("Fuga", "leak"),
@@ -144,6 +146,8 @@ async def test_the_bot_speaks_the_visitors_language(
             "type"
         ] == "ack"  # the label it was shown
         assert (await back.expect("message"))["text"] == "¿Tu correo?"
+        assert (await back.field("email", "lia@example.com", "r2"))["type"] == "ack"
+        assert (await back.expect("message"))["text"] == "¡Gracias! Te escribimos pronto."
     async with httpx.AsyncClient(headers=admin_headers(redis_url)) as api:
         detail = (await api.get(f"{app.base}/api/sessions/{sid}")).json()
     assert detail["fields"]["service"] == "leak" and detail["page"]["lang"] == "es"

@@ -36,6 +36,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 __all__ = ["Pipe", "pack", "pack_script_call", "tls_context"]
 
 Arg = str | bytes | int | float
+SESSIONS_CACHED = 1024
+"""Sessions whose script call heads (keys and fixed arguments) are kept packed."""
 
 
 def _bulk(arg: Arg) -> bytes:
@@ -48,7 +50,10 @@ def pack(*args: Arg) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(map(_bulk, args))
 
 
-@functools.lru_cache(maxsize=8192)
+# The sessions chatting right now, not every session of the day: each entry is ~0.6 KiB,
+# and a long run with thousands of new sessions an hour must not grow by them (a miss
+# costs a few µs of packing).
+@functools.lru_cache(maxsize=SESSIONS_CACHED)
 def _script_head(sha: str, keys: tuple[str, ...], fixed: tuple[Arg, ...]) -> bytes:
     words = ("EVALSHA", sha, len(keys), *keys, *fixed)
     return b"*%d\r\n" % (len(words) + 1) + b"".join(map(_bulk, words))

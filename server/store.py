@@ -27,7 +27,7 @@ from . import keys
 from .durability import Durability, WaitPlan, plan_for, refusal, shortfall
 from .errors import StoreMisconfigured
 from .redis_client import REDIS_ERRORS, Translated
-from .resp import Pipe
+from .resp import SESSIONS_CACHED, Pipe
 from .scripts import Coalescer, run_each, script_source
 from .session import SessionRecord, Verdict, parse_session
 from .sites import Route
@@ -57,7 +57,7 @@ HASH = "hash"
 _IN_VISITOR = Translated("in visitor")
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=SESSIONS_CACHED)  # the sessions chatting now (resp.py)
 def _visitor_keys(shard: int, session_id: str) -> tuple[str, ...]:
     """KEYS of ``visitor.lua``; built once per live session, not on every event."""
     return (*keys.session_keys(shard, session_id), keys.deadlines(shard))

@@ -3,7 +3,8 @@
 Starts ``chatlead serve`` (its own process, on a flushed Redis database), then from one
 client process holds ``--idle`` idle widgets and keeps ``--active`` sessions chatting
 at ``--rate`` messages a second in total (on a schedule: a late ack does not lower the
-offered load). Active sessions churn: after 10–30 messages each one completes (answers
+offered load). Idle widgets are let go when their session is abandoned and
+replaced by new visitors. Active sessions churn: after 10–30 messages each one completes (answers
 the flow), abandons (goes quiet; the sweeper flags it after ``IDLE_TIMEOUT``) or
 resumes (disconnects, reconnects with its resume token and ``last_seq``, chats on), and
 a finished session is replaced by a new one.
@@ -55,7 +56,7 @@ class Tally:
     completed: int = 0
     abandoned: int = 0
     resumed: int = 0
-    idle_returns: int = 0
+    idle_replaced: int = 0
     latencies: list[float] = field(default_factory=list)
 
     def p99_ms(self) -> float:
@@ -142,28 +143,23 @@ async def active(url: str, n: int, interval: float, tally: Tally, stop: asyncio.
 
 
 async def idle(url: str, n: int, tally: Tally, stop: asyncio.Event) -> None:
-    """One idle widget: connected, silent. When the server lets it go (its session was
-    abandoned after ``IDLE_TIMEOUT``), it comes back a moment later and resumes, as a tab
-    left open does."""
+    """One idle widget seat: a visitor opens the chat and never writes. The server lets
+    the socket go once its session is abandoned (``IDLE_TIMEOUT``; the widget connects
+    again only when its visitor writes), and a new visitor takes the seat up to 20 s
+    later (so the first cohort's common timeout spreads out)."""
     rnd = random.Random(-n)
-    hello: dict[str, object] = {}
     while not stop.is_set():
-        ws, welcome = await connect(url, **hello)
-        hello = {
-            "session_id": welcome["session_id"],
-            "resume_token": welcome["resume_token"],
-            "last_seq": welcome["seq"],
-        }
+        ws, _welcome = await connect(url)
         closed = asyncio.ensure_future(ws.wait_closed())  # type: ignore[attr-defined]
-        await asyncio.wait(
-            [closed, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED
-        )
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([closed, stopped], return_when=asyncio.FIRST_COMPLETED)
         if not closed.done():
             closed.cancel()
             await ws.close()  # type: ignore[attr-defined]
             return
-        tally.idle_returns += 1
-        await asyncio.sleep(rnd.random() * 2)
+        stopped.cancel()
+        tally.idle_replaced += 1
+        await asyncio.sleep(rnd.random() * 20)
 
 
 def serve(redis_url: str, port: int, idle_timeout: str) -> subprocess.Popen[bytes]:
@@ -202,7 +198,7 @@ async def main() -> int:
     parser.add_argument("--idle", type=int, default=2000)
     parser.add_argument("--active", type=int, default=200)
     parser.add_argument("--rate", type=float, default=500, help="messages per second in all")
-    parser.add_argument("--idle-timeout", default="30s")
+    parser.add_argument("--idle-timeout", default="2m")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--out", default=None, help="write the samples as JSON here")
     parser.add_argument("--warmup", type=float, default=WARMUP_S, help="seconds before RSS counts")
@@ -274,7 +270,7 @@ async def main() -> int:
     print(
         f"\n{args.minutes:g} min: {tally.acked} acked of {tally.sent}, {tally.completed} "
         f"completed, {tally.abandoned} abandoned, {tally.resumed} resumed, "
-        f"{tally.idle_returns} idle widgets back after being let go; RSS "
+        f"{tally.idle_replaced} idle widgets let go and replaced; RSS "
         f"{warm['rss_kib']} KiB at {warm['t']} s -> {samples[-1]['rss_kib']} KiB "
         f"({growth:+.1%}); fds {min(s['fds'] for s in samples)}-{max(s['fds'] for s in samples)}; "
         f"p99 ack max {max(s['p99_ms'] for s in samples)} ms; after close: {left_sockets:g} "

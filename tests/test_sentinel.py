@@ -28,6 +28,7 @@ from tests.conftest import free_port, settings_for, start_app
 from tests.test_durability import FAST_SYNC, Valkey
 
 MASTER = "mymaster"
+STALLED_FAILOVER_S = 20.0
 
 
 class Sentinels:
@@ -171,6 +172,22 @@ async def test_sigkills_of_the_primary_lose_no_acked_message_and_no_lead_under_r
                 server.stop()
 
 
+async def _force_a_stalled_failover(addresses: tuple[str, ...], dead: str) -> None:
+    """What an operator does when Sentinel's own election stalls (split votes retried
+    past this test's patience on a loaded machine): ``SENTINEL FAILOVER``. What is under
+    test is that chatlead follows the new master and loses nothing, either way."""
+    await asyncio.sleep(STALLED_FAILOVER_S)
+    if await asyncio.to_thread(find_master, addresses, MASTER) != dead:
+        return
+    host, port = addresses[0].rsplit(":", 1)
+    client = redis.Redis(host=host, port=int(port))
+    try:
+        await asyncio.to_thread(client.execute_command, "SENTINEL", "FAILOVER", MASTER)
+        print(f"Sentinel had not promoted a replica {STALLED_FAILOVER_S:g}s after the kill: forced")
+    finally:
+        client.close()
+
+
 def _host_port(url: str) -> tuple[str, str]:
     host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
     return host, port
@@ -209,6 +226,7 @@ async def _chat_through_a_kill(
     from tests.test_chaos import MESSAGES, VISITORS, WidgetClient
 
     clients = [WidgetClient(f"r{round_}v{n}", [ws_url]) for n in range(VISITORS)]
+    nudge: asyncio.Task[None] | None = None
     progress: asyncio.Queue[str] = asyncio.Queue()
     runs = [asyncio.create_task(client.run(progress, deadline_s=90)) for client in clients]
     try:
@@ -216,9 +234,12 @@ async def _chat_through_a_kill(
             await progress.get()
         master.proc.kill()
         started = time.monotonic()
+        nudge = asyncio.create_task(_force_a_stalled_failover(addresses, master.url))
         await asyncio.gather(*runs)
         took = time.monotonic() - started
     finally:
+        if nudge is not None:
+            nudge.cancel()
         for run in runs:
             run.cancel()
     client = aioredis.Redis.from_url(find_master(addresses, MASTER), decode_responses=True)

@@ -26,15 +26,15 @@ import json
 import os
 import random
 import resource
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import redis
 import websockets
-from _chatlead import ROOT
+from _chatlead import start_server
 
 RSS_GROWTH_LIMIT = 0.05
 SAMPLE_S = 10.0
@@ -162,29 +162,6 @@ async def idle(url: str, n: int, tally: Tally, stop: asyncio.Event) -> None:
         await asyncio.sleep(rnd.random() * 20)
 
 
-def serve(redis_url: str, port: int, idle_timeout: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATLEAD_")}
-    env.update(
-        {
-            "CHATLEAD_REDIS_URL": redis_url,
-            "CHATLEAD_IDLE_TIMEOUT": idle_timeout,
-            "CHATLEAD_MAX_CONN_PER_IP": "20000",
-            "CHATLEAD_NEW_SESSIONS_PER_IP": "100000/min",
-            "CHATLEAD_ADMIN_TOKEN": "soak-admin-token-0123456789abcdef",
-            "CHATLEAD_METRICS_PUBLIC": "true",
-        }
-    )
-    subprocess.run(["redis-cli", "-u", redis_url, "flushdb"], check=True, capture_output=True)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return server
-
-
 def gauge(metrics: str, name: str) -> float:
     for line in metrics.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):
@@ -207,18 +184,19 @@ async def main() -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     port = 19500 + os.getpid() % 400
     base, url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws"
-    server = serve(args.redis, port, args.idle_timeout)
+    server = start_server(
+        args.redis,
+        port,
+        {
+            "idle_timeout": args.idle_timeout,
+            "max_conn_per_ip": "20000",
+            "new_sessions_per_ip": "100000/min",
+            "admin_token": "soak-admin-token-0123456789abcdef",
+            "metrics_public": "true",
+        },
+    )
     rds = redis.Redis.from_url(args.redis, decode_responses=True)
-    import httpx
-
-    async with httpx.AsyncClient(base_url=base) as http:
-        for _ in range(200):
-            try:
-                if (await http.get("/readyz")).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
+    async with httpx.AsyncClient(base_url=base) as http:  # start_server waited for /readyz
         tally = Tally()
         stop = asyncio.Event()
         idlers = [asyncio.create_task(idle(url, n, tally, stop)) for n in range(args.idle)]

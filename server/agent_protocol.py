@@ -210,9 +210,7 @@ def session_frame(record: SessionRecord, site: Site, now_ms: int) -> str:
 def history_frame(session_id: str, user_id: str, rows: list[tuple[str, str, int]]) -> str:
     """A ``history`` frame after a join: the signed-in visitor's other chats (§13)."""
     earlier = [
-        {"session_id": sid, "status": status, "created_at": iso_ms(ms)}
-        for sid, status, ms in rows
-        if sid != session_id
+        {"session_id": sid, "status": status, "created_at": iso_ms(ms)} for sid, status, ms in rows
     ]
     return _dump(
         {"type": "history", "session_id": session_id, "user_id": user_id, "sessions": earlier}

@@ -268,7 +268,7 @@ class AgentConnection:
         for entry in record.transcript:
             self.send(transcript_frame(record.id, entry))
         if record.identified:
-            rows = await self.rt.store.user_sessions(record.site, record.user_id)
+            rows = await self.rt.store.user_sessions(record.site, record.user_id, record.id)
             self.send(history_frame(record.id, record.user_id, rows))
         self.joined[record.id] = record.seq
         self.joined_at[record.id] = time.monotonic()

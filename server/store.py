@@ -46,10 +46,10 @@ MAX_TRANSCRIPT_BYTES = 256 * 1024
 """Transcript size per session; beyond it the oldest visitor texts are replaced by a
 marker (the fields are kept)."""
 EMPTY_SESSION_TTL_MS = 3600_000
-# an identified user's history keeps their latest sessions
-MAX_USER_SESSIONS = 50
 """How long a session is kept while its visitor has sent nothing (at least twice its
 idle timeout, at most the retention)."""
+MAX_USER_SESSIONS = 50
+"""An identified user's history keeps their latest sessions."""
 HASH = "hash"
 """A read of a whole hash in :meth:`Store.read` (else a list start index)."""
 
@@ -288,11 +288,13 @@ class Store:
             pipe.pexpire(key, self.retention_ms)
             await pipe.execute()
 
-    async def user_sessions(self, site: str, user_id: str) -> list[tuple[str, str, int]]:
-        """``(id, status, created ms)`` of the user's sessions on ``site``, newest first
-        (the last 50; an erased or expired one is left out)."""
+    async def user_sessions(
+        self, site: str, user_id: str, besides: str
+    ) -> list[tuple[str, str, int]]:
+        """``(id, status, created ms)`` of the user's other sessions on ``site`` than
+        ``besides``, newest first (of the last 50; an erased or expired one is left out)."""
         found = await self.redis.zrevrange(keys.user_sessions(site, user_id), 0, -1)
-        ids = [str(sid) for sid in found]
+        ids = [str(sid) for sid in found if str(sid) != besides]
         async with self.redis.pipeline(transaction=False) as pipe:
             for sid in ids:
                 pipe.hmget(keys.session(self.shard(sid), sid), "status", "created")

@@ -437,6 +437,6 @@ class Reader:
         shown = site.for_session(record.page) if site else None
         earlier = []
         if record.identified:
-            rows = await self.store.user_sessions(record.site, record.user_id)
-            earlier = earlier_sessions(rows, record.id)
+            rows = await self.store.user_sessions(record.site, record.user_id, record.id)
+            earlier = earlier_sessions(rows)
         return session_detail(record, shown, events, link, earlier)

@@ -43,11 +43,9 @@ class EarlierSession:
     created_at: str
 
 
-def earlier_sessions(rows: list[tuple[str, str, int]], session_id: str) -> list[EarlierSession]:
+def earlier_sessions(rows: list[tuple[str, str, int]]) -> list[EarlierSession]:
     """The user's other chats, from :meth:`Store.user_sessions` rows."""
-    return [
-        EarlierSession(sid, status, iso_ms(ms)) for sid, status, ms in rows if sid != session_id
-    ]
+    return [EarlierSession(sid, status, iso_ms(ms)) for sid, status, ms in rows]
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,8 +56,8 @@ def parse_identity(raw: object) -> Identity | None:
         return None
     if _CONTROL.search(user_id):
         return None
-    ok = isinstance(digest, str) and _HASH.match(digest)
-    return Identity(user_id, digest.lower() if ok and isinstance(digest, str) else "")
+    proof = digest.lower() if isinstance(digest, str) and _HASH.match(digest) else ""
+    return Identity(user_id, proof)
 
 
 def resolve(

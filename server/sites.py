@@ -284,12 +284,9 @@ class Site(BaseModel):
 
     @cached_property
     def _language_sites(self) -> dict[str, Site]:
-        own = {name: getattr(self, name) for name in type(self).model_fields}
         return {
-            lang: Site.model_validate(
-                own
-                | {"texts": {}}
-                | translated(self.greeting, self.thanks, self.flow, self.consent, words)
+            lang: self._changed(
+                texts={}, **translated(self.greeting, self.thanks, self.flow, self.consent, words)
             )
             for lang, words in self.texts.items()
         }
@@ -301,18 +298,17 @@ class Site(BaseModel):
 
     @cached_property
     def _variant_sites(self) -> dict[str, Site]:
-        own = {name: getattr(self, name) for name in type(self).model_fields}
         return {
-            v.name: Site.model_validate(
-                own
-                | {
-                    "variants": (),
-                    "greeting": v.greeting or self.greeting,
-                    "flow": v.flow or self.flow,
-                }
+            v.name: self._changed(
+                variants=(), greeting=v.greeting or self.greeting, flow=v.flow or self.flow
             )
             for v in self.variants
         }
+
+    def _changed(self, **changes: Any) -> Site:
+        """This site with ``changes``, validated like any site."""
+        own = {name: getattr(self, name) for name in type(self).model_fields}
+        return Site.model_validate(own | changes)
 
     @field_validator("destinations")
     @classmethod
